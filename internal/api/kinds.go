@@ -1,0 +1,412 @@
+package api
+
+// This file holds the Go types of every kind. Field names and JSON tags
+// follow Calico's projectcalico.org/v3 API; fields that Calico does not have
+// are Tabby extensions and are marked so.
+
+// ---- Node ----
+
+// Node is a host running the Tabby agent.
+type Node struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       NodeSpec   `json:"spec"`
+	Status     NodeStatus `json:"status,omitempty"`
+}
+
+type NodeSpec struct {
+	BGP                 *NodeBGPSpec  `json:"bgp,omitempty"`
+	IPv4VXLANTunnelAddr string        `json:"ipv4VXLANTunnelAddr,omitempty"`
+	IPv6VXLANTunnelAddr string        `json:"ipv6VXLANTunnelAddr,omitempty"`
+	VXLANTunnelMACAddr  string        `json:"vxlanTunnelMACAddr,omitempty"`
+	Addresses           []NodeAddress `json:"addresses,omitempty"`
+	OrchRefs            []OrchRef     `json:"orchRefs,omitempty"`
+}
+
+type NodeBGPSpec struct {
+	ASNumber                *ASNumber `json:"asNumber,omitempty"`
+	IPv4Address             string    `json:"ipv4Address,omitempty"` // CIDR, e.g. 10.0.0.1/24
+	IPv6Address             string    `json:"ipv6Address,omitempty"`
+	IPv4IPIPTunnelAddr      string    `json:"ipv4IPIPTunnelAddr,omitempty"`
+	RouteReflectorClusterID string    `json:"routeReflectorClusterID,omitempty"`
+}
+
+type NodeAddress struct {
+	Address string `json:"address"`
+	Type    string `json:"type,omitempty"` // InternalIP, ExternalIP, CalicoNodeIP
+}
+
+type OrchRef struct {
+	NodeName     string `json:"nodeName,omitempty"`
+	Orchestrator string `json:"orchestrator"`
+}
+
+// NodeStatus is written by the node's agent.
+type NodeStatus struct {
+	AgentVersion  string `json:"agentVersion,omitempty"`  // Tabby extension
+	LastHeartbeat string `json:"lastHeartbeat,omitempty"` // RFC 3339; Tabby extension
+	MTU           int    `json:"mtu,omitempty"`           // workload MTU; Tabby extension
+}
+
+// ---- IPAM configuration ----
+
+// Encapsulation modes for ipipMode and vxlanMode.
+const (
+	EncapAlways      = "Always"
+	EncapCrossSubnet = "CrossSubnet"
+	EncapNever       = "Never"
+)
+
+// IPPool is a range addresses are allocated from, in blocks.
+type IPPool struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       IPPoolSpec `json:"spec"`
+}
+
+type IPPoolSpec struct {
+	CIDR             string   `json:"cidr"`
+	BlockSize        int      `json:"blockSize,omitempty"` // default 26 (v4) / 122 (v6); immutable
+	IPIPMode         string   `json:"ipipMode,omitempty"`  // default Never
+	VXLANMode        string   `json:"vxlanMode,omitempty"` // default Never
+	NATOutgoing      bool     `json:"natOutgoing,omitempty"`
+	Disabled         bool     `json:"disabled,omitempty"`
+	DisableBGPExport bool     `json:"disableBGPExport,omitempty"`
+	NodeSelector     string   `json:"nodeSelector,omitempty"` // default all()
+	AllowedUses      []string `json:"allowedUses,omitempty"`  // Workload, Tunnel; default both
+}
+
+// IPAMConfig holds cluster-wide IPAM settings; the one that counts is named "default".
+type IPAMConfig struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       IPAMConfigSpec `json:"spec"`
+}
+
+type IPAMConfigSpec struct {
+	StrictAffinity     bool  `json:"strictAffinity"`
+	MaxBlocksPerHost   int   `json:"maxBlocksPerHost,omitempty"` // 0: unlimited
+	AutoAllocateBlocks *bool `json:"autoAllocateBlocks,omitempty"`
+	// LeakGracePeriod is how long an allocation whose handle belongs to no
+	// live endpoint is kept before GC releases it (Tabby extension; Calico
+	// has it in KubeControllersConfiguration). Default 15m.
+	LeakGracePeriod *Duration `json:"leakGracePeriod,omitempty"`
+}
+
+// ---- Endpoints ----
+
+// WorkloadEndpoint is one container interface.
+type WorkloadEndpoint struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       WorkloadEndpointSpec `json:"spec"`
+}
+
+type WorkloadEndpointSpec struct {
+	Orchestrator       string                 `json:"orchestrator,omitempty"`
+	Workload           string                 `json:"workload,omitempty"`
+	Node               string                 `json:"node,omitempty"`
+	ContainerID        string                 `json:"containerID,omitempty"`
+	Pod                string                 `json:"pod,omitempty"`
+	Endpoint           string                 `json:"endpoint,omitempty"`
+	ServiceAccountName string                 `json:"serviceAccountName,omitempty"`
+	IPNetworks         []string               `json:"ipNetworks,omitempty"`
+	IPNATs             []IPNAT                `json:"ipNATs,omitempty"`
+	IPv4Gateway        string                 `json:"ipv4Gateway,omitempty"`
+	IPv6Gateway        string                 `json:"ipv6Gateway,omitempty"`
+	Profiles           []string               `json:"profiles,omitempty"`
+	InterfaceName      string                 `json:"interfaceName,omitempty"`
+	MAC                string                 `json:"mac,omitempty"`
+	Ports              []WorkloadEndpointPort `json:"ports,omitempty"`
+	// Network is the CNI network name the endpoint was attached to (Tabby extension).
+	Network string `json:"network,omitempty"`
+	// IPAMHandle is the IPAM handle holding the endpoint's addresses (Tabby extension).
+	IPAMHandle string `json:"ipamHandle,omitempty"`
+	// Mesos carries what Mesos told the plugin about the task (Tabby extension).
+	Mesos *MesosInfo `json:"mesos,omitempty"`
+}
+
+// MesosInfo records the task identity Mesos and Marathon attach to a container.
+type MesosInfo struct {
+	App       string `json:"app,omitempty"`       // Marathon app path, e.g. /group/app
+	TaskID    string `json:"taskID,omitempty"`    // Mesos task ID
+	TaskName  string `json:"taskName,omitempty"`  // Mesos task name, e.g. app.group
+	Framework string `json:"framework,omitempty"` // e.g. marathon
+	AgentID   string `json:"agentID,omitempty"`
+}
+
+type IPNAT struct {
+	InternalIP string `json:"internalIP"`
+	ExternalIP string `json:"externalIP"`
+}
+
+type WorkloadEndpointPort struct {
+	Name     string   `json:"name,omitempty"`
+	Protocol Protocol `json:"protocol"`
+	Port     uint16   `json:"port"`
+	HostPort uint16   `json:"hostPort,omitempty"`
+	HostIP   string   `json:"hostIP,omitempty"`
+}
+
+// HostEndpoint puts a host interface under policy.
+type HostEndpoint struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       HostEndpointSpec `json:"spec"`
+}
+
+type HostEndpointSpec struct {
+	Node          string         `json:"node,omitempty"`
+	InterfaceName string         `json:"interfaceName,omitempty"` // or "*"
+	ExpectedIPs   []string       `json:"expectedIPs,omitempty"`
+	Profiles      []string       `json:"profiles,omitempty"`
+	Ports         []EndpointPort `json:"ports,omitempty"`
+}
+
+type EndpointPort struct {
+	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol"`
+	Port     uint16   `json:"port"`
+}
+
+// ---- Policy ----
+
+// Rule actions.
+const (
+	ActionAllow = "Allow"
+	ActionDeny  = "Deny"
+	ActionLog   = "Log"
+	ActionPass  = "Pass"
+)
+
+// Policy types.
+const (
+	PolicyTypeIngress = "Ingress"
+	PolicyTypeEgress  = "Egress"
+)
+
+// Profile is the policy of a network: endpoints list the profiles they use.
+type Profile struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       ProfileSpec `json:"spec"`
+}
+
+type ProfileSpec struct {
+	Ingress       []Rule            `json:"ingress,omitempty"`
+	Egress        []Rule            `json:"egress,omitempty"`
+	LabelsToApply map[string]string `json:"labelsToApply,omitempty"`
+}
+
+// NetworkPolicy is a namespaced, ordered, label-selected policy.
+type NetworkPolicy struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       NetworkPolicySpec `json:"spec"`
+}
+
+type NetworkPolicySpec struct {
+	Tier                   string   `json:"tier,omitempty"`
+	Order                  *float64 `json:"order,omitempty"`
+	Selector               string   `json:"selector,omitempty"`
+	Types                  []string `json:"types,omitempty"`
+	Ingress                []Rule   `json:"ingress,omitempty"`
+	Egress                 []Rule   `json:"egress,omitempty"`
+	ServiceAccountSelector string   `json:"serviceAccountSelector,omitempty"`
+}
+
+// GlobalNetworkPolicy is a cluster-wide policy.
+type GlobalNetworkPolicy struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       GlobalNetworkPolicySpec `json:"spec"`
+}
+
+type GlobalNetworkPolicySpec struct {
+	Tier                   string   `json:"tier,omitempty"`
+	Order                  *float64 `json:"order,omitempty"`
+	Selector               string   `json:"selector,omitempty"`
+	Types                  []string `json:"types,omitempty"`
+	Ingress                []Rule   `json:"ingress,omitempty"`
+	Egress                 []Rule   `json:"egress,omitempty"`
+	ServiceAccountSelector string   `json:"serviceAccountSelector,omitempty"`
+	NamespaceSelector      string   `json:"namespaceSelector,omitempty"`
+	DoNotTrack             bool     `json:"doNotTrack,omitempty"`
+	PreDNAT                bool     `json:"preDNAT,omitempty"`
+	ApplyOnForward         bool     `json:"applyOnForward,omitempty"`
+}
+
+// Rule is one policy rule; all set fields must match.
+type Rule struct {
+	Action      string        `json:"action"`
+	IPVersion   *int          `json:"ipVersion,omitempty"`
+	Protocol    *Protocol     `json:"protocol,omitempty"`
+	NotProtocol *Protocol     `json:"notProtocol,omitempty"`
+	ICMP        *ICMPFields   `json:"icmp,omitempty"`
+	NotICMP     *ICMPFields   `json:"notICMP,omitempty"`
+	Source      EntityRule    `json:"source,omitempty"`
+	Destination EntityRule    `json:"destination,omitempty"`
+	HTTP        *HTTPMatch    `json:"http,omitempty"`
+	Metadata    *RuleMetadata `json:"metadata,omitempty"`
+}
+
+type ICMPFields struct {
+	Type *int `json:"type,omitempty"`
+	Code *int `json:"code,omitempty"`
+}
+
+type HTTPMatch struct {
+	Methods []string `json:"methods,omitempty"`
+	Paths   []any    `json:"paths,omitempty"`
+}
+
+type RuleMetadata struct {
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// EntityRule matches the source or destination of a packet.
+type EntityRule struct {
+	Nets              []string             `json:"nets,omitempty"`
+	NotNets           []string             `json:"notNets,omitempty"`
+	Selector          string               `json:"selector,omitempty"`
+	NotSelector       string               `json:"notSelector,omitempty"`
+	NamespaceSelector string               `json:"namespaceSelector,omitempty"`
+	Ports             []Port               `json:"ports,omitempty"`
+	NotPorts          []Port               `json:"notPorts,omitempty"`
+	ServiceAccounts   *ServiceAccountMatch `json:"serviceAccounts,omitempty"`
+	Services          *ServiceMatch        `json:"services,omitempty"`
+}
+
+type ServiceAccountMatch struct {
+	Names    []string `json:"names,omitempty"`
+	Selector string   `json:"selector,omitempty"`
+}
+
+type ServiceMatch struct {
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// NetworkSet is a namespaced, labelled list of CIDRs that selectors can match.
+type NetworkSet struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       NetworkSetSpec `json:"spec"`
+}
+
+type NetworkSetSpec struct {
+	Nets []string `json:"nets,omitempty"`
+}
+
+// GlobalNetworkSet is the cluster-wide NetworkSet.
+type GlobalNetworkSet struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       NetworkSetSpec `json:"spec"`
+}
+
+// FelixConfiguration holds dataplane settings; "default" applies to every
+// node and "node.<name>" overrides it for one node.
+type FelixConfiguration struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       FelixConfigurationSpec `json:"spec"`
+}
+
+type FelixConfigurationSpec struct {
+	// DefaultEndpointToHostAction: Drop (default), Return or Accept.
+	DefaultEndpointToHostAction string       `json:"defaultEndpointToHostAction,omitempty"`
+	FailsafeInboundHostPorts    *[]ProtoPort `json:"failsafeInboundHostPorts,omitempty"`
+	FailsafeOutboundHostPorts   *[]ProtoPort `json:"failsafeOutboundHostPorts,omitempty"`
+	InterfacePrefix             string       `json:"interfacePrefix,omitempty"`
+	LogSeverityScreen           string       `json:"logSeverityScreen,omitempty"`
+	IPIPMTU                     int          `json:"ipipMTU,omitempty"`
+	VXLANMTU                    int          `json:"vxlanMTU,omitempty"`
+	VXLANPort                   int          `json:"vxlanPort,omitempty"`
+	VXLANVNI                    int          `json:"vxlanVNI,omitempty"`
+	NATOutgoingAddress          string       `json:"natOutgoingAddress,omitempty"`
+}
+
+type ProtoPort struct {
+	Protocol string `json:"protocol"`
+	Port     uint16 `json:"port"`
+	Net      string `json:"net,omitempty"`
+}
+
+// ---- BGP ----
+
+// BGPConfiguration holds cluster ("default") or per-node ("node.<name>") BGP settings.
+type BGPConfiguration struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       BGPConfigurationSpec `json:"spec"`
+}
+
+type BGPConfigurationSpec struct {
+	LogSeverityScreen      string         `json:"logSeverityScreen,omitempty"`
+	NodeToNodeMeshEnabled  *bool          `json:"nodeToNodeMeshEnabled,omitempty"`
+	ASNumber               *ASNumber      `json:"asNumber,omitempty"`
+	ListenPort             uint16         `json:"listenPort,omitempty"`
+	BindMode               string         `json:"bindMode,omitempty"`
+	ServiceClusterIPs      []ServiceCIDR  `json:"serviceClusterIPs,omitempty"`
+	ServiceExternalIPs     []ServiceCIDR  `json:"serviceExternalIPs,omitempty"`
+	ServiceLoadBalancerIPs []ServiceCIDR  `json:"serviceLoadBalancerIPs,omitempty"`
+	Communities            []Community    `json:"communities,omitempty"`
+	PrefixAdvertisements   []PrefixAdvert `json:"prefixAdvertisements,omitempty"`
+	NodeMeshPassword       *BGPPassword   `json:"nodeMeshPassword,omitempty"`
+	NodeMeshMaxRestartTime *Duration      `json:"nodeMeshMaxRestartTime,omitempty"`
+	IgnoredInterfaces      []string       `json:"ignoredInterfaces,omitempty"`
+}
+
+type ServiceCIDR struct {
+	CIDR string `json:"cidr"`
+}
+
+type Community struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+type PrefixAdvert struct {
+	CIDR        string   `json:"cidr"`
+	Communities []string `json:"communities,omitempty"`
+}
+
+// BGPPassword names where a BGP session password comes from. Secrets are
+// never printed: output redacts them.
+type BGPPassword struct {
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty"`
+	// Value is the password itself (Tabby extension; redacted on output).
+	Value string `json:"value,omitempty"`
+	// File is a path on each node holding the password (Tabby extension).
+	File string `json:"file,omitempty"`
+}
+
+type SecretKeyRef struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// BGPPeer is a BGP session (or a set of sessions by selector).
+type BGPPeer struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       BGPPeerSpec `json:"spec"`
+}
+
+type BGPPeerSpec struct {
+	Node                     string       `json:"node,omitempty"`
+	PeerIP                   string       `json:"peerIP,omitempty"` // ip or ip:port ([v6]:port)
+	ASNumber                 ASNumber     `json:"asNumber,omitempty"`
+	NodeSelector             string       `json:"nodeSelector,omitempty"`
+	PeerSelector             string       `json:"peerSelector,omitempty"`
+	Password                 *BGPPassword `json:"password,omitempty"`
+	SourceAddress            string       `json:"sourceAddress,omitempty"` // UseNodeIP (default) | None
+	MaxRestartTime           *Duration    `json:"maxRestartTime,omitempty"`
+	KeepOriginalNextHop      bool         `json:"keepOriginalNextHop,omitempty"`
+	NumAllowedLocalASNumbers *int32       `json:"numAllowedLocalASNumbers,omitempty"`
+	TTLSecurity              *uint8       `json:"ttlSecurity,omitempty"`
+	ReachableBy              string       `json:"reachableBy,omitempty"`
+	Filters                  []string     `json:"filters,omitempty"`
+	KeepaliveTime            *Duration    `json:"keepaliveTime,omitempty"`
+}
