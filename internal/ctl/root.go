@@ -86,7 +86,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.etcdCert, "etcd-cert", "", "client certificate for etcd TLS (env TABBY_ETCD_CERT)")
 	pf.StringVar(&g.etcdKey, "etcd-key", "", "client key for etcd TLS (env TABBY_ETCD_KEY)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the datastore")
-	for _, c := range commands(g) {
+	for _, c := range append(commands(g), resourceCommands(g)...) {
 		root.AddCommand(c)
 	}
 	return root
@@ -96,6 +96,9 @@ func newRoot(g *globals) *cobra.Command {
 func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCommand(g),
+		newAgentCommand(g),
+		newDNSCommand(g),
+		newDatastoreCommand(g),
 	}
 }
 

@@ -193,7 +193,7 @@ func (c *Client) Apply(ctx context.Context, r api.Resource) (api.Resource, bool,
 			if errors.Is(err, ErrExists) {
 				continue
 			}
-			return out, true, err
+			return out, err == nil, err
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("apply %s %q: %w", r.KindInfo().Kind, m.Name, err)

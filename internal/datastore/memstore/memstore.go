@@ -84,32 +84,32 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
 }
 
 func (s *Store) Txn(ctx context.Context, ops []datastore.Op) (int64, error) {
+	if err := datastore.CheckOps(ops); err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	for _, op := range ops {
-		cur, ok := s.data[op.Key]
+	cur := make([]*datastore.KV, len(ops))
+	failed := false
+	for i, op := range ops {
+		kv, ok := s.data[op.Key]
+		if ok {
+			cur[i] = clone(kv)
+		}
 		switch op.Type {
 		case datastore.OpCreate:
-			if ok {
-				return 0, fmt.Errorf("%s: %w", op.Key, datastore.ErrExists)
-			}
+			failed = failed || ok
 		case datastore.OpUpdate, datastore.OpDelete:
-			if !ok {
-				return 0, fmt.Errorf("%s: %w", op.Key, datastore.ErrNotFound)
-			}
-			if cur.Revision != op.Revision {
-				return 0, fmt.Errorf("%s: %w", op.Key, datastore.ErrConflict)
-			}
+			failed = failed || !ok || kv.Revision != op.Revision
 		case datastore.OpCheck:
-			if (op.Revision == 0 && ok) || (op.Revision != 0 && (!ok || cur.Revision != op.Revision)) {
-				return 0, fmt.Errorf("%s: %w", op.Key, datastore.ErrConflict)
-			}
-		default:
-			return 0, fmt.Errorf("txn: unknown op type %d", op.Type)
+			failed = failed || (op.Revision == 0 && ok) || (op.Revision != 0 && (!ok || kv.Revision != op.Revision))
 		}
+	}
+	if failed {
+		return 0, datastore.TxnFailure(ops, cur)
 	}
 	writes := 0
 	for _, op := range ops {
@@ -150,6 +150,9 @@ func (s *Store) Txn(ctx context.Context, ops []datastore.Op) (int64, error) {
 func (s *Store) Compact(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if rev <= s.compacted {
+		return
+	}
 	i := sort.Search(len(s.history), func(i int) bool { return s.history[i].KV.Revision >= rev })
 	s.history = append([]datastore.Event(nil), s.history[i:]...)
 	s.compacted = rev
@@ -165,7 +168,7 @@ func (s *Store) Revision() int64 {
 func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan datastore.Event {
 	out := make(chan datastore.Event, 64)
 	s.mu.Lock()
-	if fromRev == 0 {
+	if fromRev <= 0 {
 		fromRev = s.rev + 1
 	}
 	s.mu.Unlock()
@@ -176,6 +179,10 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan 
 			s.mu.Lock()
 			if s.closed {
 				s.mu.Unlock()
+				select {
+				case out <- datastore.Event{Type: datastore.EventError, Err: fmt.Errorf("watch %s: %w: store closed", prefix, datastore.ErrUnavailable)}:
+				case <-ctx.Done():
+				}
 				return
 			}
 			if next < s.compacted {
@@ -190,7 +197,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan 
 			var batch []datastore.Event
 			for _, ev := range s.history[i:] {
 				if strings.HasPrefix(ev.KV.Key, prefix) {
-					batch = append(batch, ev)
+					batch = append(batch, cloneEvent(ev))
 				}
 			}
 			next = s.rev + 1
@@ -221,6 +228,15 @@ func (s *Store) Close() error {
 		close(s.changed)
 	}
 	return nil
+}
+
+// cloneEvent copies ev so no two watchers share a value's bytes.
+func cloneEvent(ev datastore.Event) datastore.Event {
+	ev.KV = *clone(ev.KV)
+	if ev.Prev != nil {
+		ev.Prev = clone(*ev.Prev)
+	}
+	return ev
 }
 
 func clone(kv datastore.KV) *datastore.KV {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// binDir holds the built plugin as "tabby" and a "tabby-ipam" symlink.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tabby-cni-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := build(dir)
+	if code == 0 {
+		code = m.Run()
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func build(dir string) int {
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v0.0.0-test", "-o", filepath.Join(dir, "tabby"), ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build tabby-cni: %v\n", err)
+		return 1
+	}
+	if err := os.Symlink("tabby", filepath.Join(dir, "tabby-ipam")); err != nil {
+		fmt.Fprintf(os.Stderr, "symlink tabby-ipam: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func TestDispatch(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want action
+	}{
+		{name: "runtime exec", args: []string{"/opt/cni/bin/tabby"}, want: actionCNI},
+		{name: "no argv", args: nil, want: actionCNI},
+		{name: "-v", args: []string{"tabby", "-v"}, want: actionVersion},
+		{name: "--version", args: []string{"tabby-ipam", "--version"}, want: actionVersion},
+		{name: "version", args: []string{"tabby", "version"}, want: actionVersion},
+		{name: "other argument", args: []string{"tabby", "-t"}, want: actionCNI},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := dispatch(tc.args); got != tc.want {
+				t.Errorf("dispatch(%q) = %v; want %v", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "tabby"), "-v").Output()
+	if err != nil {
+		t.Fatalf("tabby -v: %v", err)
+	}
+	if !strings.Contains(string(out), "tabby-cni v0.0.0-test") {
+		t.Errorf("tabby -v = %q; want the build version", out)
+	}
+	// No CNI_COMMAND: skel prints About and the versions on stderr.
+	cmd := exec.Command(filepath.Join(binDir, "tabby"))
+	cmd.Env = []string{}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tabby without CNI_COMMAND: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "tabby-cni v0.0.0-test") || !strings.Contains(stderr.String(), "0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0") {
+		t.Errorf("stderr = %q; want About and the supported versions", stderr.String())
+	}
+}
+
+// TestNoHeavyDeps keeps the plugin binary free of the agent's libraries
+// so it starts in a few milliseconds.
+func TestNoHeavyDeps(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list -deps: %v: %s", err, ee.Stderr)
+		}
+		t.Fatalf("go list -deps: %v", err)
+	}
+	forbidden := []string{"go.etcd.io", "github.com/osrg/gobgp", "github.com/google/nftables", "github.com/vishvananda/netlink",
+		"github.com/tabbynet/tabby/internal/datastore", "github.com/tabbynet/tabby/internal/agent", "github.com/tabbynet/tabby/internal/ipam"}
+	var bad []string
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if pkg == f || strings.HasPrefix(pkg, f+"/") {
+				bad = append(bad, pkg)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("cmd/tabby-cni depends on %v; it must not", bad)
+	}
+	if !slices.Contains(strings.Fields(string(out)), "github.com/tabbynet/tabby/internal/cni") {
+		t.Errorf("go list -deps does not list internal/cni; is the check looking at the right package?")
+	}
+}
+
+// BenchmarkExecVersion measures a whole exec of the plugin answering
+// VERSION (what every runtime does first) and reports the median and the
+// binary's size.
+func BenchmarkExecVersion(b *testing.B) {
+	bin := filepath.Join(binDir, "tabby")
+	fi, err := os.Stat(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var times []time.Duration
+	for b.Loop() {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"CNI_COMMAND=VERSION"}
+		cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
+		start := time.Now()
+		out, err := cmd.Output()
+		times = append(times, time.Since(start))
+		if err != nil {
+			b.Fatalf("VERSION: %v", err)
+		}
+		var v struct{ SupportedVersions []string }
+		if err := json.Unmarshal(out, &v); err != nil || len(v.SupportedVersions) != 7 {
+			b.Fatalf("VERSION output %q: %v", out, err)
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(fi.Size())/(1<<20), "binary-MiB")
+}

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
+)
+
+// cache mirrors the resources the agent needs from the datastore. Each kind
+// is listed, then watched from the listing's revision; a broken or
+// compacted watch relists. While the datastore is unreachable the cache
+// keeps its last state, so the dataplane is left as it is.
+type cache struct {
+	client *datastore.Client
+	kinds  []string
+	log    *slog.Logger
+
+	mu      sync.RWMutex
+	objs    map[string]map[string]api.Resource // kind → namespace/name → resource
+	synced  map[string]bool
+	version uint64 // bumped on every change
+
+	changed chan struct{} // coalescing change signal (capacity 1)
+	ready   chan struct{} // closed once every kind has been listed
+	once    sync.Once
+}
+
+func newCache(c *datastore.Client, kinds []string, log *slog.Logger) *cache {
+	objs := map[string]map[string]api.Resource{}
+	for _, k := range kinds {
+		objs[k] = map[string]api.Resource{}
+	}
+	return &cache{
+		client: c, kinds: kinds, log: log, objs: objs, synced: map[string]bool{},
+		changed: make(chan struct{}, 1), ready: make(chan struct{}),
+	}
+}
+
+func objKey(r api.Resource) string {
+	m := r.GetObjectMeta()
+	return m.Namespace + "/" + m.Name
+}
+
+// Run keeps the cache in sync until ctx ends.
+func (c *cache) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, k := range c.kinds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.syncKind(ctx, k)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *cache) syncKind(ctx context.Context, kind string) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		list, rev, err := c.client.List(lctx, kind, "")
+		cancel()
+		if err != nil {
+			c.log.Warn("list failed; keeping the last known state", "kind", kind, "error", err)
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		c.replace(kind, list)
+		err = c.watch(ctx, kind, rev+1)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Info("watch ended; relisting", "kind", kind, "error", err)
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+func (c *cache) watch(ctx context.Context, kind string, from int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for ev := range c.client.Watch(wctx, kind, from) {
+		if ev.Err != nil {
+			return ev.Err
+		}
+		switch ev.Type {
+		case datastore.EventPut:
+			c.put(kind, ev.Resource)
+		case datastore.EventDelete:
+			c.remove(kind, ev.Resource)
+		case datastore.EventError:
+			return errors.New("watch error")
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *cache) replace(kind string, list []api.Resource) {
+	m := make(map[string]api.Resource, len(list))
+	for _, r := range list {
+		m[objKey(r)] = r
+	}
+	c.mu.Lock()
+	c.objs[kind] = m
+	c.synced[kind] = true
+	all := len(c.synced) == len(c.kinds)
+	c.version++
+	c.mu.Unlock()
+	if all {
+		c.once.Do(func() { close(c.ready) })
+	}
+	c.signal()
+}
+
+func (c *cache) put(kind string, r api.Resource) {
+	c.mu.Lock()
+	c.objs[kind][objKey(r)] = r
+	c.version++
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *cache) remove(kind string, r api.Resource) {
+	c.mu.Lock()
+	delete(c.objs[kind], objKey(r))
+	c.version++
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *cache) signal() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// list returns the cached resources of a kind.
+func (c *cache) list(kind string) []api.Resource {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]api.Resource, 0, len(c.objs[kind]))
+	for _, r := range c.objs[kind] {
+		out = append(out, r)
+	}
+	return out
+}
+
+// get returns one cached resource.
+func (c *cache) get(kind, namespace, name string) (api.Resource, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	r, ok := c.objs[kind][namespace+"/"+name]
+	return r, ok
+}
+
+// Version changes whenever the cache does.
+func (c *cache) Version() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.version
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// listOf converts cached resources to their concrete type.
+func listOf[T api.Resource](c *cache, kind string) []T {
+	rs := c.list(kind)
+	out := make([]T, 0, len(rs))
+	for _, r := range rs {
+		if t, ok := r.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/agent/nodeip"
+)
+
+// Default settings of the agent.
+const (
+	DefaultSocket            = "/run/tabby/agent.sock"
+	DefaultHTTPListen        = "127.0.0.1:9099"
+	DefaultResyncInterval    = 30 * time.Second
+	DefaultGCInterval        = time.Minute
+	DefaultHeartbeatInterval = 30 * time.Second
+)
+
+// Config is everything the agent needs; flags and environment are merged
+// into it by the command, never read here.
+type Config struct {
+	// Node is this host's name in the datastore.
+	Node string
+	// NodeIP is the node's address with its subnet length; when invalid it
+	// is detected with NodeIPDetect (Calico's methods, default first-found).
+	NodeIP       netip.Prefix
+	NodeIPDetect string
+	// NodeIPv6 is optional.
+	NodeIPv6 netip.Prefix
+	// Socket is the unix socket the CNI plugin talks to (mode 0600).
+	Socket string
+	// HTTPListen serves /livez, /readyz and /metrics ("" disables).
+	HTTPListen string
+	// MTU of workload interfaces; 0 means the uplink's MTU minus the
+	// overhead of the encapsulation in use.
+	MTU int
+	// ResyncInterval is how often the dataplane is fully re-checked
+	// against the datastore, repairing drift.
+	ResyncInterval time.Duration
+	// GCInterval is how often leaked IPAM allocations are looked for.
+	GCInterval time.Duration
+	// HeartbeatInterval is how often the Node's status is refreshed.
+	HeartbeatInterval time.Duration
+	// DisablePolicy, DisableRouting turn dataplane parts off (for tests of
+	// other parts; production leaves both on).
+	DisablePolicy  bool
+	DisableRouting bool
+}
+
+// WithDefaults returns c with unset fields defaulted.
+func (c Config) WithDefaults() Config {
+	if c.Socket == "" {
+		c.Socket = DefaultSocket
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = DefaultGCInterval
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	return c
+}
+
+// Validate checks the config.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Node == "" {
+		errs = append(errs, errors.New("node: a node name is required (--node)"))
+	}
+	if c.NodeIP.IsValid() && !c.NodeIP.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("node-ip: %s is not an IPv4 address", c.NodeIP))
+	}
+	if c.NodeIPv6.IsValid() && !c.NodeIPv6.Addr().Is6() {
+		errs = append(errs, fmt.Errorf("node-ipv6: %s is not an IPv6 address", c.NodeIPv6))
+	}
+	if !c.NodeIP.IsValid() {
+		if _, err := nodeip.Parse(c.NodeIPDetect); err != nil {
+			errs = append(errs, fmt.Errorf("node-ip-detect: %w", err))
+		}
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
+		errs = append(errs, fmt.Errorf("mtu: %d is outside 576–65535", c.MTU))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+
+	"github.com/tabbynet/tabby/internal/agent/policy"
+)
+
+// PolicyDriver programs a compiled ruleset into the kernel.
+type PolicyDriver interface {
+	Apply(ctx context.Context, rs *policy.Ruleset) error
+	FlushConntrack(addrs []netip.Addr) error
+}
+
+// KernelDataplane is the production Dataplane: nftables policy (and, with
+// routing, kernel routes and BGP).
+type KernelDataplane struct {
+	Policy PolicyDriver // nil: policy disabled
+	Log    *slog.Logger
+}
+
+var _ Dataplane = (*KernelDataplane)(nil)
+
+// PolicyState turns a view into the policy compiler's input.
+func PolicyState(v *View) *policy.State {
+	s := &policy.State{
+		Node:              v.Node,
+		Endpoints:         v.Endpoints,
+		HostEndpoints:     v.HostEndpoints,
+		Profiles:          v.Profiles,
+		Policies:          v.Policies,
+		GlobalPolicies:    v.GlobalPolicies,
+		NetworkSets:       v.NetworkSets,
+		GlobalNetworkSets: v.GlobalNetworkSets,
+		Pools:             v.Pools,
+		Felix:             v.Felix,
+	}
+	if v.NodeIP.IsValid() {
+		s.NodeIPs = []netip.Addr{v.NodeIP.Addr()}
+	}
+	return s
+}
+
+// Sync compiles the policy of this host and programs it.
+func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
+	if d.Policy == nil {
+		return nil
+	}
+	rs, err := policy.Compile(PolicyState(v))
+	if err != nil {
+		return err
+	}
+	return d.Policy.Apply(ctx, rs)
+}
+
+// EndpointGone flushes conntrack entries of a removed endpoint's addresses.
+func (d *KernelDataplane) EndpointGone(_ context.Context, addrs []netip.Addr) {
+	if d.Policy == nil {
+		return
+	}
+	if err := d.Policy.FlushConntrack(addrs); err != nil && d.Log != nil {
+		d.Log.Warn("flush conntrack failed", "addrs", addrs, "error", err)
+	}
+}

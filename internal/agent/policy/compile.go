@@ -1,0 +1,696 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/api/selector"
+)
+
+// State is everything the policy of one host depends on.
+type State struct {
+	// Node is this host's name: endpoints whose spec.node equals it are local.
+	Node string
+	// Endpoints are all workload endpoints of the cluster: remote ones
+	// only feed selector sets.
+	Endpoints         []*api.WorkloadEndpoint
+	HostEndpoints     []*api.HostEndpoint
+	Profiles          []*api.Profile
+	Policies          []*api.NetworkPolicy
+	GlobalPolicies    []*api.GlobalNetworkPolicy
+	NetworkSets       []*api.NetworkSet
+	GlobalNetworkSets []*api.GlobalNetworkSet
+	Pools             []*api.IPPool
+	// Felix is the effective FelixConfiguration of this node.
+	Felix api.FelixConfigurationSpec
+	// NodeIPs are this host's addresses (used to check port mappings'
+	// hostIP).
+	NodeIPs []netip.Addr
+}
+
+// DefaultInterfacePrefix is the prefix of the host side of every workload veth.
+const DefaultInterfacePrefix = "tby"
+
+// Endpoint-to-host actions (FelixConfiguration spec.defaultEndpointToHostAction).
+const (
+	EndpointToHostDrop   = "Drop"
+	EndpointToHostAccept = "Accept"
+	EndpointToHostReturn = "Return"
+)
+
+// DefaultFailsafeInbound and DefaultFailsafeOutbound are Calico's failsafe
+// ports: host endpoint policy never blocks them.
+var (
+	DefaultFailsafeInbound = []api.ProtoPort{
+		{Protocol: "tcp", Port: 22}, {Protocol: "udp", Port: 68}, {Protocol: "tcp", Port: 179},
+		{Protocol: "tcp", Port: 2379}, {Protocol: "tcp", Port: 2380}, {Protocol: "tcp", Port: 5473},
+		{Protocol: "tcp", Port: 6443}, {Protocol: "tcp", Port: 6666}, {Protocol: "tcp", Port: 6667},
+	}
+	DefaultFailsafeOutbound = []api.ProtoPort{
+		{Protocol: "udp", Port: 53}, {Protocol: "udp", Port: 67}, {Protocol: "tcp", Port: 179},
+		{Protocol: "tcp", Port: 2379}, {Protocol: "tcp", Port: 2380}, {Protocol: "tcp", Port: 5473},
+		{Protocol: "tcp", Port: 6443}, {Protocol: "tcp", Port: 6666}, {Protocol: "tcp", Port: 6667},
+	}
+)
+
+type compiler struct {
+	state       *State
+	profiles    map[string]*api.Profile
+	selectors   map[string]*selector.Selector
+	entities    []*entity
+	local       []*endpoint
+	hostEPs     []*hostEndpoint
+	policies    []*policyInfo
+	sets        map[string]*Set
+	memberCache map[string][]*entity
+	chains      map[string]*Chain
+	maps        map[string]*Map
+	warnings    []string
+	ifPrefixes  []string
+}
+
+func (c *compiler) warnf(format string, args ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
+}
+
+func (c *compiler) addChain(ch *Chain) {
+	c.chains[ch.Name] = ch
+}
+
+// Compile computes the ruleset of s.Node. It is pure and deterministic. An
+// invalid object (a selector that does not parse, a rule field with a bad
+// value, an address that is not one) fails the whole compile with an error
+// naming the object, the field and the value: the caller keeps the ruleset
+// it has.
+func Compile(s *State) (*Ruleset, error) {
+	if s == nil {
+		return nil, fmt.Errorf("compile policy: no state")
+	}
+	if s.Node == "" {
+		return nil, fmt.Errorf("compile policy: state has no node name")
+	}
+	c := &compiler{
+		state:       s,
+		profiles:    map[string]*api.Profile{},
+		selectors:   map[string]*selector.Selector{},
+		sets:        map[string]*Set{},
+		memberCache: map[string][]*entity{},
+		chains:      map[string]*Chain{},
+		maps:        map[string]*Map{},
+	}
+	if err := c.compile(); err != nil {
+		return nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)
+	}
+	rs := &Ruleset{Warnings: c.warnings}
+	for _, k := range slices.Sorted(maps.Keys(c.sets)) {
+		rs.Sets = append(rs.Sets, c.sets[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.maps)) {
+		rs.Maps = append(rs.Maps, c.maps[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.chains)) {
+		rs.Chains = append(rs.Chains, c.chains[k])
+	}
+	return rs, nil
+}
+
+func (c *compiler) compile() error {
+	for i, p := range c.state.Profiles {
+		if p == nil {
+			return fmt.Errorf("profiles[%d] is nil", i)
+		}
+		c.profiles[p.Name] = p
+	}
+	prefix := c.state.Felix.InterfacePrefix
+	if prefix == "" {
+		prefix = DefaultInterfacePrefix
+	}
+	for _, p := range strings.Split(prefix, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.ifPrefixes = append(c.ifPrefixes, p)
+		}
+	}
+	if len(c.ifPrefixes) == 0 {
+		return fmt.Errorf("FelixConfiguration spec.interfacePrefix %q names no prefix", prefix)
+	}
+	toHost, err := endpointToHostAction(c.state.Felix.DefaultEndpointToHostAction)
+	if err != nil {
+		return err
+	}
+	if err := c.loadEntities(); err != nil {
+		return err
+	}
+	for _, e := range c.local {
+		if !c.hasPrefix(e.IfName) {
+			c.warnf("WorkloadEndpoint %s/%s: interface %q does not start with an interface prefix (%s); its traffic is not policed",
+				e.Namespace, e.Name, e.IfName, strings.Join(c.ifPrefixes, ","))
+		}
+	}
+	if err := c.loadPolicies(); err != nil {
+		return err
+	}
+	if err := c.workloadChains(); err != nil {
+		return err
+	}
+	if err := c.hostEndpointChains(); err != nil {
+		return err
+	}
+	c.baseChains(toHost)
+	if err := c.natChains(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *compiler) hasPrefix(ifName string) bool {
+	for _, p := range c.ifPrefixes {
+		if strings.HasPrefix(ifName, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func endpointToHostAction(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "", "drop":
+		return EndpointToHostDrop, nil
+	case "accept":
+		return EndpointToHostAccept, nil
+	case "return":
+		return EndpointToHostReturn, nil
+	}
+	return "", fmt.Errorf("FelixConfiguration spec.defaultEndpointToHostAction: %q is not Drop, Accept or Return", s)
+}
+
+// policyInfo is a NetworkPolicy or GlobalNetworkPolicy, parsed.
+type policyInfo struct {
+	kind, namespace, name string
+	id                    string // "default/web" or "web": ties in order sort by it
+	order                 float64
+	sel, nsSel, saSel     *selector.Selector
+	global                bool
+	hostOnly              bool // namespaceSelector global(): host endpoints only
+	ingress, egress       []api.Rule
+	typeIn, typeOut       bool
+	chainIn, chainOut     string
+	usedIn, usedOut       bool
+	passIn, passOut       bool // has a Pass rule
+}
+
+func (p *policyInfo) owner() string {
+	return p.kind + " " + p.id
+}
+
+func hasPass(rules []api.Rule) bool {
+	for _, r := range rules {
+		if strings.EqualFold(r.Action, api.ActionPass) {
+			return true
+		}
+	}
+	return false
+}
+
+// policyTypes applies Calico's defaulting: Ingress unless the policy only
+// has egress rules; both when it has both.
+func policyTypes(owner string, types []string, nIn, nOut int) (in, out bool, err error) {
+	if len(types) == 0 {
+		return nIn > 0 || nOut == 0, nOut > 0, nil
+	}
+	for i, t := range types {
+		switch strings.ToLower(t) {
+		case "ingress":
+			in = true
+		case "egress":
+			out = true
+		default:
+			return false, false, fmt.Errorf("%s: spec.types[%d]: %q is not Ingress or Egress", owner, i, t)
+		}
+	}
+	return in, out, nil
+}
+
+func (c *compiler) loadPolicies() error {
+	type common struct {
+		tier, selector, saSelector string
+		order                      *float64
+		types                      []string
+		ingress, egress            []api.Rule
+	}
+	add := func(p *policyInfo, sp common) error {
+		if sp.tier != "" && sp.tier != "default" {
+			return fmt.Errorf("%s: spec.tier: %q: tiers are not supported (only \"default\")", p.owner(), sp.tier)
+		}
+		p.order = math.Inf(1)
+		if sp.order != nil {
+			if math.IsNaN(*sp.order) {
+				return fmt.Errorf("%s: spec.order is not a number", p.owner())
+			}
+			p.order = *sp.order
+		}
+		sel, err := c.parseSelector("spec.selector", sp.selector)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.owner(), err)
+		}
+		p.sel = sel
+		if sp.saSelector != "" {
+			if p.saSel, err = c.parseSelector("spec.serviceAccountSelector", sp.saSelector); err != nil {
+				return fmt.Errorf("%s: %w", p.owner(), err)
+			}
+		}
+		if p.typeIn, p.typeOut, err = policyTypes(p.owner(), sp.types, len(sp.ingress), len(sp.egress)); err != nil {
+			return err
+		}
+		p.ingress, p.egress = sp.ingress, sp.egress
+		p.passIn, p.passOut = hasPass(sp.ingress), hasPass(sp.egress)
+		c.policies = append(c.policies, p)
+		return nil
+	}
+	for i, np := range c.state.Policies {
+		if np == nil {
+			return fmt.Errorf("policies[%d] is nil", i)
+		}
+		ns := namespaceOf(&np.ObjectMeta)
+		p := &policyInfo{kind: "NetworkPolicy", namespace: ns, name: np.Name, id: ns + "/" + np.Name}
+		p.chainIn, p.chainOut = chainName("pi-", p.id), chainName("po-", p.id)
+		sp := np.Spec
+		if err := add(p, common{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress}); err != nil {
+			return err
+		}
+	}
+	for i, gp := range c.state.GlobalPolicies {
+		if gp == nil {
+			return fmt.Errorf("globalPolicies[%d] is nil", i)
+		}
+		p := &policyInfo{kind: "GlobalNetworkPolicy", name: gp.Name, id: gp.Name, global: true}
+		p.chainIn, p.chainOut = chainName("gpi-", p.id), chainName("gpo-", p.id)
+		sp := gp.Spec
+		switch {
+		case sp.DoNotTrack:
+			return fmt.Errorf("%s: spec.doNotTrack: untracked policy is not supported", p.owner())
+		case sp.PreDNAT:
+			return fmt.Errorf("%s: spec.preDNAT: pre-DNAT policy is not supported", p.owner())
+		}
+		if sp.NamespaceSelector != "" {
+			nsSel, err := c.parseSelector("spec.namespaceSelector", sp.NamespaceSelector)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.owner(), err)
+			}
+			if nsSel.IsGlobal() {
+				// global(): the policy selects cluster-scoped
+				// endpoints (host endpoints) only.
+				p.hostOnly = true
+			} else {
+				p.nsSel = nsSel
+			}
+		}
+		if err := add(p, common{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress}); err != nil {
+			return err
+		}
+	}
+	slices.SortStableFunc(c.policies, func(a, b *policyInfo) int {
+		if c := cmp.Compare(a.order, b.order); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return nil
+}
+
+// selectsWorkload reports whether a policy applies to a local workload.
+func (p *policyInfo) selectsWorkload(e *endpoint) bool {
+	if p.global {
+		if p.hostOnly {
+			return false
+		}
+		if p.nsSel != nil && !p.nsSel.Evaluate(map[string]string{LabelName: e.Namespace}) {
+			return false
+		}
+	} else if p.namespace != e.Namespace {
+		return false
+	}
+	if p.saSel != nil && (e.ServiceAccount == "" || !p.saSel.Evaluate(map[string]string{LabelName: e.ServiceAccount})) {
+		return false
+	}
+	return p.sel.Evaluate(e.Labels)
+}
+
+// selectsHost reports whether a policy applies to a local host endpoint:
+// only global policies without a namespace selector (or with global()) do.
+func (p *policyInfo) selectsHost(h *hostEndpoint) bool {
+	if !p.global || p.nsSel != nil || p.saSel != nil {
+		return false
+	}
+	return p.sel.Evaluate(h.Labels)
+}
+
+// policyChain compiles (once) the chain of one direction of a policy.
+func (c *compiler) policyChain(p *policyInfo, ingress bool) (string, error) {
+	name, rules, field := p.chainOut, p.egress, "spec.egress"
+	if ingress {
+		name, rules, field = p.chainIn, p.ingress, "spec.ingress"
+	}
+	if _, ok := c.chains[name]; ok {
+		return name, nil
+	}
+	ns := ""
+	if !p.global {
+		ns = p.namespace
+	}
+	ch := &Chain{Name: name}
+	for i, r := range rules {
+		x := ruleCtx{owner: p.owner(), field: fmt.Sprintf("%s[%d]", field, i), namespace: ns, logPrefix: logPrefix(name)}
+		out, err := c.compileRule(x, r)
+		if err != nil {
+			return "", err
+		}
+		ch.Rules = append(ch.Rules, out...)
+	}
+	c.addChain(ch)
+	return name, nil
+}
+
+// profileChain compiles (once) the chain of one direction of a profile.
+func (c *compiler) profileChain(pr *api.Profile, ingress bool) (string, error) {
+	name, rules, field := chainName("pro-", pr.Name), pr.Spec.Egress, "spec.egress"
+	if ingress {
+		name, rules, field = chainName("pri-", pr.Name), pr.Spec.Ingress, "spec.ingress"
+	}
+	if _, ok := c.chains[name]; ok {
+		return name, nil
+	}
+	ch := &Chain{Name: name}
+	for i, r := range rules {
+		x := ruleCtx{owner: "Profile " + pr.Name, field: fmt.Sprintf("%s[%d]", field, i), logPrefix: logPrefix(name)}
+		out, err := c.compileRule(x, r)
+		if err != nil {
+			return "", err
+		}
+		ch.Rules = append(ch.Rules, out...)
+	}
+	c.addChain(ch)
+	return name, nil
+}
+
+func logPrefix(chain string) string {
+	p := "tabby " + chain + ": "
+	if len(p) > 127 {
+		p = p[:127]
+	}
+	return p
+}
+
+var (
+	clearMarks     = Rule{Stmts: []Stmt{SetMark{And: ^markBits}}}
+	returnIfAccept = Rule{Matches: []Match{Mark{Mask: MarkAccept, Value: MarkAccept}}, Verdict: Verdict{Kind: Return}}
+	passClear      = Mark{Mask: MarkPass, Value: 0}
+	dropInvalid    = Rule{Matches: []Match{CtState{State: CtInvalid}}, Verdict: Verdict{Kind: Drop}}
+)
+
+// endpointRules is the body shared by workload and host endpoint chains:
+// the applicable policies in order, then (when no policy applies, or one
+// passed the packet) the profiles, then drop. Allowed packets return with
+// MarkAccept set.
+func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []string) ([]Rule, error) {
+	var rules []Rule
+	if len(pols) > 0 {
+		passPossible := false
+		for _, p := range pols {
+			ch, err := c.policyChain(p, ingress)
+			if err != nil {
+				return nil, err
+			}
+			jump := Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}
+			if passPossible {
+				jump.Matches = []Match{passClear}
+			}
+			rules = append(rules, jump, returnIfAccept)
+			if (ingress && p.passIn) || (!ingress && p.passOut) {
+				passPossible = true
+			}
+		}
+		if !passPossible {
+			// End of the tier: no policy allowed the packet.
+			return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), nil
+		}
+		rules = append(rules, Rule{Matches: []Match{passClear}, Verdict: Verdict{Kind: Drop}})
+	}
+	for _, name := range profiles {
+		pr, ok := c.profiles[name]
+		if !ok {
+			continue
+		}
+		ch, err := c.profileChain(pr, ingress)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}, returnIfAccept)
+	}
+	return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), nil
+}
+
+// workloadChains builds the ingress (tw-) and egress (fw-) chain of every
+// local workload, the dispatch maps and the anti-spoofing sets.
+func (c *compiler) workloadChains() error {
+	fromWL := &Map{Name: MapFromWorkload, Type: MapIfName, Comment: "workload interface to its egress chain"}
+	toWL := &Map{Name: MapToWorkload, Type: MapIfName, Comment: "workload interface to its ingress chain"}
+	var src4, src6 []Element
+	for _, e := range c.local {
+		var in, out []*policyInfo
+		for _, p := range c.policies {
+			if (p.typeIn || p.typeOut) && p.selectsWorkload(e) {
+				if p.typeIn {
+					in = append(in, p)
+				}
+				if p.typeOut {
+					out = append(out, p)
+				}
+			}
+		}
+		for _, dir := range []struct {
+			ingress bool
+			prefix  string
+			pols    []*policyInfo
+			m       *Map
+		}{{true, "tw-", in, toWL}, {false, "fw-", out, fromWL}} {
+			body, err := c.endpointRules(dir.pols, dir.ingress, e.Profiles)
+			if err != nil {
+				return err
+			}
+			name := dir.prefix + e.IfName
+			c.addChain(&Chain{Name: name, Rules: body})
+			dir.m.Elements = append(dir.m.Elements, MapElement{Key: Element{IfName: e.IfName}, Verdict: Verdict{Kind: Goto, Chain: name}})
+		}
+		for _, a := range e.Addrs {
+			el := Element{IfName: e.IfName, Addr: a.Addr()}
+			if a.Addr().Is4() {
+				src4 = append(src4, el)
+			} else {
+				src6 = append(src6, el)
+			}
+		}
+	}
+	c.maps[fromWL.Name], c.maps[toWL.Name] = fromWL, toWL
+	slices.SortFunc(src4, Element.Compare)
+	slices.SortFunc(src6, Element.Compare)
+	c.addSet(SetWorkloadSrc4, SetIfAddr4, "addresses of local workloads, by interface", func() []Element { return src4 })
+	c.addSet(SetWorkloadSrc6, SetIfAddr6, "addresses of local workloads, by interface", func() []Element { return src6 })
+	return nil
+}
+
+// hostEndpointChains builds the ingress (fh-) and egress (th-) chains of
+// this host's host endpoints, with the failsafe chains in front.
+func (c *compiler) hostEndpointChains() error {
+	in, err := failsafeRules("FelixConfiguration spec.failsafeInboundHostPorts", c.state.Felix.FailsafeInboundHostPorts, DefaultFailsafeInbound, Src)
+	if err != nil {
+		return err
+	}
+	out, err := failsafeRules("FelixConfiguration spec.failsafeOutboundHostPorts", c.state.Felix.FailsafeOutboundHostPorts, DefaultFailsafeOutbound, Dst)
+	if err != nil {
+		return err
+	}
+	fromHEP := &Map{Name: MapFromHost, Type: MapIfName, Comment: "host endpoint interface to its ingress chain"}
+	toHEP := &Map{Name: MapToHost, Type: MapIfName, Comment: "host endpoint interface to its egress chain"}
+	c.maps[fromHEP.Name], c.maps[toHEP.Name] = fromHEP, toHEP
+	if len(c.hostEPs) == 0 {
+		return nil
+	}
+	c.addChain(&Chain{Name: "failsafe-in", Rules: in})
+	c.addChain(&Chain{Name: "failsafe-out", Rules: out})
+	for _, h := range c.hostEPs {
+		var pin, pout []*policyInfo
+		for _, p := range c.policies {
+			if p.selectsHost(h) {
+				if p.typeIn {
+					pin = append(pin, p)
+				}
+				if p.typeOut {
+					pout = append(pout, p)
+				}
+			}
+		}
+		for _, dir := range []struct {
+			ingress  bool
+			prefix   string
+			failsafe string
+			pols     []*policyInfo
+			m        *Map
+		}{{true, "fh-", "failsafe-in", pin, fromHEP}, {false, "th-", "failsafe-out", pout, toHEP}} {
+			body, err := c.endpointRules(dir.pols, dir.ingress, h.Profiles)
+			if err != nil {
+				return err
+			}
+			name := chainName(dir.prefix, h.Name)
+			rules := append([]Rule{dropInvalid, clearMarks, {Verdict: Verdict{Kind: Jump, Chain: dir.failsafe}}}, body...)
+			c.addChain(&Chain{Name: name, Rules: rules})
+			if h.IfName != "*" {
+				dir.m.Elements = append(dir.m.Elements, MapElement{Key: Element{IfName: h.IfName}, Verdict: Verdict{Kind: Goto, Chain: name}})
+			}
+		}
+	}
+	slices.SortFunc(fromHEP.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(toHEP.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
+	return nil
+}
+
+// wildcardHEP returns the host endpoint with interfaceName "*", if any.
+func (c *compiler) wildcardHEP() *hostEndpoint {
+	for _, h := range c.hostEPs {
+		if h.IfName == "*" {
+			return h
+		}
+	}
+	return nil
+}
+
+// failsafeRules accepts the failsafe ports; remote is the side whose net a
+// ProtoPort may restrict (the source inbound, the destination outbound).
+func failsafeRules(field string, configured *[]api.ProtoPort, dflt []api.ProtoPort, remote Direction) ([]Rule, error) {
+	pps := dflt
+	if configured != nil {
+		pps = *configured
+	}
+	var rules []Rule
+	for i, pp := range pps {
+		var proto uint8
+		switch strings.ToLower(pp.Protocol) {
+		case "tcp":
+			proto = 6
+		case "udp":
+			proto = 17
+		case "sctp":
+			proto = 132
+		default:
+			return nil, fmt.Errorf("%s[%d].protocol: %q is not tcp, udp or sctp", field, i, pp.Protocol)
+		}
+		r := Rule{Matches: []Match{L4Proto{Proto: proto}, Port{Dir: Dst, Min: pp.Port, Max: pp.Port}}, Verdict: Verdict{Kind: Accept}}
+		if pp.Net != "" {
+			n, err := parseNet(pp.Net)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d].net: %w", field, i, err)
+			}
+			fam := addrFamily(n.Addr())
+			r.Matches = append([]Match{NFProto{Family: fam}}, append(r.Matches, AddrPrefix{Dir: remote, Prefix: n})...)
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+var (
+	acceptEstablished = Rule{Matches: []Match{CtState{State: CtEstablished | CtRelated}}, Verdict: Verdict{Kind: Accept}}
+	jumpFromWL        = Rule{Verdict: Verdict{Kind: VMap, Map: MapFromWorkload, Key: KeyIIfName}}
+	jumpToWL          = Rule{Verdict: Verdict{Kind: VMap, Map: MapToWorkload, Key: KeyOIfName}}
+)
+
+func hook(t ChainType, h HookPoint, prio int32) *Hook { return &Hook{Type: t, Hook: h, Priority: prio} }
+
+// baseChains builds the chains attached to netfilter hooks and the static
+// chains they use.
+func (c *compiler) baseChains(toHost string) {
+	prefixRules := func(out bool, v Verdict) []Rule {
+		var rs []Rule
+		for _, p := range c.ifPrefixes {
+			rs = append(rs, Rule{Matches: []Match{IfName{Out: out, Name: p, Prefix: true}}, Verdict: v})
+		}
+		return rs
+	}
+	drop := Verdict{Kind: Drop}
+
+	// Anti-spoofing, before conntrack: a workload may only send from its
+	// own addresses (and IPv6 link-local ones, for neighbour discovery).
+	c.addChain(&Chain{Name: "raw-prerouting", Hook: hook(TypeFilter, HookPrerouting, PriorityRaw),
+		Rules: prefixRules(false, Verdict{Kind: Jump, Chain: "anti-spoof"})})
+	c.addChain(&Chain{Name: "anti-spoof", Rules: []Rule{
+		{Matches: []Match{NFProto{Family: 4}, IfAddrSet{Family: 4, Set: SetWorkloadSrc4}}, Verdict: Verdict{Kind: Return}},
+		{Matches: []Match{NFProto{Family: 6}, AddrPrefix{Dir: Src, Prefix: netip.MustParsePrefix("fe80::/10")}}, Verdict: Verdict{Kind: Return}},
+		{Matches: []Match{NFProto{Family: 6}, IfAddrSet{Family: 6, Set: SetWorkloadSrc6}}, Verdict: Verdict{Kind: Return}},
+		{Verdict: drop},
+	}})
+
+	// Forwarded traffic: the egress policy of the source workload, then
+	// the ingress policy of the destination workload (an allowed packet
+	// returns from each). Workload interfaces this host does not know
+	// (yet) are dropped by the dispatch chains.
+	fwd := []Rule{acceptEstablished}
+	fwd = append(fwd, prefixRules(false, Verdict{Kind: Jump, Chain: "from-wl"})...)
+	fwd = append(fwd, prefixRules(true, Verdict{Kind: Jump, Chain: "to-wl"})...)
+	c.addChain(&Chain{Name: "forward", Hook: hook(TypeFilter, HookForward, PriorityFilter), Rules: fwd})
+	c.addChain(&Chain{Name: "from-wl", Rules: []Rule{dropInvalid, clearMarks, jumpFromWL, {Verdict: drop}}})
+	c.addChain(&Chain{Name: "to-wl", Rules: []Rule{dropInvalid, clearMarks, jumpToWL, {Verdict: drop}}})
+
+	// Traffic to the host.
+	in := []Rule{acceptEstablished}
+	in = append(in, prefixRules(false, Verdict{Kind: Jump, Chain: "wl-to-host"})...)
+	in = append(in, Rule{Matches: []Match{IfName{Name: "lo"}}, Verdict: Verdict{Kind: Accept}})
+	in = append(in, c.hostDispatch(false)...)
+	c.addChain(&Chain{Name: "input", Hook: hook(TypeFilter, HookInput, PriorityFilter), Rules: in})
+
+	wl := []Rule{
+		// Neighbour and router discovery (Calico allows them before
+		// egress policy so no policy can cut a workload off its router).
+		{Matches: []Match{NFProto{Family: 6}, L4Proto{Proto: protoICMPv6}, ICMPTypes{Family: 6, Min: 130, Max: 133}}, Verdict: Verdict{Kind: Accept}},
+		{Matches: []Match{NFProto{Family: 6}, L4Proto{Proto: protoICMPv6}, ICMPTypes{Family: 6, Min: 135, Max: 136}}, Verdict: Verdict{Kind: Accept}},
+		{Verdict: Verdict{Kind: Jump, Chain: "from-wl"}},
+	}
+	switch toHost {
+	case EndpointToHostDrop:
+		wl = append(wl, Rule{Verdict: drop})
+	case EndpointToHostAccept:
+		wl = append(wl, Rule{Verdict: Verdict{Kind: Accept}})
+	case EndpointToHostReturn:
+		wl = append(wl, Rule{Verdict: Verdict{Kind: Return}})
+	}
+	c.addChain(&Chain{Name: "wl-to-host", Rules: wl})
+
+	// Traffic from the host. Like Calico, the host may reach its own
+	// workloads (their ingress policy is not applied to it).
+	out := []Rule{acceptEstablished}
+	out = append(out, prefixRules(true, Verdict{Kind: Accept})...)
+	out = append(out, Rule{Matches: []Match{IfName{Out: true, Name: "lo"}}, Verdict: Verdict{Kind: Accept}})
+	out = append(out, c.hostDispatch(true)...)
+	c.addChain(&Chain{Name: "output", Hook: hook(TypeFilter, HookOutput, PriorityFilter), Rules: out})
+}
+
+// hostDispatch sends traffic of host endpoint interfaces to their chains;
+// the wildcard host endpoint takes every other interface.
+func (c *compiler) hostDispatch(out bool) []Rule {
+	if len(c.hostEPs) == 0 {
+		return nil
+	}
+	m, key, prefix := MapFromHost, KeyIIfName, "fh-"
+	if out {
+		m, key, prefix = MapToHost, KeyOIfName, "th-"
+	}
+	rules := []Rule{{Verdict: Verdict{Kind: VMap, Map: m, Key: key}}}
+	if w := c.wildcardHEP(); w != nil {
+		rules = append(rules, Rule{Verdict: Verdict{Kind: Goto, Chain: chainName(prefix, w.Name)}})
+	}
+	return rules
+}

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/ipam"
+)
+
+// ipamOnlyType marks allocations made for the tabby-ipam plugin type: they
+// have no WorkloadEndpoint and are released by CNI DEL or GC only.
+const ipamOnlyType = "ipamOnly"
+
+// reconcile runs before the socket is served (so no ADD is in flight) and
+// removes what belongs to no live container: endpoints whose veth is gone,
+// veths without an endpoint (an ADD interrupted by a crash), and addresses
+// held by no endpoint. It logs everything it removes.
+func (a *Agent) reconcile(ctx context.Context) error {
+	var errs []error
+	ifs, err := a.wirer.List(ctx)
+	if err != nil {
+		return err
+	}
+	present := map[string]bool{}
+	for _, h := range ifs {
+		present[h.Name] = true
+	}
+	used := map[string]bool{}
+	live := map[string]bool{}
+	for _, w := range listOf[*api.WorkloadEndpoint](a.cache, "WorkloadEndpoint") {
+		if w.Spec.Node != a.cfg.Node {
+			continue
+		}
+		if !present[w.Spec.InterfaceName] {
+			a.log.Info("reconcile: removing endpoint whose interface is gone", "endpoint", w.Name, "interface", w.Spec.InterfaceName, "containerID", w.Spec.ContainerID)
+			if _, err := a.ipam.ReleaseHandle(ctx, w.Spec.IPAMHandle); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if _, err := a.client.Delete(ctx, "WorkloadEndpoint", w.Namespace, w.Name, ""); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			a.cache.remove("WorkloadEndpoint", w)
+			continue
+		}
+		used[w.Spec.InterfaceName] = true
+		live[w.Spec.IPAMHandle] = true
+		a.m.endpoints.Inc()
+	}
+	for _, h := range ifs {
+		if used[h.Name] {
+			continue
+		}
+		a.log.Info("reconcile: removing interface of no endpoint", "interface", h.Name, "addrs", h.Addrs)
+		if err := a.wirer.DeleteHostIf(ctx, h.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	handles, err := a.ipam.NodeHandles(ctx, a.cfg.Node)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, h := range sortedKeys(handles) {
+		if live[h] || handles[h] == ipamOnlyType || strings.HasPrefix(h, ipam.VXLANTunnelHandlePrefix) || strings.HasPrefix(h, ipam.IPIPTunnelHandlePrefix) {
+			continue
+		}
+		a.log.Info("reconcile: releasing addresses held by no endpoint", "handle", h)
+		if _, err := a.ipam.ReleaseHandle(ctx, h); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// gcLoop periodically releases leaked addresses: this node's allocations
+// whose handle belongs to no live endpoint, after the grace period, and
+// (cluster-wide) what deleted nodes held. Every pass is compare-and-swap,
+// so several agents collecting at once are safe.
+func (a *Agent) gcLoop(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rep, err := a.ipam.GC(ctx, ipam.GCOptions{LiveHandles: a.gcLiveHandles})
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("IPAM GC failed", "error", err)
+			}
+			continue
+		}
+		if n := len(rep.Released); n > 0 {
+			a.m.gcReleased.Add(float64(n))
+			a.log.Info("IPAM GC released leaked addresses", "count", n, "blocksReleased", len(rep.BlocksReleased))
+		}
+	}
+}
+
+// gcLiveHandles adds tabby-ipam allocations (which have no endpoint; CNI
+// DEL and GC release them) to the handles IPAM considers live.
+func (a *Agent) gcLiveHandles(ctx context.Context) (map[string]bool, error) {
+	live, err := a.ipam.LiveHandles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	handles, err := a.ipam.NodeHandles(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for h, typ := range handles {
+		if typ == ipamOnlyType {
+			live[h] = true
+		}
+	}
+	return live, nil
+}

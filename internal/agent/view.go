@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+)
+
+// View is the agent's current picture of the cluster, handed to the
+// dataplane. It is a snapshot: the dataplane must not modify it.
+type View struct {
+	Node              string
+	NodeIP            netip.Prefix
+	Nodes             []*api.Node
+	Pools             []*api.IPPool
+	Endpoints         []*api.WorkloadEndpoint
+	HostEndpoints     []*api.HostEndpoint
+	Profiles          []*api.Profile
+	Policies          []*api.NetworkPolicy
+	GlobalPolicies    []*api.GlobalNetworkPolicy
+	NetworkSets       []*api.NetworkSet
+	GlobalNetworkSets []*api.GlobalNetworkSet
+	Felix             api.FelixConfigurationSpec
+	BGPConfig         api.BGPConfigurationSpec
+	BGPPeers          []*api.BGPPeer
+}
+
+// pendingEndpoints are local endpoints whose ADD is in progress (included in
+// the view before their WorkloadEndpoint is written, so policy is in place
+// before the container's interface exists) or whose DEL is in progress
+// (excluded even while the cache still has them).
+type pendingEndpoints struct {
+	mu       sync.Mutex
+	m        map[string]*api.WorkloadEndpoint // namespace/name → endpoint being added
+	removing map[string]bool
+}
+
+func (p *pendingEndpoints) add(w *api.WorkloadEndpoint) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[objKey(w)] = w
+}
+
+func (p *pendingEndpoints) done(w *api.WorkloadEndpoint) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, objKey(w))
+}
+
+func (p *pendingEndpoints) startRemove(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removing == nil {
+		p.removing = map[string]bool{}
+	}
+	p.removing[key] = true
+}
+
+func (p *pendingEndpoints) endRemove(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.removing, key)
+}
+
+// view builds a snapshot from the cache and the pending endpoints.
+func (a *Agent) view() *View {
+	c := a.cache
+	v := &View{
+		Node:              a.cfg.Node,
+		NodeIP:            a.nodeIP,
+		Nodes:             listOf[*api.Node](c, "Node"),
+		Pools:             listOf[*api.IPPool](c, "IPPool"),
+		HostEndpoints:     listOf[*api.HostEndpoint](c, "HostEndpoint"),
+		Profiles:          listOf[*api.Profile](c, "Profile"),
+		Policies:          listOf[*api.NetworkPolicy](c, "NetworkPolicy"),
+		GlobalPolicies:    listOf[*api.GlobalNetworkPolicy](c, "GlobalNetworkPolicy"),
+		NetworkSets:       listOf[*api.NetworkSet](c, "NetworkSet"),
+		GlobalNetworkSets: listOf[*api.GlobalNetworkSet](c, "GlobalNetworkSet"),
+		BGPPeers:          listOf[*api.BGPPeer](c, "BGPPeer"),
+	}
+	eps := listOf[*api.WorkloadEndpoint](c, "WorkloadEndpoint")
+	a.pending.mu.Lock()
+	seen := map[string]bool{}
+	for _, w := range eps {
+		k := objKey(w)
+		if a.pending.removing[k] {
+			continue
+		}
+		if p, ok := a.pending.m[k]; ok {
+			w = p
+		}
+		seen[k] = true
+		v.Endpoints = append(v.Endpoints, w)
+	}
+	for k, w := range a.pending.m {
+		if !seen[k] {
+			v.Endpoints = append(v.Endpoints, w)
+		}
+	}
+	a.pending.mu.Unlock()
+	sort.Slice(v.Endpoints, func(i, j int) bool { return objKey(v.Endpoints[i]) < objKey(v.Endpoints[j]) })
+
+	// FelixConfiguration: "default", overridden field by field by "node.<name>".
+	if r, ok := c.get("FelixConfiguration", "", "default"); ok {
+		v.Felix = r.(*api.FelixConfiguration).Spec
+	}
+	if r, ok := c.get("FelixConfiguration", "", "node."+a.cfg.Node); ok {
+		mergeFelix(&v.Felix, &r.(*api.FelixConfiguration).Spec)
+	}
+	if r, ok := c.get("BGPConfiguration", "", "default"); ok {
+		v.BGPConfig = r.(*api.BGPConfiguration).Spec
+	}
+	return v
+}
+
+func mergeFelix(dst, src *api.FelixConfigurationSpec) {
+	if src.DefaultEndpointToHostAction != "" {
+		dst.DefaultEndpointToHostAction = src.DefaultEndpointToHostAction
+	}
+	if src.FailsafeInboundHostPorts != nil {
+		dst.FailsafeInboundHostPorts = src.FailsafeInboundHostPorts
+	}
+	if src.FailsafeOutboundHostPorts != nil {
+		dst.FailsafeOutboundHostPorts = src.FailsafeOutboundHostPorts
+	}
+	if src.NATOutgoingAddress != "" {
+		dst.NATOutgoingAddress = src.NATOutgoingAddress
+	}
+}
+
+// syncDataplane programs the kernel from the current view.
+func (a *Agent) syncDataplane(ctx context.Context) error {
+	if a.dp == nil {
+		return nil
+	}
+	start := time.Now()
+	err := a.dp.Sync(ctx, a.view())
+	a.m.syncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		a.m.syncErrors.Inc()
+	}
+	return err
+}
+
+// requestSync asks the dataplane loop for a sync that starts after this
+// call and waits for it. Concurrent requests share one sync.
+func (a *Agent) requestSync(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case a.syncReqs <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dataplaneLoop syncs on datastore changes, on request, and periodically.
+func (a *Agent) dataplaneLoop(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		var waiters []chan error
+		select {
+		case <-ctx.Done():
+			return nil
+		case w := <-a.syncReqs:
+			waiters = append(waiters, w)
+		case <-a.cache.changed:
+		case <-t.C:
+		}
+		// Take every request queued so far: they share this sync.
+	drain:
+		for {
+			select {
+			case w := <-a.syncReqs:
+				waiters = append(waiters, w)
+			default:
+				break drain
+			}
+		}
+		err := a.syncDataplane(ctx)
+		if err != nil {
+			a.log.Warn("dataplane sync failed", "error", err)
+		} else {
+			a.synced.Store(true)
+		}
+		for _, w := range waiters {
+			w <- err
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package ctl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/endpoint"
+	"github.com/tabbynet/tabby/internal/datastore"
+)
+
+func newAgentCommand(g *globals) *cobra.Command {
+	var cfg agent.Config
+	var nodeIP, nodeIPv6, logLevel string
+	cmd := &cobra.Command{
+		Use:   "agent --node NAME [--datastore URLS] [--node-ip ADDR/LEN | --node-ip-detect METHOD]",
+		Short: "Run the node agent (root; one per host)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(g, logLevel)
+			if err != nil {
+				return err
+			}
+			if cfg.Node == "" {
+				cfg.Node = os.Getenv("TABBY_NODE")
+			}
+			if cfg.Node == "" {
+				if h, err := os.Hostname(); err == nil {
+					cfg.Node = strings.ToLower(h)
+				}
+			}
+			if nodeIP != "" {
+				p, err := parseAddrOrPrefix(nodeIP)
+				if err != nil {
+					return fmt.Errorf("--node-ip: %w", err)
+				}
+				cfg.NodeIP = p
+			}
+			if nodeIPv6 != "" {
+				p, err := parseAddrOrPrefix(nodeIPv6)
+				if err != nil {
+					return fmt.Errorf("--node-ipv6: %w", err)
+				}
+				cfg.NodeIPv6 = p
+			}
+			if err := cfg.WithDefaults().Validate(); err != nil {
+				return err
+			}
+			agent.Version = Version
+			store, err := connectWithRetry(cmd, g, log)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			dp, err := newKernelDataplane(cfg, store, log)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(cfg, store, endpoint.New(log), dp, log)
+			if err != nil {
+				return err
+			}
+			dp.mount(a)
+			return runDataplaneAndAgent(cmd.Context(), dp, a)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Node, "node", "", "this node's name (env TABBY_NODE; default the hostname)")
+	f.StringVar(&nodeIP, "node-ip", "", "this node's IPv4 address with its prefix length, e.g. 10.0.0.5/24")
+	f.StringVar(&nodeIPv6, "node-ipv6", "", "this node's IPv6 address with its prefix length")
+	f.StringVar(&cfg.NodeIPDetect, "node-ip-detect", "first-found", "how to find the node IP: first-found, interface=REGEX, skip-interface=REGEX, cidr=CIDR, can-reach=ADDR")
+	f.StringVar(&cfg.Socket, "socket", agent.DefaultSocket, "unix socket the CNI plugin talks to")
+	f.StringVar(&cfg.HTTPListen, "http-listen", agent.DefaultHTTPListen, "address for /livez, /readyz, /metrics (empty: off)")
+	f.IntVar(&cfg.MTU, "mtu", 0, "MTU of container interfaces (0: the uplink's minus encapsulation overhead)")
+	f.DurationVar(&cfg.ResyncInterval, "resync-interval", agent.DefaultResyncInterval, "how often the dataplane is fully re-checked")
+	f.DurationVar(&cfg.GCInterval, "gc-interval", agent.DefaultGCInterval, "how often leaked addresses are looked for")
+	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not program nftables policy (not for production)")
+	f.BoolVar(&cfg.DisableRouting, "disable-routing", false, "do not run BGP or program routes")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func parseAddrOrPrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or address/length", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func newLogger(g *globals, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// connectWithRetry waits for the datastore: a daemon starting before etcd
+// (after a reboot, say) keeps trying instead of exiting.
+func connectWithRetry(cmd *cobra.Command, g *globals, log *slog.Logger) (datastore.Store, error) {
+	delay := 500 * time.Millisecond
+	for {
+		s, err := g.connect()
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, datastore.ErrUnavailable) {
+			return nil, err
+		}
+		log.Warn("datastore unreachable; retrying", "error", err, "in", delay)
+		select {
+		case <-cmd.Context().Done():
+			return nil, cmd.Context().Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}

@@ -1,0 +1,336 @@
+package dns
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/dns/mesos"
+)
+
+// datastoreSource keeps every WorkloadEndpoint and Node of the datastore in
+// memory: listed once, then watched; listed again when the watch breaks or
+// its revision was compacted.
+type datastoreSource struct {
+	client  *datastore.Client
+	log     *slog.Logger
+	m       *metrics
+	changed func()
+
+	mu     sync.Mutex
+	weps   map[string]*api.WorkloadEndpoint // "namespace/name"
+	nodes  map[string]*api.Node
+	synced map[string]bool // kind → listed at least once
+}
+
+const (
+	kindEndpoint = "WorkloadEndpoint"
+	kindNode     = "Node"
+)
+
+func newDatastoreSource(store datastore.Store, log *slog.Logger, m *metrics, changed func()) *datastoreSource {
+	return &datastoreSource{
+		client: datastore.NewClient(store), log: log.With("source", "datastore"), m: m, changed: changed,
+		weps: map[string]*api.WorkloadEndpoint{}, nodes: map[string]*api.Node{}, synced: map[string]bool{},
+	}
+}
+
+// run lists and watches both kinds until ctx ends.
+func (s *datastoreSource) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, kind := range []string{kindEndpoint, kindNode} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runKind(ctx, kind)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *datastoreSource) runKind(ctx context.Context, kind string) {
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		rev, err := s.list(ctx, kind)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("cannot list the datastore; retrying", "kind", kind, "error", err, "retry_in", backoff)
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		err = s.watch(ctx, kind, rev+1)
+		if ctx.Err() != nil {
+			return
+		}
+		s.m.dsResyncs.Inc()
+		if errors.Is(err, datastore.ErrCompacted) {
+			s.log.Info("watch fell behind a compaction; listing again", "kind", kind)
+			continue
+		}
+		s.log.Warn("datastore watch ended; listing again", "kind", kind, "error", err)
+		sleep(ctx, minBackoff)
+	}
+}
+
+func (s *datastoreSource) list(ctx context.Context, kind string) (int64, error) {
+	items, rev, err := s.client.List(ctx, kind, "")
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	switch kind {
+	case kindEndpoint:
+		s.weps = make(map[string]*api.WorkloadEndpoint, len(items))
+	case kindNode:
+		s.nodes = make(map[string]*api.Node, len(items))
+	}
+	for _, r := range items {
+		s.set(r)
+	}
+	first := !s.synced[kind]
+	s.synced[kind] = true
+	all := s.synced[kindEndpoint] && s.synced[kindNode]
+	s.mu.Unlock()
+	if first {
+		s.log.Info("listed", "kind", kind, "count", len(items), "revision", rev)
+	}
+	if all {
+		s.m.dsSynced.Set(1)
+	}
+	s.changed()
+	return rev, nil
+}
+
+var errWatchClosed = errors.New("watch channel closed")
+
+func (s *datastoreSource) watch(ctx context.Context, kind string, from int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := s.m.dsEvents.WithLabelValues(kind)
+	for ev := range s.client.Watch(wctx, kind, from) {
+		switch {
+		case ev.Type == datastore.EventError:
+			return ev.Err
+		case ev.Err != nil:
+			// A value we cannot read must not keep resolving.
+			s.m.datastoreDecErr.Inc()
+			s.log.Warn("ignoring a datastore value that cannot be decoded", "kind", kind, "error", ev.Err)
+			if ev.Resource != nil {
+				s.mu.Lock()
+				s.remove(ev.Resource)
+				s.mu.Unlock()
+			}
+		case ev.Type == datastore.EventPut:
+			s.mu.Lock()
+			s.set(ev.Resource)
+			s.mu.Unlock()
+		case ev.Type == datastore.EventDelete:
+			s.mu.Lock()
+			s.remove(ev.Resource)
+			s.mu.Unlock()
+		}
+		events.Inc()
+		s.changed()
+	}
+	return errWatchClosed
+}
+
+func resourceKey(r api.Resource) string {
+	m := r.GetObjectMeta()
+	return m.Namespace + "/" + m.Name
+}
+
+// set and remove need s.mu.
+func (s *datastoreSource) set(r api.Resource) {
+	switch v := r.(type) {
+	case *api.WorkloadEndpoint:
+		s.weps[resourceKey(v)] = v
+	case *api.Node:
+		s.nodes[v.Name] = v
+	}
+}
+
+func (s *datastoreSource) remove(r api.Resource) {
+	switch v := r.(type) {
+	case *api.WorkloadEndpoint:
+		delete(s.weps, resourceKey(v))
+	case *api.Node:
+		delete(s.nodes, v.Name)
+	}
+}
+
+// inputs returns the current endpoints and nodes (shared, never modified:
+// every event brings a new value) and whether both kinds were listed.
+func (s *datastoreSource) inputs() ([]*api.WorkloadEndpoint, []*api.Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	eps := make([]*api.WorkloadEndpoint, 0, len(s.weps))
+	for _, e := range s.weps {
+		eps = append(eps, e)
+	}
+	nodes := make([]*api.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	return eps, nodes, s.synced[kindEndpoint] && s.synced[kindNode]
+}
+
+// mesosSource polls <master>/master/state and keeps the last good state:
+// when the master is unreachable or answers nonsense, the last good
+// records stay served, and the logs and metrics say so.
+type mesosSource struct {
+	masters []string // base URLs
+	client  *http.Client
+	refresh time.Duration
+	timeout time.Duration
+	log     *slog.Logger
+	m       *metrics
+	changed func()
+
+	mu        sync.Mutex
+	state     *mesos.State
+	sum       [sha256.Size]byte
+	attempted bool
+	failing   bool
+	lastOK    time.Time
+}
+
+func (s *mesosSource) run(ctx context.Context) {
+	t := time.NewTicker(s.refresh)
+	defer t.Stop()
+	for {
+		s.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *mesosSource) poll(ctx context.Context) {
+	body, from, err := s.fetch(ctx)
+	var st *mesos.State
+	if err == nil {
+		if st, err = mesos.Decode(body); err != nil {
+			err = fmt.Errorf("%s: %w", from, err)
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	first := !s.attempted
+	s.attempted = true
+	if err != nil {
+		s.m.mesosFetchErr.Inc()
+		wasFailing := s.failing
+		s.failing = true
+		haveState, lastOK := s.state != nil, s.lastOK
+		s.mu.Unlock()
+		if haveState {
+			s.m.mesosStale.Set(1)
+		}
+		switch {
+		case !wasFailing && haveState:
+			s.log.Warn("cannot read the Mesos master state; serving the last good records", "error", err, "last_success", lastOK)
+		case !wasFailing:
+			s.log.Warn("cannot read the Mesos master state; no Mesos records yet", "error", err)
+		default:
+			s.log.Debug("Mesos master state still unreadable", "error", err)
+		}
+		if first {
+			s.changed()
+		}
+		return
+	}
+	sum := sha256.Sum256(body)
+	changed := sum != s.sum || first
+	if changed {
+		s.state, s.sum = st, sum
+	}
+	wasFailing := s.failing
+	s.failing = false
+	s.lastOK = time.Now()
+	s.mu.Unlock()
+	s.m.mesosFetchOK.Inc()
+	s.m.mesosStale.Set(0)
+	s.m.mesosLastOK.SetToCurrentTime()
+	if wasFailing || first {
+		s.log.Info("read the Mesos master state", "from", from, "agents", len(st.Slaves), "frameworks", len(st.Frameworks))
+	}
+	if changed {
+		s.changed()
+	}
+}
+
+// fetch reads the state from the first master that answers.
+func (s *mesosSource) fetch(ctx context.Context) ([]byte, string, error) {
+	var errs []error
+	for _, base := range s.masters {
+		u := base + "/master/state"
+		body, err := s.fetchOne(ctx, u)
+		if err == nil {
+			return body, u, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+func (s *mesosSource) fetchOne(ctx context.Context, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tabby-dns")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("fetch %s: %s", u, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, mesos.MaxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", u, err)
+	}
+	if len(body) > mesos.MaxStateSize {
+		return nil, fmt.Errorf("fetch %s: state larger than %d bytes", u, mesos.MaxStateSize)
+	}
+	return body, nil
+}
+
+// current returns the last good state (nil if none) and whether a first
+// attempt was made.
+func (s *mesosSource) current() (*mesos.State, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.attempted
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

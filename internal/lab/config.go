@@ -1,0 +1,211 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+)
+
+// Defaults of a lab.
+const (
+	// DefaultStateRoot holds one directory per lab.
+	DefaultStateRoot = "/run/tabby/lab"
+	DefaultNodes     = 3
+	DefaultRacks     = 1
+	DefaultEncap     = "none"
+	// DefaultReadyTimeout bounds waiting for a process to serve.
+	DefaultReadyTimeout = 60 * time.Second
+
+	// MaxNameLen keeps link names (NAME-h1000, NAME-eth0) within the
+	// kernel's 15 characters.
+	MaxNameLen = 8
+	// MaxRacks and MaxHostsPerRack follow from the addressing plan: rack r
+	// is 10.(100+r).INDEX.0/24, hosts are .11 to .250.
+	MaxRacks        = 16
+	MaxHostsPerRack = 240
+	// MaxNodes bounds one lab.
+	MaxNodes = 1000
+	// PoolName is the IPPool the lab creates.
+	PoolName = "default-ipv4-ippool"
+)
+
+// DefaultPool is the pool containers get their addresses from.
+var DefaultPool = netip.MustParsePrefix("10.244.0.0/16")
+
+// Config describes a lab to bring up. Flags are merged into it by the
+// command; the package reads no environment.
+type Config struct {
+	// Name is short ([a-z][a-z0-9]*, at most MaxNameLen) so that link names
+	// fit in 15 characters.
+	Name string
+	// Nodes is the number of agent hosts (default 3), spread round-robin
+	// over Racks rack subnets (default 1).
+	Nodes int
+	Racks int
+	// Pool is the CIDR of the default IPPool (default 10.244.0.0/16).
+	Pool netip.Prefix
+	// Encap is none, vxlan, vxlan-crosssubnet, ipip or ipip-crosssubnet:
+	// the default pool's ipipMode/vxlanMode.
+	Encap string
+	// StateRoot holds the lab's state directory (default DefaultStateRoot).
+	StateRoot string
+	// BinDir holds the tabby and tabby-cni binaries the lab runs.
+	BinDir string
+	// DNS, when set, is how the master runs `tabby dns`.
+	DNS *DNSConfig
+	// AgentArgs are extra arguments for every `tabby agent`.
+	AgentArgs []string
+	// ReadyTimeout bounds waiting for each process to serve (default 60s).
+	ReadyTimeout time.Duration
+	// Logger receives progress (default: discard).
+	Logger *slog.Logger
+}
+
+// DNSConfig says how to start `tabby dns` on the master. Args builds its
+// arguments (after "tabby") from the master's address and the datastore
+// and Mesos master URLs.
+type DNSConfig struct {
+	Args func(masterIP netip.Addr, datastoreURL, mesosMasterURL string) []string
+}
+
+// WithDefaults returns c with unset fields defaulted.
+func (c Config) WithDefaults() Config {
+	if c.Nodes == 0 {
+		c.Nodes = DefaultNodes
+	}
+	if c.Racks == 0 {
+		c.Racks = DefaultRacks
+	}
+	if !c.Pool.IsValid() {
+		c.Pool = DefaultPool
+	}
+	if c.Encap == "" {
+		c.Encap = DefaultEncap
+	}
+	if c.StateRoot == "" {
+		c.StateRoot = DefaultStateRoot
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate checks a defaulted config; errors name the field and the value.
+func (c Config) Validate() error {
+	var errs []error
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Nodes < 1 || c.Nodes > MaxNodes {
+		errs = append(errs, fmt.Errorf("nodes %d: must be 1 to %d", c.Nodes, MaxNodes))
+	}
+	if c.Racks < 1 || c.Racks > MaxRacks {
+		errs = append(errs, fmt.Errorf("racks %d: must be 1 to %d", c.Racks, MaxRacks))
+	} else if c.Nodes >= 1 && c.Racks > c.Nodes {
+		errs = append(errs, fmt.Errorf("racks %d: more racks than nodes (%d)", c.Racks, c.Nodes))
+	} else if c.Nodes > c.Racks*MaxHostsPerRack {
+		errs = append(errs, fmt.Errorf("nodes %d: at most %d hosts per rack, use more racks", c.Nodes, MaxHostsPerRack))
+	}
+	if err := ValidatePool(c.Pool, c.Racks); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := EncapModes(c.Encap); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BinDir == "" {
+		errs = append(errs, errors.New("binDir: the directory of the tabby and tabby-cni binaries is required"))
+	}
+	if c.ReadyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("readyTimeout %s: must not be negative", c.ReadyTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateName checks a lab name: [a-z][a-z0-9]*, at most MaxNameLen.
+func ValidateName(name string) error {
+	if name == "" {
+		return errors.New(`lab name "": required`)
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("lab name %q: longer than %d characters (link names must fit in 15)", name, MaxNameLen)
+	}
+	for i, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return fmt.Errorf("lab name %q: want lower-case letters and digits, starting with a letter", name)
+		}
+	}
+	return nil
+}
+
+// fabricRange is the /16 that holds rack r's subnets of every lab.
+func fabricRange(r int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + r), 0, 0}), 16)
+}
+
+// ValidatePool checks the pool CIDR: IPv4, room for at least one block,
+// and clear of the fabric subnets of a lab with racks racks, loopback,
+// link-local (the containers' gateway 169.254.1.1) and multicast.
+func ValidatePool(p netip.Prefix, racks int) error {
+	if !p.IsValid() {
+		return errors.New("pool: a CIDR is required")
+	}
+	if !p.Addr().Is4() {
+		return fmt.Errorf("pool %s: must be an IPv4 CIDR", p)
+	}
+	if p.Masked() != p {
+		return fmt.Errorf("pool %s: host bits are set (did you mean %s?)", p, p.Masked())
+	}
+	if p.Bits() < 8 || p.Bits() > 26 {
+		return fmt.Errorf("pool %s: prefix length must be 8 to 26 (a block is a /26)", p)
+	}
+	reserved := []struct {
+		net  netip.Prefix
+		what string
+	}{
+		{netip.MustParsePrefix("0.0.0.0/8"), "this-network addresses"},
+		{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+		{netip.MustParsePrefix("169.254.0.0/16"), "link-local (the containers' gateway)"},
+		{netip.MustParsePrefix("224.0.0.0/3"), "multicast and reserved addresses"},
+	}
+	for r := 1; r <= max(racks, 1); r++ {
+		reserved = append(reserved, struct {
+			net  netip.Prefix
+			what string
+		}{fabricRange(r), "the lab fabric (rack " + strconv.Itoa(r) + ")"})
+	}
+	for _, res := range reserved {
+		if p.Overlaps(res.net) {
+			return fmt.Errorf("pool %s: overlaps %s %s", p, res.what, res.net)
+		}
+	}
+	return nil
+}
+
+// EncapModes maps --encap to the pool's ipipMode and vxlanMode.
+func EncapModes(encap string) (ipip, vxlan string, err error) {
+	switch encap {
+	case "none":
+		return api.EncapNever, api.EncapNever, nil
+	case "ipip":
+		return api.EncapAlways, api.EncapNever, nil
+	case "ipip-crosssubnet":
+		return api.EncapCrossSubnet, api.EncapNever, nil
+	case "vxlan":
+		return api.EncapNever, api.EncapAlways, nil
+	case "vxlan-crosssubnet":
+		return api.EncapNever, api.EncapCrossSubnet, nil
+	}
+	return "", "", fmt.Errorf("encap %q: want none, vxlan, vxlan-crosssubnet, ipip or ipip-crosssubnet", encap)
+}
