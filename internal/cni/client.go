@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,7 +37,9 @@ func NewClient(socket string) *Client {
 			return d.DialContext(ctx, "unix", socket)
 		},
 		DisableCompression: true,
-		MaxIdleConns:       1,
+		// A plugin process sends one request; keeping the connection
+		// would only leave a goroutine behind in longer-lived users.
+		DisableKeepAlives: true,
 	}
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }
@@ -82,9 +83,6 @@ func (c *Client) Status(ctx context.Context, req *Request) error {
 	_, err := c.do(ctx, CmdStatus, req)
 	return err
 }
-
-// CloseIdleConnections closes the idle connection to the agent, if any.
-func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 func (c *Client) do(ctx context.Context, cmd string, req *Request) (json.RawMessage, error) {
 	body, err := json.Marshal(req)
@@ -150,6 +148,3 @@ func (c *Client) transportError(ctx context.Context, cmd string, err error) erro
 	}
 	return Errorf(code, "talk to tabby agent at %s (%s): %w", c.socket, cmd, err)
 }
-
-// String is for tests and logs.
-func (c *Client) String() string { return fmt.Sprintf("tabby agent client for %s", c.socket) }

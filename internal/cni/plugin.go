@@ -62,7 +62,7 @@ func NewPlugin(o PluginOptions) *Plugin {
 func (p *Plugin) Funcs() skel.CNIFuncs {
 	run := func(cmd string) func(*skel.CmdArgs) error {
 		return func(a *skel.CmdArgs) error {
-			if err := p.Run(cmd, a); err != nil {
+			if err := p.RunCommand(cmd, a); err != nil {
 				return AsTypesError(err, types.ErrInternal)
 			}
 			return nil
@@ -118,8 +118,8 @@ func ModeFor(argv0 string, conf *NetConf) (Mode, error) {
 	return mode, nil
 }
 
-// Run executes one CNI command for skel.
-func (p *Plugin) Run(cmd string, args *skel.CmdArgs) error {
+// RunCommand executes one CNI command (skel calls it through Funcs).
+func (p *Plugin) RunCommand(cmd string, args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData)
 	if conf != nil {
 		p.confSeen = true
@@ -205,7 +205,7 @@ func (p *Plugin) add(ctx context.Context, agent Handler, req *Request) error {
 		return err
 	}
 	var out []byte
-	if len(res.IPs) == 0 {
+	if res == nil || len(res.IPs) == 0 {
 		err = Errorf(types.ErrInternal, "tabby agent returned no IP address for %s", req.Identity.IPAMHandle)
 	} else {
 		out, err = FormatResult(res, req.NetConf.CNIVersion)

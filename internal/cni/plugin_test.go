@@ -90,7 +90,7 @@ func TestPluginAddEveryVersion(t *testing.T) {
 			if v != "" {
 				conf = `{"cniVersion":"` + v + `","name":"net1","type":"tabby"}`
 			}
-			if err := p.Run(cni.CmdAdd, cmdArgs(withSocket(t, conf, socket))); err != nil {
+			if err := p.RunCommand(cni.CmdAdd, cmdArgs(withSocket(t, conf, socket))); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
 			res, err := cni.ParseResult(out.Bytes(), v)
@@ -137,7 +137,7 @@ func TestPluginCommands(t *testing.T) {
 	agent := cnitest.NewAgent()
 	p, _, socket := plugin(t, "tabby", agent)
 	conf := withSocket(t, `{"cniVersion":"1.1.0","name":"net1","type":"tabby"}`, socket)
-	if err := p.Run(cni.CmdAdd, cmdArgs(conf)); err != nil {
+	if err := p.RunCommand(cni.CmdAdd, cmdArgs(conf)); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	if got := agent.Handles(); len(got) != 1 {
@@ -148,33 +148,33 @@ func TestPluginCommands(t *testing.T) {
 	_ = json.Unmarshal(conf, &m)
 	m["prevResult"] = map[string]any{"cniVersion": "1.1.0", "ips": []any{map[string]any{"address": "10.65.0.1/32"}}}
 	withPrev, _ := json.Marshal(m)
-	if err := p.Run(cni.CmdCheck, cmdArgs(withPrev)); err != nil {
+	if err := p.RunCommand(cni.CmdCheck, cmdArgs(withPrev)); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
 	m["prevResult"] = map[string]any{"cniVersion": "1.1.0", "ips": []any{map[string]any{"address": "10.65.0.9/32"}}}
 	wrongPrev, _ := json.Marshal(m)
-	if err := p.Run(cni.CmdCheck, cmdArgs(wrongPrev)); err == nil {
+	if err := p.RunCommand(cni.CmdCheck, cmdArgs(wrongPrev)); err == nil {
 		t.Errorf("CHECK with a wrong prevResult succeeded; want the agent's error")
 	}
 	// STATUS, then not ready.
-	if err := p.Run(cni.CmdStatus, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); err != nil {
+	if err := p.RunCommand(cni.CmdStatus, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}
 	agent.SetNotReady(cni.Errorf(types.ErrPluginNotAvailable, "tabby agent is not ready: datastore unreachable"))
-	if err := p.Run(cni.CmdStatus, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); cni.CodeOf(err, 0) != types.ErrPluginNotAvailable {
+	if err := p.RunCommand(cni.CmdStatus, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); cni.CodeOf(err, 0) != types.ErrPluginNotAvailable {
 		t.Errorf("STATUS when not ready: %v; want code 50", err)
 	}
 	// GC with no valid attachment releases it; GC without the key is refused.
 	m["cni.dev/valid-attachments"] = []any{}
 	delete(m, "prevResult")
 	gc, _ := json.Marshal(m)
-	if err := p.Run(cni.CmdGC, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: gc}); err != nil {
+	if err := p.RunCommand(cni.CmdGC, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: gc}); err != nil {
 		t.Errorf("GC: %v", err)
 	}
 	if got := agent.Handles(); len(got) != 0 {
 		t.Errorf("handles after GC = %v; want none", got)
 	}
-	if err := p.Run(cni.CmdGC, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); cni.CodeOf(err, 0) != types.ErrInvalidNetworkConfig ||
+	if err := p.RunCommand(cni.CmdGC, &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); cni.CodeOf(err, 0) != types.ErrInvalidNetworkConfig ||
 		!strings.Contains(err.Error(), "cni.dev/valid-attachments") {
 		t.Errorf("GC without attachments: %v; want code 7 naming cni.dev/valid-attachments", err)
 	}
@@ -182,7 +182,7 @@ func TestPluginCommands(t *testing.T) {
 	for i := range 2 {
 		a := cmdArgs(conf)
 		a.Netns = ""
-		if err := p.Run(cni.CmdDel, a); err != nil {
+		if err := p.RunCommand(cni.CmdDel, a); err != nil {
 			t.Errorf("DEL #%d: %v", i+1, err)
 		}
 	}
@@ -192,7 +192,7 @@ func TestPluginIPAMMode(t *testing.T) {
 	agent := cnitest.NewAgent()
 	p, out, socket := plugin(t, "/opt/cni/bin/tabby-ipam", agent)
 	conf := withSocket(t, `{"cniVersion":"1.0.0","name":"br","type":"bridge","bridge":"cni0","ipam":{"type":"tabby-ipam","assign_ipv6":"true"}}`, socket)
-	if err := p.Run(cni.CmdAdd, cmdArgs(conf)); err != nil {
+	if err := p.RunCommand(cni.CmdAdd, cmdArgs(conf)); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	got := agent.Last(cni.CmdAdd)
@@ -229,7 +229,7 @@ func TestPluginRejectsBeforeForwarding(t *testing.T) {
 			}
 			a := cmdArgs(stdin)
 			a.Args = tc.args
-			err := p.Run(cni.CmdAdd, a)
+			err := p.RunCommand(cni.CmdAdd, a)
 			if cni.CodeOf(err, 0) != tc.code || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("ADD error = %v; want code %d with %q", err, tc.code, tc.want)
 			}
@@ -258,7 +258,7 @@ func TestPluginDelIsLenient(t *testing.T) {
 			a := cmdArgs([]byte(strings.ReplaceAll(tc.conf, "SOCKET", socket)))
 			a.Args = tc.args
 			a.Netns = ""
-			if err := p.Run(cni.CmdDel, a); err != nil {
+			if err := p.RunCommand(cni.CmdDel, a); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
 			got := agent.Last(cni.CmdDel)
@@ -272,7 +272,7 @@ func TestPluginDelIsLenient(t *testing.T) {
 func TestPluginUndoesUnprintableAdd(t *testing.T) {
 	h := &hookHandler{result: &types100.Result{CNIVersion: "1.1.0"}} // no address
 	p, out, socket := plugin(t, "tabby", h)
-	err := p.Run(cni.CmdAdd, cmdArgs(withSocket(t, `{"name":"net1","type":"tabby"}`, socket)))
+	err := p.RunCommand(cni.CmdAdd, cmdArgs(withSocket(t, `{"name":"net1","type":"tabby"}`, socket)))
 	if cni.CodeOf(err, 0) != types.ErrInternal || !strings.Contains(err.Error(), "no IP address") {
 		t.Errorf("ADD error = %v; want code 999 saying there is no IP address", err)
 	}
@@ -289,7 +289,7 @@ func TestPluginUndoesUnprintableAdd(t *testing.T) {
 	h2.other = func(context.Context, *cni.Request) error { return cni.Errorf(types.ErrTryAgainLater, "agent busy") }
 	socket2 := cnitest.Serve(t, h2)
 	p2 := cni.NewPlugin(cni.PluginOptions{Argv0: "tabby", Stdout: failWriter{}})
-	err = p2.Run(cni.CmdAdd, cmdArgs(withSocket(t, `{"name":"net1","type":"tabby"}`, socket2)))
+	err = p2.RunCommand(cni.CmdAdd, cmdArgs(withSocket(t, `{"name":"net1","type":"tabby"}`, socket2)))
 	if cni.CodeOf(err, 0) != types.ErrIOFailure || !strings.Contains(err.Error(), "write result") || !strings.Contains(err.Error(), "agent busy") {
 		t.Errorf("ADD with a failing stdout and undo = %v; want code 5 mentioning the write and the failed undo", err)
 	}
@@ -305,7 +305,7 @@ func TestPluginAgentDown(t *testing.T) {
 	conf := withSocket(t, `{"cniVersion":"1.1.0","name":"n","type":"tabby"}`, socket)
 	p := cni.NewPlugin(cni.PluginOptions{Argv0: "tabby"})
 	for cmd, code := range map[string]uint{cni.CmdAdd: 11, cni.CmdDel: 11, cni.CmdStatus: 50} {
-		err := p.Run(cmd, cmdArgs(conf))
+		err := p.RunCommand(cmd, cmdArgs(conf))
 		if cni.CodeOf(err, 0) != code || !strings.Contains(err.Error(), "tabby agent is not reachable at "+socket) {
 			t.Errorf("%s: error %v; want code %d saying the agent is not reachable", cmd, err, code)
 		}

@@ -179,7 +179,9 @@ func TestWireErrors(t *testing.T) {
 			},
 			wantCode: types.ErrUnknownContainer, wantMsg: "no such container"},
 		{name: "library error", cmd: cni.CmdCheck,
-			other:    func(context.Context, *cni.Request) error { return types.NewError(types.ErrInvalidNetNS, "bad netns", "/x") },
+			other: func(context.Context, *cni.Request) error {
+				return types.NewError(types.ErrInvalidNetNS, "bad netns", "/x")
+			},
 			wantCode: types.ErrInvalidNetNS, wantMsg: "bad netns"},
 		{name: "plain error", cmd: cni.CmdGC,
 			other:    func(context.Context, *cni.Request) error { return errors.New("etcd is down") },

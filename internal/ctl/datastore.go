@@ -54,6 +54,9 @@ unix:///path/sock). One line is printed on stdout once it serves.`,
 			}
 			ctx := cmd.Context()
 			if err := srv.Start(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil // told to stop while starting: a clean exit
+				}
 				return err
 			}
 			fmt.Fprintf(g.stdout, "datastore ready: clients connect to %s (data in %s)\n", srv.ClientURL(), cfg.DataDir)

@@ -1,5 +1,3 @@
-//go:build apiready
-
 package ctl
 
 import (

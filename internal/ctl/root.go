@@ -99,6 +99,8 @@ func commands(g *globals) []*cobra.Command {
 		newAgentCommand(g),
 		newDNSCommand(g),
 		newDatastoreCommand(g),
+		newLabCommand(g),
+		newIPAMCommand(g),
 	}
 }
 

@@ -186,20 +186,19 @@ func (b *block) clone() *block {
 	c := *b
 	c.alloc = slices.Clone(b.alloc)
 	c.free = slices.Clone(b.free)
-	c.attrs = make([]allocAttr, len(b.attrs))
-	for i, a := range b.attrs {
-		c.attrs[i] = allocAttr{HandleID: a.HandleID, Secondary: maps.Clone(a.Secondary)}
-	}
+	// Attribute entries are shared: no code changes a Secondary map or a
+	// HandleID in place (attrIndex adds new entries, compact moves them).
+	c.attrs = slices.Clone(b.attrs)
 	c.seqFor = maps.Clone(b.seqFor)
 	return &c
 }
 
-func (b *block) size() int     { return len(b.alloc) }
-func (b *block) numFree() int  { return len(b.free) }
-func (b *block) inUse() int    { return len(b.alloc) - len(b.free) }
-func (b *block) empty() bool   { return len(b.free) == len(b.alloc) }
-func (b *block) family() int   { return familyOf(b.cidr.Addr()) }
-func (b *block) key() string   { return blockKey(b.cidr) }
+func (b *block) size() int             { return len(b.alloc) }
+func (b *block) numFree() int          { return len(b.free) }
+func (b *block) inUse() int            { return len(b.alloc) - len(b.free) }
+func (b *block) empty() bool           { return len(b.free) == len(b.alloc) }
+func (b *block) family() int           { return familyOf(b.cidr.Addr()) }
+func (b *block) key() string           { return blockKey(b.cidr) }
 func (b *block) addr(o int) netip.Addr { return ordinalAddr(b.cidr, o) }
 
 // ordinal is a's ordinal in the block, or false when a is outside it.

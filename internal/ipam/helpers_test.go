@@ -3,6 +3,7 @@ package ipam
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -54,7 +55,11 @@ func newIPAM(t testing.TB, s datastore.Store, c *clock) *IPAM {
 	if c != nil {
 		cfg.Now = c.Now
 	}
-	m, err := NewWithConfig(s, etcdtest.Logger(t), cfg)
+	log := etcdtest.Logger(t)
+	if _, bench := t.(*testing.B); bench {
+		log = slog.New(slog.DiscardHandler) // t.Log would dominate the timings
+	}
+	m, err := NewWithConfig(s, log, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +138,8 @@ func alloc(t testing.TB, m *IPAM, req Request) []Allocation {
 
 func v4(handle, node string) Request { return Request{Handle: handle, Node: node, IPv4: 1} }
 
-func mustAddr(s string) netip.Addr   { return netip.MustParseAddr(s) }
-func mustPfx(s string) netip.Prefix  { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr  { return netip.MustParseAddr(s) }
+func mustPfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)

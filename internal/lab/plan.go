@@ -194,6 +194,10 @@ func (p *Plan) Namespaces() []string {
 	return ns
 }
 
+// AgentNodes are the nodes running a tabby agent: the master (as DC/OS
+// runs Calico on masters, so they route to containers) and the hosts.
+func (p *Plan) AgentNodes() []Node { return append([]Node{p.Master}, p.Hosts...) }
+
 // Node finds a node by name ("master", "h2"), Mesos ID or fabric IP.
 func (p *Plan) Node(key string) (Node, bool) {
 	for _, n := range append([]Node{p.Master}, p.Hosts...) {
@@ -222,3 +226,5 @@ func (p *Plan) DatastoreURL() string {
 func (p *Plan) MesosMasterURL() string {
 	return "http://" + netip.AddrPortFrom(p.Master.IP.Addr(), MesosPort).String()
 }
+
+func prefixOf(a netip.Addr, bits int) netip.Prefix { return netip.PrefixFrom(a, bits) }

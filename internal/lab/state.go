@@ -33,6 +33,8 @@ type State struct {
 	Encap   string       `json:"encap"`
 	BinDir  string       `json:"binDir"`
 	DNS     bool         `json:"dns"`
+	// AgentArgs are extra arguments of every agent.
+	AgentArgs []string `json:"agentArgs,omitempty"`
 }
 
 // Container is one container of containers.json.
@@ -50,7 +52,7 @@ type Container struct {
 	Command     []string          `json:"command"`
 	Phase       string            `json:"phase"`
 	Created     time.Time         `json:"created"`
-	Mesos       *MesosTask        `json:"mesos,omitempty"`
+	Mesos       *MarathonTask     `json:"mesos,omitempty"`
 }
 
 // DNS is the dns section of a CNI result.
@@ -61,8 +63,8 @@ type DNS struct {
 	Options     []string `json:"options,omitempty"`
 }
 
-// MesosTask is what the lab, as Marathon, knows of a container it runs.
-type MesosTask struct {
+// MarathonTask is what the lab, as Marathon, knows of a container it runs.
+type MarathonTask struct {
 	App      string `json:"app"`  // /group/app
 	TaskID   string `json:"id"`   // group_app.<uuid>
 	TaskName string `json:"name"` // app.group

@@ -3,6 +3,8 @@ package etcd_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,5 +139,38 @@ func slicesSort(s []int64) {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
+	}
+}
+
+// TestNoGoroutineLeak closes stores with watches open (ended by ctx, by
+// Close, or never read) and checks no goroutine of this package is left.
+func TestNoGoroutineLeak(t *testing.T) {
+	_, cfg := etcdtest.NewServer(t)
+	for range 3 {
+		s, err := etcd.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w1 := s.Watch(ctx, "/leak/", 0)
+		_ = s.Watch(context.Background(), "/leak/", 0) // never read; ends with Close
+		if _, err := s.Create(ctx, fmt.Sprintf("/leak/%p", s), nil); err != nil {
+			t.Fatal(err)
+		}
+		<-w1
+		cancel()
+		_ = s.Close()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "internal/datastore/etcd.(*Store)") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines of the etcd store still running after Close:\n%s", stacks)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -243,16 +243,26 @@ func (d *Driver) apply(ctx context.Context, rs *policy.Ruleset, rebuild bool) (C
 
 // readStable reads the table, retrying while the generation moves under it.
 func (d *Driver) readStable() (*kernelState, uint32, error) {
-	c, err := d.conn(nil)
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if d.netnsFD != 0 {
+		opts = append(opts, nftables.WithNetNSFd(d.netnsFD))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open nftables connection: %w", err)
+	}
+	defer c.CloseLasting()
+	dumper, err := newElementDumper(d.netnsFD)
 	if err != nil {
 		return nil, 0, err
 	}
+	defer dumper.Close()
 	for i := 0; ; i++ {
 		before, err := d.generation()
 		if err != nil {
 			return nil, 0, err
 		}
-		st, err := readKernel(c)
+		st, err := readKernel(c, dumper)
 		if err != nil {
 			return nil, 0, fmt.Errorf("read table %s: %w", policy.TableName, err)
 		}

@@ -67,7 +67,7 @@ func tableRef() *nftables.Table {
 }
 
 // readKernel reads the whole table.
-func readKernel(c *nftables.Conn) (*kernelState, error) {
+func readKernel(c *nftables.Conn, dumper *elementDumper) (*kernelState, error) {
 	st := &kernelState{sets: map[string]*kernelSet{}, chains: map[string]*kernelChain{}}
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -92,21 +92,11 @@ func readKernel(c *nftables.Conn) (*kernelState, error) {
 		if s.IsMap && s.DataType.Name != "" && s.DataType.GetNFTMagic() != 0 {
 			ks.odd = true // a data map, not a verdict map
 		}
-		elems, err := c.GetSetElements(s)
+		toks, err := dumper.elements(s.Name, s.IsMap)
 		if err != nil {
 			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
 		}
-		for _, e := range elems {
-			tok := token{key: string(e.Key), end: e.IntervalEnd}
-			if s.IsMap {
-				code, chain, err := decodeVerdict(e.Val)
-				if err != nil {
-					return nil, fmt.Errorf("element of map %s: %w", s.Name, err)
-				}
-				tok.verdict, tok.vcode, tok.chain = true, code, chain
-			}
-			ks.tokens[tok] = struct{}{}
-		}
+		ks.tokens = tokenSet(toks)
 		st.sets[s.Name] = ks
 	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)

@@ -1,0 +1,196 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/datastore/etcd"
+	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
+	"github.com/tabbynet/tabby/internal/ipam"
+)
+
+// ipamCluster is a real embedded etcd with two pools, two nodes and three
+// addresses: web (endpoint w1), a tunnel address, and leaked (no endpoint).
+type ipamCluster struct {
+	url   string
+	store datastore.Store
+	m     *ipam.IPAM
+	web   ipam.Allocation
+	leak  ipam.Allocation
+	tun   ipam.Allocation
+}
+
+func newIPAMCluster(t *testing.T) *ipamCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs an embedded etcd")
+	}
+	_, cfg := etcdtest.NewServer(t)
+	s, err := etcd.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	c := datastore.NewClient(s)
+	for _, r := range []api.Resource{
+		&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "pool4"}, Spec: api.IPPoolSpec{CIDR: "10.0.0.0/16"}},
+		&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "pool6"}, Spec: api.IPPoolSpec{CIDR: "fd00:1::/112"}},
+		&api.Node{ObjectMeta: api.ObjectMeta{Name: "node-a"}},
+		&api.Node{ObjectMeta: api.ObjectMeta{Name: "node-b"}},
+	} {
+		if _, err := c.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Allocations made "an hour ago", so that check calls the leak a leak.
+	old := time.Now().Add(-time.Hour)
+	m := ipam.New(s, etcdtest.Logger(t))
+	allocate := func(req ipam.Request) ipam.Allocation {
+		t.Helper()
+		req.Attrs.Timestamp = old
+		as, err := m.Allocate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return as[0]
+	}
+	cl := &ipamCluster{url: cfg.Endpoints[0], store: s, m: m}
+	cl.web = allocate(ipam.Request{Handle: "net.web.eth0", Node: "node-a", IPv4: 1, Attrs: ipam.Attributes{Workload: "web", Namespace: "default"}})
+	cl.tun = allocate(ipam.Request{Handle: ipam.VXLANTunnelHandlePrefix + "node-b", Node: "node-b", IPv4: 1, Use: api.AllowedUseTunnel})
+	cl.leak = allocate(ipam.Request{Handle: "net.gone.eth0", Node: "node-a", IPv4: 1})
+	w := &api.WorkloadEndpoint{
+		ObjectMeta: api.ObjectMeta{Name: "w1", Namespace: "default"},
+		Spec: api.WorkloadEndpointSpec{Node: "node-a", Orchestrator: "cni", Endpoint: "eth0", InterfaceName: "tby0123456789a", ContainerID: "web",
+			IPAMHandle: "net.web.eth0", IPNetworks: []string{netip.PrefixFrom(cl.web.Addr, 32).String()}},
+	}
+	if _, err := c.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// run runs the CLI as a user would, and returns its exit code and output.
+func (cl *ipamCluster) run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(append([]string{"--datastore", cl.url}, args...), strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestIPAMShow(t *testing.T) {
+	cl := newIPAMCluster(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := runIPAMShow(ctx, cl.m, &out, ipamShowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := [][]string{
+		{"GROUPING", "CIDR", "IPS", "TOTAL", "IPS", "IN", "USE", "IPS", "FREE"},
+		{"IP", "Pool", "10.0.0.0/16", "65536", "3", "(0%)", "65533", "(100%)"},
+		{"IP", "Pool", "fd00:1::/112", "65536", "0", "(0%)", "65536", "(100%)"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("show printed:\n%s", out.String())
+	}
+	for i, w := range want {
+		if got := strings.Fields(lines[i]); strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("line %d = %q, want %q", i, got, w)
+		}
+	}
+
+	out.Reset()
+	if err := runIPAMShow(ctx, cl.m, &out, ipamShowOptions{blocks: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"NODE",
+		cl.web.Block.String() + "   64          2 (3%)       62 (97%)     node-a",
+		cl.tun.Block.String() + "   64          1 (2%)       63 (98%)     node-b",
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("show --blocks lacks %q:\n%s", w, out.String())
+		}
+	}
+
+	code, stdout, stderr := cl.run(t, "ipam", "show", "--ip", cl.web.Addr.String())
+	for _, w := range []string{"IP " + cl.web.Addr.String() + " is in use", "handle:    net.web.eth0", "workload:  web", "node:      node-a", "endpoints: default/w1", "pool:      pool4 (10.0.0.0/16)", "live:      true"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("show --ip lacks %q:\n%s", w, stdout)
+		}
+	}
+	if code != 0 {
+		t.Errorf("show --ip exit %d, stderr %s", code, stderr)
+	}
+	if _, stdout, _ := cl.run(t, "ipam", "show", "--ip", "10.0.200.1"); !strings.Contains(stdout, "IP 10.0.200.1 is not assigned") {
+		t.Errorf("free address: %s", stdout)
+	}
+	if _, stdout, _ := cl.run(t, "ipam", "show", "--ip", "192.0.2.1"); !strings.Contains(stdout, "not in any IP pool") {
+		t.Errorf("address outside pools: %s", stdout)
+	}
+	if code, _, stderr := cl.run(t, "ipam", "show", "--ip", "nonsense"); code != 2 || !strings.Contains(stderr, `--ip: "nonsense" is not an IPv4 or IPv6 address`) {
+		t.Errorf("bad --ip: exit %d, %s", code, stderr)
+	}
+}
+
+func TestIPAMCheckAndRelease(t *testing.T) {
+	cl := newIPAMCluster(t)
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	err := runIPAMCheck(ctx, cl.m, &out)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("check with a leak: %v; want exit 1\n%s", err, out.String())
+	}
+	for _, w := range []string{"leaked", cl.leak.Addr.String(), "net.gone.eth0", "Found 1 problem(s)"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("check output lacks %q:\n%s", w, out.String())
+		}
+	}
+	if code, _, _ := cl.run(t, "ipam", "check"); code != 1 {
+		t.Errorf("tabby ipam check exit %d, want 1", code)
+	}
+
+	// Refused: a live endpoint holds it; and the tunnel address of a live node.
+	for _, a := range []netip.Addr{cl.web.Addr, cl.tun.Addr} {
+		code, _, stderr := cl.run(t, "ipam", "release", "--ip", a.String())
+		if code != 1 || !strings.Contains(stderr, "pass --force") {
+			t.Errorf("release of live %s: exit %d, %s", a, code, stderr)
+		}
+		if info, _ := cl.m.Lookup(ctx, a); !info.Allocated {
+			t.Errorf("a refused release freed %s", a)
+		}
+	}
+	code, stdout, stderr := cl.run(t, "ipam", "release", "--ip", cl.leak.Addr.String())
+	if code != 0 || !strings.Contains(stdout, "Released "+cl.leak.Addr.String()) {
+		t.Fatalf("release of the leak: exit %d, %s %s", code, stdout, stderr)
+	}
+	if code, _, stderr := cl.run(t, "ipam", "release", "--ip", cl.leak.Addr.String()); code != 1 || !strings.Contains(stderr, "is not allocated") {
+		t.Errorf("second release: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := cl.run(t, "ipam", "release"); code != 2 || !strings.Contains(stderr, "--ip is required") {
+		t.Errorf("release without --ip: exit %d, %s", code, stderr)
+	}
+	code, stdout, _ = cl.run(t, "ipam", "check")
+	if code != 0 || !strings.Contains(stdout, "No problems found.") {
+		t.Errorf("check after release: exit %d\n%s", code, stdout)
+	}
+	code, stdout, stderr = cl.run(t, "ipam", "release", "--ip", cl.web.Addr.String(), "--force")
+	if code != 0 || !strings.Contains(stdout, "Released") {
+		t.Errorf("forced release: exit %d, %s %s", code, stdout, stderr)
+	}
+	// The endpoint now uses an address IPAM has free: check says so.
+	code, stdout, _ = cl.run(t, "ipam", "check")
+	if code != 1 || !strings.Contains(stdout, "endpoint-address-free") {
+		t.Errorf("check after a forced release: exit %d\n%s", code, stdout)
+	}
+}
