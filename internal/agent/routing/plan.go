@@ -144,8 +144,9 @@ type VXLANPeer struct {
 
 // IPIPDevice is the host's IP-in-IP device.
 type IPIPDevice struct {
-	Name string
-	Addr netip.Addr // the tunnel address (/32 on the device)
+	Name    string
+	LocalIP netip.Addr // the node IP (its link is the MTU reference)
+	Addr    netip.Addr // the tunnel address (/32 on the device)
 	// MTU is the device MTU; 0: the uplink's minus IPIPOverhead.
 	MTU int
 }
@@ -388,7 +389,7 @@ func (p *Plan) planTunnels(in *Input, self *nodeInfo) {
 		}
 	}
 	if anyIPIP && p.NodeIP.IsValid() && self.ipipAddr.IsValid() {
-		p.IPIP = &IPIPDevice{Name: IPIPDeviceName, Addr: self.ipipAddr, MTU: in.Felix.IPIPMTU}
+		p.IPIP = &IPIPDevice{Name: IPIPDeviceName, LocalIP: p.NodeIP.Addr(), Addr: self.ipipAddr, MTU: in.Felix.IPIPMTU}
 		p.learnDev = true
 	} else if p.IPIPTunnel.Want {
 		p.problem("node %s has no IP-in-IP tunnel address yet: IP-in-IP is not set up", self.name)

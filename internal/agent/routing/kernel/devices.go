@@ -270,7 +270,7 @@ func (d *Driver) syncIPIP(want *routing.IPIPDevice, rep *Report) error {
 	if cur.Type() != "ipip" {
 		return fmt.Errorf("%s exists but is a %s device, not ipip", want.Name, cur.Type())
 	}
-	up, err := d.uplinkForIPIP()
+	up, err := d.uplink(want.LocalIP)
 	if err != nil {
 		return err
 	}
@@ -278,24 +278,4 @@ func (d *Driver) syncIPIP(want *routing.IPIPDevice, rep *Report) error {
 		return err
 	}
 	return d.syncTunnelAddr(cur, want.Addr, rep)
-}
-
-// uplinkForIPIP is the link of the default IPv4 route (the MTU reference
-// for tunl0, which has no local address of its own).
-func (d *Driver) uplinkForIPIP() (netlink.Link, error) {
-	rs, err := retryDump(func() ([]netlink.Route, error) {
-		return d.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	for _, r := range rs {
-		if (r.Dst == nil || prefixOf(r.Dst, netlink.FAMILY_V4).Bits() == 0) && r.LinkIndex != 0 {
-			l, err := d.h.LinkByIndex(r.LinkIndex)
-			if err == nil {
-				return l, nil
-			}
-		}
-	}
-	return nil, nil
 }
