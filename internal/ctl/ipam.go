@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -128,7 +129,8 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 3, ' ', 0)
 	head := "GROUPING\tCIDR\tIPS TOTAL\tIPS IN USE\tIPS FREE"
 	if o.blocks {
 		head += "\tNODE"
@@ -159,7 +161,15 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 			row("Block (no pool)", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, nodeOrNone(b.Node))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if l != "" {
+			fmt.Fprintln(w, strings.TrimRight(l, " \n"))
+		}
+	}
+	return nil
 }
 
 func nodeOrNone(n string) string {

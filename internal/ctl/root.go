@@ -101,6 +101,7 @@ func commands(g *globals) []*cobra.Command {
 		newDatastoreCommand(g),
 		newLabCommand(g),
 		newIPAMCommand(g),
+		newNodeCommand(g),
 	}
 }
 

@@ -5,10 +5,18 @@ import (
 	"fmt"
 )
 
-// CheckOps rejects a transaction no Store can apply: an unknown op type,
-// an empty key, or a key written by more than one op (a key may be checked
-// and written by two ops).
+// MaxTxnOps is the most ops one Txn may hold: etcd's default limit
+// (--max-txn-ops), enforced by every Store so code tested on memstore
+// works on any etcd.
+const MaxTxnOps = 128
+
+// CheckOps rejects a transaction no Store can apply: more than MaxTxnOps
+// ops, an unknown op type, an empty key, or a key written by more than one
+// op (a key may be checked and written by two ops).
 func CheckOps(ops []Op) error {
+	if len(ops) > MaxTxnOps {
+		return fmt.Errorf("txn of %d ops: at most %d allowed", len(ops), MaxTxnOps)
+	}
 	written := make(map[string]int, len(ops))
 	for i, op := range ops {
 		if op.Type < OpCreate || op.Type > OpCheck {

@@ -2,6 +2,7 @@ package datastore_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -21,6 +22,8 @@ func TestCheckOps(t *testing.T) {
 		{"empty key", []datastore.Op{{Type: datastore.OpCheck}}, false},
 		{"unknown type", []datastore.Op{{Type: 9, Key: "/a"}}, false},
 		{"negative type", []datastore.Op{{Type: -1, Key: "/a"}}, false},
+		{"most ops", manyOps(datastore.MaxTxnOps), true},
+		{"too many ops", manyOps(datastore.MaxTxnOps + 1), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,4 +60,12 @@ func TestTxnFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyOps(n int) []datastore.Op {
+	ops := make([]datastore.Op, n)
+	for i := range ops {
+		ops[i] = datastore.Op{Type: datastore.OpCreate, Key: fmt.Sprintf("/k/%d", i)}
+	}
+	return ops
 }

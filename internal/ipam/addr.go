@@ -107,21 +107,6 @@ func subPrefix(p netip.Prefix, bits int, idx uint64) netip.Prefix {
 	return netip.PrefixFrom(fromU128(toU128(a).add(off), a.Is4()), bits)
 }
 
-// subIndex is the index of sub inside p (inverse of subPrefix), valid while
-// the index fits in 64 bits.
-func subIndex(p, sub netip.Prefix) uint64 {
-	d := toU128(sub.Addr()).sub(toU128(p.Masked().Addr()))
-	s := addrBits(sub.Addr()) - sub.Bits()
-	switch {
-	case s == 0:
-		return d.lo
-	case s < 64:
-		return d.lo>>s | d.hi<<(64-s)
-	default:
-		return d.hi >> (s - 64)
-	}
-}
-
 // blockContaining is the block of prefix length bits that holds a.
 func blockContaining(a netip.Addr, bits int) netip.Prefix {
 	p, _ := a.Prefix(bits)

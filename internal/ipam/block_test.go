@@ -338,3 +338,18 @@ func FuzzParseKeys(f *testing.F) {
 		}
 	})
 }
+
+// subIndex is the index of sub inside p (inverse of subPrefix), valid while
+// the index fits in 64 bits.
+func subIndex(p, sub netip.Prefix) uint64 {
+	d := toU128(sub.Addr()).sub(toU128(p.Masked().Addr()))
+	s := addrBits(sub.Addr()) - sub.Bits()
+	switch {
+	case s == 0:
+		return d.lo
+	case s < 64:
+		return d.lo>>s | d.hi<<(64-s)
+	default:
+		return d.hi >> (s - 64)
+	}
+}

@@ -137,8 +137,8 @@ func TestGCHandleAllOrNothing(t *testing.T) {
 	clk.Advance(time.Hour)
 	m.GC(ctxT(t), GCOptions{Grace: time.Minute})
 	clk.Advance(time.Hour)
-	// The handle gets an IPv6 address through another path (a Calico-era
-	// record): simulate by allocating with the same handle after release of the record.
+	// The handle gets a second, younger allocation (as a Calico-era
+	// datastore can hold): give it another handle's fresh IPv6 address.
 	b := alloc(t, m, Request{Handle: "other", Node: "n1", IPv6: 1})[0]
 	rewriteHandle(t, s, b.Addr, "ds")
 	rep, _ := m.GC(ctxT(t), GCOptions{Grace: time.Minute})

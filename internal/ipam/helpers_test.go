@@ -2,7 +2,6 @@ package ipam
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -208,5 +207,3 @@ func ipamKeys(t testing.TB, s datastore.Store) []string {
 	}
 	return out
 }
-
-func isErr(err, target error) bool { return errors.Is(err, target) }

@@ -171,7 +171,7 @@ type Allocation struct {
 	Seq uint64
 }
 
-// validate checks a request and returns the counts per family.
+// validate checks a request; every error names the field at fault.
 func (r *Request) validate() error {
 	if err := checkHandle(r.Handle); err != nil {
 		return err

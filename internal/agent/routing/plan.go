@@ -54,7 +54,7 @@ type Plan struct {
 	Problems []string
 
 	pools    []poolInfo
-	own      map[netip.Prefix]bool  // own blocks and borrowed /32s
+	own      map[netip.Prefix]bool   // own blocks and borrowed /32s
 	owner    map[netip.Prefix]string // every routed block and borrowed address → node
 	nodes    map[string]*nodeInfo
 	learnDev bool // an IPIP device exists for learned routes

@@ -408,6 +408,7 @@ func testTxnBadOps(t *testing.T, _ Harness, s datastore.Store, p string) {
 		}},
 		{"empty key", []datastore.Op{{Type: datastore.OpCreate, Key: "", Value: []byte("1")}}},
 		{"unknown op type", []datastore.Op{{Type: datastore.OpType(42), Key: p + "a"}}},
+		{"too many ops", append(bigTxn(p, datastore.MaxTxnOps), datastore.Op{Type: datastore.OpCreate, Key: p + "b"})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,6 +423,10 @@ func testTxnBadOps(t *testing.T, _ Harness, s datastore.Store, p string) {
 			}
 		})
 	}
+	// The largest transaction allowed applies.
+	if _, err := s.Txn(ctx, bigTxn(p, datastore.MaxTxnOps)); err != nil {
+		t.Errorf("Txn of %d ops: %v", datastore.MaxTxnOps, err)
+	}
 	// A key may be checked and written in one transaction.
 	if _, err := s.Txn(ctx, []datastore.Op{
 		{Type: datastore.OpCheck, Key: p + "a", Revision: ra},
@@ -429,6 +434,14 @@ func testTxnBadOps(t *testing.T, _ Harness, s datastore.Store, p string) {
 	}); err != nil {
 		t.Errorf("Txn checking and updating one key: %v", err)
 	}
+}
+
+func bigTxn(p string, n int) []datastore.Op {
+	ops := make([]datastore.Op, n)
+	for i := range ops {
+		ops[i] = datastore.Op{Type: datastore.OpCreate, Key: fmt.Sprintf("%sbig/%03d", p, i), Value: []byte("v")}
+	}
+	return ops
 }
 
 // increment adds one to the counter at key with a compare-and-swap loop,

@@ -344,11 +344,14 @@ func (s *Store) Txn(ctx context.Context, ops []datastore.Op) (int64, error) {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(op.Key), "=", 0))
 			thens = append(thens, clientv3.OpPut(op.Key, string(op.Value)))
 		case datastore.OpUpdate, datastore.OpDelete:
-			if op.Revision <= 0 {
-				// ModRevision of an absent key is 0: guard existence too.
-				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(op.Key), ">", 0))
+			rev := op.Revision
+			if rev <= 0 {
+				// The ModRevision of an absent key is 0: "= 0" would write
+				// it. No key has a negative revision, so this always fails
+				// and the Else reads tell which error it is.
+				rev = -1
 			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(op.Key), "=", op.Revision))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(op.Key), "=", rev))
 			if op.Type == datastore.OpUpdate {
 				thens = append(thens, clientv3.OpPut(op.Key, string(op.Value)))
 			} else {

@@ -43,18 +43,25 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan 
 
 func (s *Store) watch(ctx context.Context, prefix string, next int64, out chan<- datastore.Event) {
 	defer close(out)
+	// A consumer that stops reading must not keep the goroutine once ctx
+	// ends or the store is closed.
 	send := func(ev datastore.Event) bool {
 		select {
 		case out <- ev:
 			return true
 		case <-ctx.Done():
 			return false
+		case <-s.cli.Ctx().Done():
+			return false
 		}
 	}
 	backoff := watchBackoffMin
 	for ctx.Err() == nil {
 		if s.cli.Ctx().Err() != nil {
-			send(datastore.Event{Type: datastore.EventError, Err: fmt.Errorf("watch %s: %w: client closed", prefix, datastore.ErrUnavailable)})
+			select { // best effort: the consumer may be gone too
+			case out <- datastore.Event{Type: datastore.EventError, Err: fmt.Errorf("watch %s: %w: store closed", prefix, datastore.ErrUnavailable)}:
+			default:
+			}
 			return
 		}
 		if next <= 0 {

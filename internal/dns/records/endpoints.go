@@ -151,7 +151,9 @@ func nodeAddrs(nodes []*api.Node) map[string][]netip.Addr {
 
 func sortedEndpoints(eps []*api.WorkloadEndpoint) []*api.WorkloadEndpoint {
 	out := slices.Clone(eps)
-	slices.SortFunc(out, func(a, b *api.WorkloadEndpoint) int { return strings.Compare(endpointKey(a), endpointKey(b)) })
+	slices.SortFunc(out, func(a, b *api.WorkloadEndpoint) int {
+		return cmp.Or(strings.Compare(cmp.Or(a.Namespace, api.DefaultNamespace), cmp.Or(b.Namespace, api.DefaultNamespace)), strings.Compare(a.Name, b.Name))
+	})
 	return out
 }
 

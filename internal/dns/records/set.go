@@ -140,9 +140,40 @@ type builder struct {
 
 type acc struct {
 	ttl uint32
-	ips map[netip.Addr]struct{}
-	srv map[SRV]struct{}
-	ptr map[string]struct{}
+	ips smallSet[netip.Addr]
+	srv smallSet[SRV]
+	ptr smallSet[string]
+}
+
+// smallSet keeps insertion order and finds duplicates by a linear scan
+// while small (most names have one to three records), by a map after.
+type smallSet[T comparable] struct {
+	items []T
+	index map[T]struct{}
+}
+
+func (s *smallSet[T]) add(v T) bool {
+	if s.index != nil {
+		if _, dup := s.index[v]; dup {
+			return false
+		}
+		s.index[v] = struct{}{}
+		s.items = append(s.items, v)
+		return true
+	}
+	for _, x := range s.items {
+		if x == v {
+			return false
+		}
+	}
+	s.items = append(s.items, v)
+	if len(s.items) > 16 {
+		s.index = make(map[T]struct{}, 2*len(s.items))
+		for _, x := range s.items {
+			s.index[x] = struct{}{}
+		}
+	}
+	return true
 }
 
 const maxWarnings = 50
@@ -180,17 +211,7 @@ func (b *builder) addIP(name string, ttl uint32, ip netip.Addr) bool {
 		return false
 	}
 	e := b.entry(name, ttl)
-	if e == nil {
-		return false
-	}
-	if e.ips == nil {
-		e.ips = map[netip.Addr]struct{}{}
-	}
-	if _, dup := e.ips[ip]; dup {
-		return false
-	}
-	e.ips[ip] = struct{}{}
-	return true
+	return e != nil && e.ips.add(ip)
 }
 
 func (b *builder) addSRV(name string, ttl uint32, target string, port uint16) bool {
@@ -198,32 +219,16 @@ func (b *builder) addSRV(name string, ttl uint32, target string, port uint16) bo
 		return false
 	}
 	e := b.entry(name, ttl)
-	if e == nil {
-		return false
-	}
-	if e.srv == nil {
-		e.srv = map[SRV]struct{}{}
-	}
-	r := SRV{Target: target, Port: port, Weight: b.cfg.SRVWeight}
-	if _, dup := e.srv[r]; dup {
-		return false
-	}
-	e.srv[r] = struct{}{}
-	return true
+	return e != nil && e.srv.add(SRV{Target: target, Port: port, Weight: b.cfg.SRVWeight})
 }
 
 func (b *builder) addPTR(ip netip.Addr, target string) {
 	if !ip.IsValid() || checkName(target) != nil {
 		return
 	}
-	e := b.entry(ReverseName(ip), b.cfg.TTL)
-	if e == nil {
-		return
+	if e := b.entry(ReverseName(ip), b.cfg.TTL); e != nil {
+		e.ptr.add(target)
 	}
-	if e.ptr == nil {
-		e.ptr = map[string]struct{}{}
-	}
-	e.ptr[target] = struct{}{}
 }
 
 func (b *builder) framework(name string) *EnumFramework {
@@ -244,7 +249,7 @@ func (b *builder) freeze(zones []Zone) *Set {
 	}
 	for name, e := range b.names {
 		rr := &RRSet{TTL: e.ttl}
-		for ip := range e.ips {
+		for _, ip := range e.ips.items {
 			if ip.Is4() {
 				rr.A = append(rr.A, ip)
 			} else {
@@ -253,15 +258,11 @@ func (b *builder) freeze(zones []Zone) *Set {
 		}
 		slices.SortFunc(rr.A, netip.Addr.Compare)
 		slices.SortFunc(rr.AAAA, netip.Addr.Compare)
-		for r := range e.srv {
-			rr.SRV = append(rr.SRV, r)
-		}
+		rr.SRV = e.srv.items
 		slices.SortFunc(rr.SRV, func(x, y SRV) int {
 			return cmp.Or(strings.Compare(x.Target, y.Target), cmp.Compare(x.Port, y.Port))
 		})
-		for p := range e.ptr {
-			rr.PTR = append(rr.PTR, p)
-		}
+		rr.PTR = e.ptr.items
 		slices.Sort(rr.PTR)
 		s.Names[name] = rr
 	}
@@ -283,21 +284,31 @@ func checkName(name string) error {
 	if len(name) > 254 {
 		return fmt.Errorf("longer than 253 characters")
 	}
-	for _, l := range strings.Split(name[:len(name)-1], ".") {
-		if l == "" {
-			return fmt.Errorf("empty label")
-		}
-		if len(l) > 63 {
-			return fmt.Errorf("label %q is longer than 63 characters", l)
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
+	start := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c != '.' {
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("label %q has character %q", l, c)
+				return fmt.Errorf("label %q has character %q", labelAt(name, start), c)
 			}
+			continue
 		}
+		switch n := i - start; {
+		case n == 0:
+			return fmt.Errorf("empty label")
+		case n > 63:
+			return fmt.Errorf("label %q is longer than 63 characters", name[start:i])
+		}
+		start = i + 1
 	}
 	return nil
+}
+
+func labelAt(name string, start int) string {
+	if i := strings.IndexByte(name[start:], '.'); i >= 0 {
+		return name[start : start+i]
+	}
+	return name[start:]
 }
 
 // ReverseName is the in-addr.arpa or ip6.arpa name of an address.

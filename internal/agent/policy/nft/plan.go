@@ -468,7 +468,7 @@ func (d *Driver) exec(p *plan, rs *policy.Ruleset) error {
 		}
 		c.AddChain(ch)
 	}
-	for _, cs := range p.delElems[:0] {
+	for _, cs := range p.delElems {
 		ref := &nftables.Set{Table: t, Name: cs.name}
 		for _, chunk := range chunkTokens(cs.tokens) {
 			if err := c.SetDeleteElements(ref, elements(chunk)); err != nil {
