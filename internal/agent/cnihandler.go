@@ -348,18 +348,27 @@ func (a *Agent) removeEndpoint(ctx context.Context, namespace, name, containerID
 	if a.dp != nil && len(addrs) > 0 {
 		a.dp.EndpointGone(ctx, addrs)
 	}
-	if _, err := a.ipam.ReleaseHandle(ctx, handle); err != nil {
+	// The addresses and the endpoint record go in parallel: two round trips
+	// to the datastore that do not depend on each other.
+	relErr := make(chan error, 1)
+	go func() {
+		_, err := a.ipam.ReleaseHandle(ctx, handle)
+		relErr <- err
+	}()
+	_, delErr := a.client.Delete(ctx, "WorkloadEndpoint", namespace, name, "")
+	if err := <-relErr; err != nil {
 		return ipamError(err)
 	}
-	if _, err := a.client.Delete(ctx, "WorkloadEndpoint", namespace, name, ""); err != nil && !errors.Is(err, datastore.ErrNotFound) {
-		return cni.Errorf(types.ErrTryAgainLater, "delete endpoint %s: %v", name, err)
+	if delErr != nil && !errors.Is(delErr, datastore.ErrNotFound) {
+		return cni.Errorf(types.ErrTryAgainLater, "delete endpoint %s: %v", name, delErr)
 	}
+	// The veth is gone, so nothing can use the endpoint's chains any more:
+	// the dataplane loop removes them without making DEL wait.
 	if r, ok := a.cache.get("WorkloadEndpoint", namespace, name); ok {
 		a.cache.remove("WorkloadEndpoint", r)
 		a.m.endpoints.Dec()
-	}
-	if err := a.requestSync(ctx); err != nil {
-		a.log.Warn("policy sync after DEL failed", "error", err)
+	} else {
+		a.cache.signal()
 	}
 	a.log.Info("container detached", "endpoint", name, "containerID", containerID)
 	return nil

@@ -120,6 +120,9 @@ func injectMesosArgs(conf []byte, networkInfo map[string]any) ([]byte, error) {
 	if err := json.Unmarshal(conf, &m); err != nil {
 		return nil, fmt.Errorf("network config: %w", err)
 	}
+	if m == nil {
+		return nil, errors.New("network config: not a JSON object")
+	}
 	args, _ := m["args"].(map[string]any)
 	if m["args"] != nil && args == nil {
 		return nil, errors.New(`network config: "args" is not an object`)
@@ -144,6 +147,9 @@ func injectCNILabels(list []byte, labels []KeyValue) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(list, &m); err != nil {
 		return nil, fmt.Errorf("network config list: %w", err)
+	}
+	if m == nil {
+		return nil, errors.New("network config list: not a JSON object")
 	}
 	plugins, _ := m["plugins"].([]any)
 	ls := make([]map[string]string, 0, len(labels))

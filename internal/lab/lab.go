@@ -36,7 +36,7 @@ type Lab struct {
 func (l *Lab) Name() string { return l.st.Name }
 
 // State is the lab's recorded state (a copy).
-func (l *Lab) State() State { return *l.st }
+func (l *Lab) State() *State { s := *l.st; return &s }
 
 // Dir is the lab's state directory.
 func (l *Lab) Dir() string { return l.l.dir }

@@ -200,7 +200,6 @@ type policyInfo struct {
 	ingress, egress       []api.Rule
 	typeIn, typeOut       bool
 	chainIn, chainOut     string
-	usedIn, usedOut       bool
 	passIn, passOut       bool // has a Pass rule
 }
 

@@ -562,7 +562,7 @@ func (s *Server) Stop() error {
 		return nil
 	}
 	// etcd logs errors about connections it is cutting while closing.
-	// s.level.SetLevel(zapcore.DPanicLevel)
+	s.level.SetLevel(zapcore.DPanicLevel)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

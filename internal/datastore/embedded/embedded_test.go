@@ -38,6 +38,8 @@ func TestConfigValidate(t *testing.T) {
 			InitialCluster: "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380"}, ""},
 		{"https", embedded.Config{DataDir: "/d", ListenClient: "https://127.0.0.1:2379", CertFile: "c", KeyFile: "k"}, ""},
 		{"revision compaction", embedded.Config{DataDir: "/d", AutoCompactionMode: "revision"}, ""},
+		{"two client URLs", embedded.Config{DataDir: "/d", ListenClient: "http://127.0.0.1:2379,unix:///run/tabby/etcd.sock"}, ""},
+		{"two client URLs with port 0", embedded.Config{DataDir: "/d", ListenClient: "http://127.0.0.1:0,http://10.0.0.1:2379"}, "port 0 needs a single URL"},
 		{"no data dir", embedded.Config{}, "dataDir: required"},
 		{"bad name", embedded.Config{DataDir: "/d", Name: "a=b"}, `name "a=b"`},
 		{"bad scheme", embedded.Config{DataDir: "/d", ListenClient: "tcp://127.0.0.1:1"}, `listenClient "tcp://127.0.0.1:1": scheme`},

@@ -14,6 +14,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add("tabby", "http://127.0.0.1:2379", "", "")
 	f.Add("a", "unix:///run/tabby/etcd.sock", "http://10.0.0.1:2380", "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380")
 	f.Add("a", "https://[::1]:0", "http://0.0.0.0:2380", "a=http://10.0.0.1:2380")
+	f.Add("y", "http://127.0.0.1:2379, unix:///s", "", "")
 	f.Add("x", "http://127.0.0.1:99999", "http://127.0.0.1:1/", "x=")
 	f.Add("", "unix://rel", "http://a:1", "=http://1.2.3.4:5,")
 	f.Fuzz(func(t *testing.T, name, listen, peer, cluster string) {
@@ -25,7 +26,7 @@ func FuzzValidate(f *testing.F) {
 			}
 			return
 		}
-		for _, s := range []string{c.ListenClient, c.AdvertiseClient, c.ListenPeer, c.AdvertisePeer} {
+		for _, s := range append(strings.Split(c.ListenClient+","+c.AdvertiseClient, ","), c.ListenPeer, c.AdvertisePeer) {
 			if _, err := url.Parse(s); err != nil {
 				t.Errorf("accepted URL %q does not parse: %v", s, err)
 			}

@@ -16,7 +16,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,7 +281,6 @@ func mustNotReach(t *testing.T, what string, f func(deadline time.Duration) (str
 	}
 }
 
-
 // persistentConn is a TCP connection kept open across policy changes.
 type persistentConn struct {
 	c net.Conn
@@ -310,3 +311,44 @@ func (p *persistentConn) pingWithin(d time.Duration) error {
 func (p *persistentConn) Close() error { return p.c.Close() }
 
 func nsHandle(ns *testNS) vnetns.NsHandle { return vnetns.NsHandle(int(ns.fd.Fd())) }
+
+// sinkUDP records "<source> <payload>" of every datagram it receives.
+func sinkUDP(t *testing.T, nsPath, ip string) (uint16, func() []string) {
+	t.Helper()
+	var pc net.PacketConn
+	in(t, nsPath, func() (err error) {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		return err
+	})
+	t.Cleanup(func() { pc.Close() })
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got = append(got, from.(*net.UDPAddr).IP.String()+" "+string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// sendUDP sends one datagram from src (call it in netns.Do).
+func sendUDP(src, dst string, port uint16, msg string) error {
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(dst), Port: int(port)})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(msg))
+	return err
+}
