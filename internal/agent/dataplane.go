@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
+	"github.com/tabbynet/tabby/internal/agent/routing"
 )
 
 // PolicyDriver programs a compiled ruleset into the kernel.
@@ -18,7 +19,28 @@ type PolicyDriver interface {
 // routing, kernel routes and BGP).
 type KernelDataplane struct {
 	Policy PolicyDriver // nil: policy disabled
+	Router Router       // nil: routing disabled
 	Log    *slog.Logger
+}
+
+// Router receives the routing part of every view; it programs routes on
+// its own goroutines, so Update must not block.
+type Router interface {
+	Update(in *routing.Input)
+}
+
+// RoutingInput turns a view into the router's input (the router adds the
+// IPAM affinities it watches itself).
+func RoutingInput(v *View) *routing.Input {
+	return &routing.Input{
+		Node:      v.Node,
+		NodeIP:    v.NodeIP,
+		Nodes:     v.Nodes,
+		Pools:     v.Pools,
+		BGPConfig: v.BGPConfig,
+		Peers:     v.BGPPeers,
+		Felix:     v.Felix,
+	}
 }
 
 var _ Dataplane = (*KernelDataplane)(nil)
@@ -43,8 +65,12 @@ func PolicyState(v *View) *policy.State {
 	return s
 }
 
-// Sync compiles the policy of this host and programs it.
+// Sync hands the view to the router and compiles and programs the policy
+// of this host.
 func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
+	if d.Router != nil {
+		d.Router.Update(RoutingInput(v))
+	}
 	if d.Policy == nil {
 		return nil
 	}

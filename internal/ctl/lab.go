@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -60,6 +62,7 @@ the CLI reaches a lab's datastore with --lab NAME through a unix socket.`,
 		newLabAgentCommand(g),
 		newLabUsageCommand(g),
 		newLabMesosMasterCommand(g),
+		newLabHTTPCommand(g),
 	)
 	return cmd
 }
@@ -602,5 +605,64 @@ func newLabMesosMasterCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.StateDir, "state-dir", "", "the lab's state directory")
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "", "address to serve on")
+	return cmd
+}
+
+// newLabHTTPCommand is a tiny HTTP server and client for demos and tests
+// inside lab containers (which share the machine's files, so they can run
+// tabby but may lack curl or a web server).
+func newLabHTTPCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    "http",
+		Short:  "A tiny HTTP server and client for lab containers",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+	}
+	var listen, text string
+	serve := &cobra.Command{
+		Use:   "serve [--listen ADDR] [--text TEXT]",
+		Short: "Answer every request with TEXT and the client's address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, "%s (you are %s)\n", text, r.RemoteAddr)
+			})}
+			go func() {
+				<-cmd.Context().Done()
+				_ = srv.Close()
+			}()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	serve.Flags().StringVar(&listen, "listen", ":80", "address to listen on")
+	serve.Flags().StringVar(&text, "text", "hello", "what to answer")
+	var timeout time.Duration
+	get := &cobra.Command{
+		Use:   "get URL [--timeout D]",
+		Short: "GET URL and print the body; exit 1 unless the answer is 2xx",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := &http.Client{Timeout: timeout}
+			resp, err := c.Get(args[0])
+			if err != nil {
+				return exitError{code: 1, msg: err.Error()}
+			}
+			defer resp.Body.Close()
+			_, _ = io.Copy(g.stdout, resp.Body)
+			if resp.StatusCode/100 != 2 {
+				return exitError{code: 1, msg: resp.Status}
+			}
+			return nil
+		},
+	}
+	get.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	cmd.AddCommand(serve, get)
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/ipam"
 )
 
 // document is one decoded resource and where it came from, for messages.
@@ -146,6 +147,9 @@ func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 			if err := checkPools(cmd.Context(), c, v.name, docs); err != nil {
 				return err
 			}
+			if err := checkPoolsWithIPAM(cmd.Context(), store, c, docs); err != nil {
+				return err
+			}
 			return runWrites(cmd.Context(), g, v, docs, func(ctx context.Context, r api.Resource) (bool, error) {
 				switch v.name {
 				case "create":
@@ -249,6 +253,28 @@ func checkPools(ctx context.Context, c *datastore.Client, verb string, docs []do
 	return nil
 }
 
+// checkPoolsWithIPAM asks IPAM about each pool change: a new pool must not
+// cover leftover blocks of another size, and so on.
+func checkPoolsWithIPAM(ctx context.Context, store datastore.Store, c *datastore.Client, docs []document) error {
+	m := ipam.New(store, nil)
+	for _, d := range docs {
+		p, ok := d.res.(*api.IPPool)
+		if !ok {
+			continue
+		}
+		var old *api.IPPool
+		if r, err := c.Get(ctx, "IPPool", "", p.Name); err == nil {
+			old = r.(*api.IPPool)
+		} else if !errors.Is(err, datastore.ErrNotFound) {
+			return err
+		}
+		if err := m.CheckPoolChange(ctx, old, p); err != nil {
+			return fmt.Errorf("IPPool %q: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
 func newDeleteCommand(g *globals) *cobra.Command {
 	var files []string
 	var recursive, skip bool
@@ -288,7 +314,16 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			c := datastore.NewClient(store)
 			return runWrites(cmd.Context(), g, writeVerb{name: "delete", past: "deleted"}, docs, func(ctx context.Context, r api.Resource) (bool, error) {
 				m := r.GetObjectMeta()
-				_, err := c.Delete(ctx, r.KindInfo().Kind, m.Namespace, m.Name, m.ResourceVersion)
+				var err error
+				if r.KindInfo().Kind == "IPPool" {
+					// IPAM refuses while addresses are allocated in the pool
+					// and removes its empty blocks.
+					if _, err = c.Get(ctx, "IPPool", "", m.Name); err == nil {
+						err = ipam.New(store, nil).DeletePool(ctx, m.Name)
+					}
+				} else {
+					_, err = c.Delete(ctx, r.KindInfo().Kind, m.Namespace, m.Name, m.ResourceVersion)
+				}
 				if skip && errors.Is(err, datastore.ErrNotFound) {
 					return false, nil
 				}

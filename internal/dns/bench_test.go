@@ -10,6 +10,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
@@ -109,4 +110,32 @@ func BenchmarkEndpointToResolvableMemstore(b *testing.B) {
 
 func BenchmarkEndpointToResolvableEtcd(b *testing.B) {
 	benchmarkEndpointToResolvable(b, etcdtest.New(b))
+}
+
+// BenchmarkRebuild10k is one full rebuild (records and snapshot) with
+// 10,000 endpoints on 100 nodes: the builder's cost per datastore change.
+func BenchmarkRebuild10k(b *testing.B) {
+	srv, err := New(DefaultConfig(), Options{Store: memstore.New()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := srv.ds
+	for i := range 100 {
+		n := testNode(fmt.Sprintf("host-%d", i), fmt.Sprintf("10.0.%d.%d", i/250, i%250+1))
+		ds.nodes[n.Name] = n
+	}
+	for i := range 10000 {
+		ep := testEndpoint("default", fmt.Sprintf("ep-%d", i), fmt.Sprintf("host-%d", i%100), fmt.Sprintf("app-%d", i/3), fmt.Sprintf("172.29.%d.%d", i/250, i%250+1))
+		if i%2 == 0 {
+			ep.Spec.Mesos = &api.MesosInfo{App: fmt.Sprintf("/group/app-%d", i/3), TaskID: fmt.Sprintf("task-%d", i)}
+			ep.Spec.Ports = []api.WorkloadEndpointPort{{Name: "http", Protocol: api.ProtocolTCP, Port: 80}}
+		}
+		ds.weps[resourceKey(ep)] = ep
+	}
+	ds.synced[kindEndpoint], ds.synced[kindNode] = true, true
+	b.ReportAllocs()
+	for b.Loop() {
+		srv.rebuild()
+	}
+	b.ReportMetric(float64(len(srv.snap.Load().names)), "names")
 }

@@ -107,15 +107,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Config returns the normalized configuration.
-func (s *Server) Config() Config { return s.cfg }
-
-// Handler answers DNS queries in process (what the listeners call).
-func (s *Server) Handler() mdns.Handler { return s.h }
-
-// HTTPHandler serves the HTTP API and /metrics.
-func (s *Server) HTTPHandler() http.Handler { return s.httpHandler() }
-
 // Listen binds the DNS (UDP and TCP, same port) and HTTP sockets that the
 // configuration turns on. With port 0 the system picks free ports; see
 // DNSAddr and HTTPAddr.

@@ -67,10 +67,6 @@ func newSnapshot(set *records.Set, serial uint32, ready bool) *snapshot {
 		}}
 		for _, ns := range z.NS {
 			zd.ns = append(zd.ns, &mdns.NS{Hdr: mdns.RR_Header{Name: z.Name, Rrtype: mdns.TypeNS, Class: mdns.ClassINET, Ttl: z.TTL}, Ns: ns})
-			if rr := set.Names[ns]; rr != nil {
-				zd.nsExtra = append(zd.nsExtra, addrRRs(ns, rr.TTL, rr.A)...)
-				zd.nsExtra = append(zd.nsExtra, addrRRs(ns, rr.TTL, rr.AAAA)...)
-			}
 		}
 		s.zones = append(s.zones, zd)
 	}
@@ -80,17 +76,11 @@ func newSnapshot(set *records.Set, serial uint32, ready bool) *snapshot {
 		nd := &nameData{zone: s.zoneFor(name)}
 		nd.a = addrRRs(name, rr.TTL, rr.A)
 		nd.aaaa = addrRRs(name, rr.TTL, rr.AAAA)
-		targets := map[string]bool{}
 		for _, r := range rr.SRV {
 			nd.srv = append(nd.srv, &mdns.SRV{
 				Hdr:      mdns.RR_Header{Name: name, Rrtype: mdns.TypeSRV, Class: mdns.ClassINET, Ttl: rr.TTL},
 				Priority: r.Priority, Weight: r.Weight, Port: r.Port, Target: r.Target,
 			})
-			if t := set.Names[r.Target]; t != nil && !targets[r.Target] {
-				targets[r.Target] = true
-				nd.extra = append(nd.extra, addrRRs(r.Target, t.TTL, t.A)...)
-				nd.extra = append(nd.extra, addrRRs(r.Target, t.TTL, t.AAAA)...)
-			}
 		}
 		for _, p := range rr.PTR {
 			nd.ptr = append(nd.ptr, &mdns.PTR{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: rr.TTL}, Ptr: p})
@@ -99,38 +89,64 @@ func newSnapshot(set *records.Set, serial uint32, ready bool) *snapshot {
 		if nd.zone == nil {
 			continue
 		}
-		// Every ancestor below the apex exists, even without records.
+		// Every ancestor below the apex exists, even without records. Stop
+		// at one already known: its own ancestors were walked with it.
 		for n := name; ; {
 			i := strings.IndexByte(n, '.')
 			if i < 0 || i == len(n)-1 {
 				break
 			}
 			n = n[i+1:]
-			if n == nd.zone.name || !records.InZone(n, nd.zone.name) {
+			if n == nd.zone.name || !records.InZone(n, nd.zone.name) || set.Names[n] != nil || s.ents[n] != nil {
 				break
 			}
 			s.ents[n] = nd.zone
 		}
 	}
-	for n := range s.ents {
-		if _, ok := s.names[n]; ok {
-			delete(s.ents, n)
+	// Additional sections share the records of the names they point at.
+	for _, zd := range s.zones {
+		for _, ns := range zd.ns {
+			zd.nsExtra = append(zd.nsExtra, s.addrsOf(ns.(*mdns.NS).Ns, nil)...)
+		}
+	}
+	for _, nd := range s.names {
+		var seen []string
+		for _, rr := range nd.srv {
+			if t := rr.(*mdns.SRV).Target; !slices.Contains(seen, t) {
+				seen = append(seen, t)
+				nd.extra = s.addrsOf(t, nd.extra)
+			}
 		}
 	}
 	return s
 }
 
+// addrsOf appends the A and AAAA records of name to out.
+func (s *snapshot) addrsOf(name string, out []mdns.RR) []mdns.RR {
+	if t := s.names[name]; t != nil {
+		out = append(append(out, t.a...), t.aaaa...)
+	}
+	return out
+}
+
 func addrRRs(name string, ttl uint32, ips []netip.Addr) []mdns.RR {
-	out := make([]mdns.RR, 0, len(ips))
-	for _, ip := range ips {
-		hdr := mdns.RR_Header{Name: name, Class: mdns.ClassINET, Ttl: ttl}
-		if ip.Is4() {
-			hdr.Rrtype = mdns.TypeA
-			out = append(out, &mdns.A{Hdr: hdr, A: net.IP(ip.AsSlice())})
-		} else {
-			hdr.Rrtype = mdns.TypeAAAA
-			out = append(out, &mdns.AAAA{Hdr: hdr, AAAA: net.IP(ip.AsSlice())})
+	if len(ips) == 0 {
+		return nil
+	}
+	// One allocation for all records of the name, not one per record.
+	out := make([]mdns.RR, len(ips))
+	if ips[0].Is4() {
+		rrs := make([]mdns.A, len(ips))
+		for i, ip := range ips {
+			rrs[i] = mdns.A{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: ttl}, A: net.IP(ip.AsSlice())}
+			out[i] = &rrs[i]
 		}
+		return out
+	}
+	rrs := make([]mdns.AAAA, len(ips))
+	for i, ip := range ips {
+		rrs[i] = mdns.AAAA{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeAAAA, Class: mdns.ClassINET, Ttl: ttl}, AAAA: net.IP(ip.AsSlice())}
+		out[i] = &rrs[i]
 	}
 	return out
 }

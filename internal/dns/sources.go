@@ -124,14 +124,11 @@ func (s *datastoreSource) watch(ctx context.Context, kind string, from int64) er
 		case ev.Type == datastore.EventError:
 			return ev.Err
 		case ev.Err != nil:
-			// A value we cannot read must not keep resolving.
+			// The event carries no key to drop: keep the last value we could
+			// read, and say so.
 			s.m.datastoreDecErr.Inc()
 			s.log.Warn("ignoring a datastore value that cannot be decoded", "kind", kind, "error", ev.Err)
-			if ev.Resource != nil {
-				s.mu.Lock()
-				s.remove(ev.Resource)
-				s.mu.Unlock()
-			}
+			continue
 		case ev.Type == datastore.EventPut:
 			s.mu.Lock()
 			s.set(ev.Resource)

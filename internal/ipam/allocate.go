@@ -170,7 +170,8 @@ func sleepJitter(ctx context.Context, attempt int) error {
 
 func (m *IPAM) tryAllocate(ctx context.Context, pl *plan) ([]Allocation, error) {
 	req := pl.req
-	out, err := m.planRequest(ctx, pl)
+	var out []Allocation
+	err := m.planRequest(ctx, pl)
 	if err == nil {
 		out, err = m.commit(ctx, pl)
 	}
@@ -189,15 +190,15 @@ func (m *IPAM) tryAllocate(ctx context.Context, pl *plan) ([]Allocation, error) 
 	return out, err
 }
 
-func (m *IPAM) planRequest(ctx context.Context, pl *plan) ([]Allocation, error) {
+func (m *IPAM) planRequest(ctx context.Context, pl *plan) error {
 	req := pl.req
 	if len(req.Static) > 0 {
 		if err := m.checkHandleFirst(ctx, pl); err != nil {
-			return nil, err
+			return err
 		}
 		for i, a := range req.Static {
 			if err := m.planStatic(ctx, pl, i, a); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
@@ -218,16 +219,16 @@ func (m *IPAM) planRequest(ctx context.Context, pl *plan) ([]Allocation, error) 
 		}
 		pools, err := candidatePools(pl.v.pools, f.names, f.fam, req.use(), req.Node, pl.v.labels)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		fams = append(fams, family{f.fam, f.n, pools})
 	}
 	for _, f := range fams {
 		if err := m.planAuto(ctx, pl, f.pools, f.fam, f.n); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // checkHandleFirst looks for an existing handle once per attempt, before
@@ -304,12 +305,15 @@ func (m *IPAM) planAuto(ctx context.Context, pl *plan, pools []*pool, fam, n int
 	}
 	// Blocks affine to the node that the view did not know (claimed by
 	// another process for this node).
-	for _, cidr := range cl.sorted {
-		b := cl.blocks[cidr]
+	for _, cidr := range cl.affineTo(node) {
 		if got == n {
 			break
 		}
-		if b == nil || b.affinity != node || b.deleted || pl.v.own[cidr] != nil {
+		if pl.v.own[cidr] != nil {
+			continue
+		}
+		b := cl.block(cidr)
+		if b == nil || b.affinity != node || b.deleted {
 			continue
 		}
 		if p := poolFor(pools, cidr); p != nil {
@@ -333,7 +337,10 @@ func (m *IPAM) planAuto(ctx context.Context, pl *plan, pools []*pool, fam, n int
 		var borrowable []*block
 		free := 0
 		for _, cidr := range cl.sorted {
-			b := cl.blocks[cidr]
+			if poolFor(pools, cidr) == nil {
+				continue
+			}
+			b := cl.block(cidr)
 			if b == nil || b.affinity == node || b.deleted || poolFor(pools, cidr) == nil {
 				continue
 			}
@@ -410,7 +417,7 @@ func (m *IPAM) claimNext(ctx context.Context, pl *plan, cl *clusterView, pools [
 				// Another host created it first: it may still lend addresses.
 				cl.markTaken(cidr)
 				if won, err := m.getBlock(ctx, cidr); err == nil {
-					cl.blocks[cidr] = won
+					cl.decoded[cidr] = won
 				}
 				continue
 			}
@@ -673,6 +680,17 @@ func (m *IPAM) existing(ctx context.Context, pl *plan) ([]Allocation, error) {
 	}
 	if !found {
 		return nil, fmt.Errorf("handle %q vanished while allocating: %w", req.Handle, errRetry)
+	}
+	if len(out) == 0 {
+		// A record that holds nothing (written by another tool, or damaged
+		// by hand): remove it, if unchanged, and allocate afresh. Nothing
+		// adds addresses to an existing handle, so this cannot race one.
+		if kv, err := m.store.Get(ctx, handleKey(req.Handle)); err == nil {
+			if err := m.store.Delete(ctx, kv.Key, kv.Revision); err != nil {
+				m.log.Debug("could not remove an empty handle record", "handle", req.Handle, "error", err)
+			}
+		}
+		return nil, fmt.Errorf("handle %q held no address: %w", req.Handle, errRetry)
 	}
 	v4, v6 := req.counts()
 	count := map[int]int{4: v4, 6: v6}

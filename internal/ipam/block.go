@@ -62,7 +62,7 @@ type block struct {
 	free     []int // free ordinals in reuse order
 	attrs    []allocAttr
 	seq      uint64
-	seqFor   map[int]uint64
+	seqFor   []uint64 // sequence number per ordinal (meaningful while allocated)
 	deleted  bool
 	rev      int64 // datastore revision; 0 before it is stored
 }
@@ -70,7 +70,7 @@ type block struct {
 // newBlock is an empty block affine to node.
 func newBlock(cidr netip.Prefix, node string, strict bool) *block {
 	n := blockLen(cidr)
-	b := &block{cidr: cidr, affinity: node, strict: strict, alloc: make([]int, n), free: make([]int, n), seqFor: map[int]uint64{}}
+	b := &block{cidr: cidr, affinity: node, strict: strict, alloc: make([]int, n), free: make([]int, n), seqFor: make([]uint64, n)}
 	for i := range n {
 		b.alloc[i] = -1
 		b.free[i] = i
@@ -93,7 +93,7 @@ func decodeBlock(data []byte) (*block, error) {
 		return nil, fmt.Errorf("block %s: not a valid block CIDR (IPv4 /%d-/%d, IPv6 /%d-/%d, no host bits)", v.CIDR, MinBlockSize4, MaxBlockSize4, MinBlockSize6, MaxBlockSize6)
 	}
 	n := blockLen(cidr)
-	b := &block{cidr: cidr, strict: v.StrictAffinity, deleted: v.Deleted, seq: v.SequenceNumber, attrs: v.Attributes, seqFor: map[int]uint64{}}
+	b := &block{cidr: cidr, strict: v.StrictAffinity, deleted: v.Deleted, seq: v.SequenceNumber, attrs: v.Attributes, seqFor: make([]uint64, n)}
 	if v.Affinity != nil {
 		node, ok := strings.CutPrefix(*v.Affinity, hostAffinityPrefix)
 		if !ok || node == "" {
@@ -154,7 +154,7 @@ func (b *block) encode() []byte {
 		Attributes:                  b.attrs,
 		Deleted:                     b.deleted,
 		SequenceNumber:              b.seq,
-		SequenceNumberForAllocation: make(map[string]uint64, len(b.seqFor)),
+		SequenceNumberForAllocation: make(map[string]uint64, len(b.alloc)-len(b.free)),
 	}
 	if v.Unallocated == nil {
 		v.Unallocated = []int{}
@@ -172,8 +172,10 @@ func (b *block) encode() []byte {
 			v.Allocations[o] = &a
 		}
 	}
-	for o, s := range b.seqFor {
-		v.SequenceNumberForAllocation[strconv.Itoa(o)] = s
+	for o, a := range b.alloc {
+		if a >= 0 {
+			v.SequenceNumberForAllocation[strconv.Itoa(o)] = b.seqFor[o]
+		}
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -189,7 +191,7 @@ func (b *block) clone() *block {
 	// Attribute entries are shared: no code changes a Secondary map or a
 	// HandleID in place (attrIndex adds new entries, compact moves them).
 	c.attrs = slices.Clone(b.attrs)
-	c.seqFor = maps.Clone(b.seqFor)
+	c.seqFor = slices.Clone(b.seqFor)
 	return &c
 }
 
@@ -271,7 +273,7 @@ func (b *block) release(o int) {
 		return
 	}
 	b.alloc[o] = -1
-	delete(b.seqFor, o)
+	b.seqFor[o] = 0
 	b.free = append(b.free, o)
 }
 

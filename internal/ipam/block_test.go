@@ -178,7 +178,7 @@ func TestBlockSequenceNumbers(t *testing.T) {
 	b.takeOrdinal(1, "h1", nil)
 	s1 := b.seqFor[1]
 	b.release(1)
-	if _, ok := b.seqFor[1]; ok {
+	if b.seqFor[1] != 0 {
 		t.Fatalf("a released ordinal kept its sequence number")
 	}
 	b.takeOrdinal(1, "h1", nil)

@@ -83,7 +83,7 @@ type Report struct {
 }
 
 // OK reports whether Check found nothing wrong.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
+func (r Report) OK() bool { return len(r.Problems) == 0 }
 
 func (r *Report) add(p Problem) { r.Problems = append(r.Problems, p) }
 
@@ -96,15 +96,15 @@ const InFlightAge = time.Minute
 // inconsistency; it changes nothing. live lists the handles in use; nil
 // means "compute them" (LiveHandles), in which case allocations younger
 // than InFlightAge are not called leaked.
-func (m *IPAM) Check(ctx context.Context, live map[string]bool) (*Report, error) {
+func (m *IPAM) Check(ctx context.Context, live map[string]bool) (Report, error) {
 	start := m.now()
 	nodes, err := m.LiveNodes(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		return Report{}, fmt.Errorf("check: %w", err)
 	}
 	weps, err := m.endpoints(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		return Report{}, fmt.Errorf("check: %w", err)
 	}
 	computed := live == nil
 	if computed {
@@ -112,11 +112,11 @@ func (m *IPAM) Check(ctx context.Context, live map[string]bool) (*Report, error)
 	}
 	pools, err := m.readPools(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		return Report{}, fmt.Errorf("check: %w", err)
 	}
 	s, err := m.snapshot(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		return Report{}, fmt.Errorf("check: %w", err)
 	}
 	r := &Report{Pools: len(pools), Blocks: len(s.sorted), Handles: len(s.handles), LiveHandles: len(live)}
 	for _, d := range s.damaged {
@@ -128,7 +128,7 @@ func (m *IPAM) Check(ctx context.Context, live map[string]bool) (*Report, error)
 	r.Allocations = len(allocs)
 	m.checkAllocations(s, allocs, live, computed, start, r)
 	checkEndpoints(s, pools, nodes, weps, r)
-	return r, nil
+	return *r, nil
 }
 
 func (m *IPAM) checkBlocks(s *snapshot, pools []*pool, nodes map[string]bool, r *Report) {

@@ -146,7 +146,7 @@ func ctxT(t testing.TB) context.Context {
 }
 
 // checkClean fails the test when Check finds problems.
-func checkClean(t testing.TB, m *IPAM, live map[string]bool) *Report {
+func checkClean(t testing.TB, m *IPAM, live map[string]bool) Report {
 	t.Helper()
 	r, err := m.Check(context.Background(), live)
 	if err != nil {

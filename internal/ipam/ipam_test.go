@@ -643,3 +643,14 @@ func TestCheckPoolChange(t *testing.T) {
 		}
 	})
 }
+
+// TestEmptyHandleRecordReplaced: a handle record that holds nothing does
+// not block a new allocation for the handle.
+func TestEmptyHandleRecordReplaced(t *testing.T) {
+	s := newStoreWithPool(t)
+	put(t, s, handleKey("h"), handleValue{Block: map[string]int{"10.50.0.0/26": 1}})
+	m := newIPAM(t, s, nil)
+	if got := alloc(t, m, v4("h", "n1")); len(got) != 1 {
+		t.Fatalf("Allocate = %v", got)
+	}
+}

@@ -169,15 +169,18 @@ func (a affEntry) stalePending(now time.Time, timeout time.Duration) bool {
 
 // clusterView is every block and affinity of one family, read when the
 // node's own blocks are not enough (to claim a new block or to borrow).
+// Blocks are decoded only when looked at: a claim needs only the keys.
 type clusterView struct {
-	fam    int
-	blocks map[netip.Prefix]*block // usable (decoded) blocks
-	sorted []netip.Prefix          // every stored block, usable or not, in address order
-	affs   map[netip.Prefix][]affEntry
+	m       *IPAM
+	fam     int
+	raw     map[netip.Prefix]*datastore.KV
+	decoded map[netip.Prefix]*block // nil entry: damaged
+	sorted  []netip.Prefix          // every stored block, in address order
+	affs    map[netip.Prefix][]affEntry
 }
 
 func (m *IPAM) loadCluster(ctx context.Context, fam int) (*clusterView, error) {
-	cl := &clusterView{fam: fam, blocks: map[netip.Prefix]*block{}, affs: map[netip.Prefix][]affEntry{}}
+	cl := &clusterView{m: m, fam: fam, raw: map[netip.Prefix]*datastore.KV{}, decoded: map[netip.Prefix]*block{}, affs: map[netip.Prefix][]affEntry{}}
 	kvs, _, err := m.store.List(ctx, blockKeyPrefix(fam))
 	if err != nil {
 		return nil, fmt.Errorf("list IPv%d blocks: %w", fam, err)
@@ -188,13 +191,7 @@ func (m *IPAM) loadCluster(ctx context.Context, fam int) (*clusterView, error) {
 			continue
 		}
 		cl.sorted = append(cl.sorted, cidr)
-		b, err := decodeBlock(kv.Value)
-		if err != nil || b.cidr != cidr {
-			m.log.Warn("skipping damaged block (see tabby ipam check)", "key", kv.Key, "error", err)
-			continue
-		}
-		b.rev = kv.Revision
-		cl.blocks[cidr] = b
+		cl.raw[cidr] = kv
 	}
 	sort.Slice(cl.sorted, func(i, j int) bool { return comparePrefixes(cl.sorted[i], cl.sorted[j]) < 0 })
 	kvs, _, err = m.store.List(ctx, hostPrefix)
@@ -215,6 +212,29 @@ func (m *IPAM) loadCluster(ctx context.Context, fam int) (*clusterView, error) {
 	return cl, nil
 }
 
+// block returns the stored block cidr, decoded (nil when absent or damaged).
+func (cl *clusterView) block(cidr netip.Prefix) *block {
+	if b, ok := cl.decoded[cidr]; ok {
+		return b
+	}
+	kv := cl.raw[cidr]
+	if kv == nil {
+		return nil
+	}
+	b, err := decodeBlock(kv.Value)
+	if err == nil && b.cidr != cidr {
+		err = fmt.Errorf("block %s stored under the key of %s", b.cidr, cidr)
+	}
+	if err != nil {
+		cl.m.log.Warn("skipping damaged block (see tabby ipam check)", "key", kv.Key, "error", err)
+		b = nil
+	} else {
+		b.rev = kv.Revision
+	}
+	cl.decoded[cidr] = b
+	return b
+}
+
 // taken reports whether a stored block overlaps cidr.
 func (cl *clusterView) taken(cidr netip.Prefix) bool {
 	return overlapsSorted(cl.sorted, cidr)
@@ -231,8 +251,10 @@ func overlapsSorted(sorted []netip.Prefix, p netip.Prefix) bool {
 	return i < len(sorted) && sorted[i].Overlaps(p)
 }
 
+// add records a block just claimed.
 func (cl *clusterView) add(b *block) {
-	cl.blocks[b.cidr] = b
+	cl.decoded[b.cidr] = b
+	cl.affs[b.cidr] = append(cl.affs[b.cidr], affEntry{node: b.affinity, cidr: b.cidr, v: affinityValue{State: StateConfirmed}})
 	cl.markTaken(b.cidr)
 }
 
@@ -255,13 +277,30 @@ func (cl *clusterView) pendingOther(cidr netip.Prefix, node string, now time.Tim
 	return "", time.Time{}
 }
 
-// affineCount counts the node's blocks of this family.
+// affineCount counts the node's blocks of this family (by its confirmed
+// affinities).
 func (cl *clusterView) affineCount(node string) int {
 	n := 0
-	for _, b := range cl.blocks {
-		if b.affinity == node {
-			n++
+	for _, as := range cl.affs {
+		for _, a := range as {
+			if a.node == node && a.v.State == StateConfirmed {
+				n++
+			}
 		}
 	}
 	return n
+}
+
+// affineTo lists the blocks whose affinity records name node, in address order.
+func (cl *clusterView) affineTo(node string) []netip.Prefix {
+	var out []netip.Prefix
+	for cidr, as := range cl.affs {
+		for _, a := range as {
+			if a.node == node && a.v.State == StateConfirmed {
+				out = append(out, cidr)
+			}
+		}
+	}
+	slices.SortFunc(out, comparePrefixes)
+	return out
 }

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("privileged lab test: skipped with -short")
@@ -48,7 +48,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func testBinaries(t *testing.T) string {
+func testBinaries(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "tabby-lab-bin-")
@@ -80,7 +80,7 @@ func uniqueName(prefix string) string {
 }
 
 type testLogWriter struct {
-	t  *testing.T
+	t  testing.TB
 	mu *sync.Mutex
 	ok *bool
 }
@@ -94,7 +94,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	ok := true
 	mu := &sync.Mutex{}
 	t.Cleanup(func() { mu.Lock(); ok = false; mu.Unlock() })
@@ -109,7 +109,7 @@ var testDNS = &DNSConfig{Args: func(ip netip.Addr, datastore, mesos string) []st
 
 // upLab brings a lab up under the default state root and removes it when
 // the test ends, checking that nothing is left behind.
-func upLab(t *testing.T, cfg Config) *Lab {
+func upLab(t testing.TB, cfg Config) *Lab {
 	t.Helper()
 	cfg.BinDir = testBinaries(t)
 	cfg.ReadyTimeout = 60 * time.Second
@@ -126,7 +126,7 @@ func upLab(t *testing.T, cfg Config) *Lab {
 }
 
 // downLab removes a lab (if it still exists) and checks for leftovers.
-func downLab(t *testing.T, l *Lab) {
+func downLab(t testing.TB, l *Lab) {
 	t.Helper()
 	procs := labProcs(l.Name())
 	if _, err := os.Stat(l.Dir()); err == nil || len(procs) > 0 {
@@ -151,7 +151,7 @@ func labProcs(name string) []proc {
 
 // assertNoLeftovers checks that lab name left no namespace, link,
 // process, mount or file behind.
-func assertNoLeftovers(t *testing.T, name, root string, procs []proc) {
+func assertNoLeftovers(t testing.TB, name, root string, procs []proc) {
 	t.Helper()
 	if nss, _ := labNamespaces(name); len(nss) > 0 {
 		t.Errorf("leftover namespaces: %v", nss)

@@ -83,6 +83,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("lab up %s: needs root (it creates network namespaces)", cfg.Name)
+	}
 	if err := checkBinaries(cfg.BinDir); err != nil {
 		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
 	}

@@ -73,6 +73,7 @@ type compiler struct {
 	maps        map[string]*Map
 	warnings    []string
 	ifPrefixes  []string
+	dryRun      bool // validating only: register no sets
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -124,6 +125,9 @@ func (c *compiler) compile() error {
 	for i, p := range c.state.Profiles {
 		if p == nil {
 			return fmt.Errorf("profiles[%d] is nil", i)
+		}
+		if err := c.validateRules("Profile "+p.Name, "", p.Spec.Ingress, p.Spec.Egress); err != nil {
+			return err
 		}
 		c.profiles[p.Name] = p
 	}
@@ -268,6 +272,13 @@ func (c *compiler) loadPolicies() error {
 		}
 		p.ingress, p.egress = sp.ingress, sp.egress
 		p.passIn, p.passOut = hasPass(sp.ingress), hasPass(sp.egress)
+		ns := ""
+		if !p.global {
+			ns = p.namespace
+		}
+		if err := c.validateRules(p.owner(), ns, sp.ingress, sp.egress); err != nil {
+			return err
+		}
 		c.policies = append(c.policies, p)
 		return nil
 	}
@@ -319,6 +330,26 @@ func (c *compiler) loadPolicies() error {
 		}
 		return strings.Compare(a.id, b.id)
 	})
+	return nil
+}
+
+// validateRules checks every rule of a policy or profile, whether or not
+// it applies on this node, so that a bad object fails the compile on every
+// node alike.
+func (c *compiler) validateRules(owner, ns string, ingress, egress []api.Rule) error {
+	c.dryRun = true
+	defer func() { c.dryRun = false }()
+	for _, dir := range []struct {
+		field string
+		rules []api.Rule
+	}{{"spec.ingress", ingress}, {"spec.egress", egress}} {
+		for i, r := range dir.rules {
+			x := ruleCtx{owner: owner, field: fmt.Sprintf("%s[%d]", dir.field, i), namespace: ns}
+			if _, err := c.compileRule(x, r); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

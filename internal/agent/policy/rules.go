@@ -194,11 +194,36 @@ func (c *compiler) compileRule(x ruleCtx, r api.Rule) ([]Rule, error) {
 		for _, sa := range srcAlts {
 			for _, da := range dstAlts {
 				ms := slices.Concat(pre, sa, da)
+				// Cheap comparisons first, set lookups last: a packet
+				// that fails an early match skips the rest.
+				slices.SortStableFunc(ms, func(a, b Match) int { return matchCost(a) - matchCost(b) })
 				out = append(out, Rule{Matches: ms, Stmts: stmts, Verdict: verdict})
 			}
 		}
 	}
 	return out, nil
+}
+
+// matchCost orders the matches of a rule. The family match must come
+// before anything that reads an address; AND is commutative otherwise.
+func matchCost(m Match) int {
+	switch m.(type) {
+	case NFProto:
+		return 0
+	case L4Proto:
+		return 1
+	case ICMP, ICMPTypes:
+		return 2
+	case Port:
+		return 3
+	case AddrPrefix:
+		return 4
+	case PortSet:
+		return 5
+	case AddrSet:
+		return 6
+	}
+	return 7 // AddrPortSet and the rest
 }
 
 // setBit is the statement that sets mark bits: mark = (mark & ^bits) ^ bits.

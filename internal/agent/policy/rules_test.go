@@ -194,13 +194,13 @@ func TestRuleFields(t *testing.T) {
 		{"source and destination ports multiply", false, api.Rule{Action: "Allow", Protocol: Proto("TCP"), IPVersion: Ptr(4), Source: api.EntityRule{Ports: Ports("1", "http")}, Destination: api.EntityRule{Ports: Ports("2")}},
 			[]string{
 				"meta nfproto ipv4 meta l4proto tcp th sport 1 th dport 2 " + allow,
-				"meta nfproto ipv4 meta l4proto tcp ip saddr . meta l4proto . th sport {10.0.0.1 . tcp . 8080, 10.0.1.1 . tcp . 80} th dport 2 " + allow,
+				"meta nfproto ipv4 meta l4proto tcp th dport 2 ip saddr . meta l4proto . th sport {10.0.0.1 . tcp . 8080, 10.0.1.1 . tcp . 80} " + allow,
 			}},
 		{"everything at once", false, api.Rule{
 			Action: "Deny", Protocol: Proto("TCP"), IPVersion: Ptr(4),
 			Source:      api.EntityRule{Nets: []string{"10.0.0.0/8"}, NotNets: []string{"10.0.0.0/16"}, Selector: "app == 'db'", NotSelector: "has(legacy)"},
 			Destination: api.EntityRule{Ports: Ports("80"), NotPorts: Ports("81")},
-		}, []string{"meta nfproto ipv4 meta l4proto tcp ip saddr 10.0.0.0/8 ip saddr != 10.0.0.0/16 ip saddr {10.0.0.2} ip saddr != {} th dport 80 th dport != 81 drop"}},
+		}, []string{"meta nfproto ipv4 meta l4proto tcp th dport 80 th dport != 81 ip saddr 10.0.0.0/8 ip saddr != 10.0.0.0/16 ip saddr {10.0.0.2} ip saddr != {} drop"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,6 +347,17 @@ func TestCompileErrors(t *testing.T) {
 		{"interface prefix", func(s *policy.State) {
 			s.Felix.InterfacePrefix = " , "
 		}, []string{"interfacePrefix"}},
+		{"policy that selects nothing here", func(s *policy.State) {
+			s.Policies = []*api.NetworkPolicy{NP("elsewhere", "p", 1, "app == 'nothing'", nil, []api.Rule{{Action: "Allow", IPVersion: Ptr(7)}})}
+		}, []string{"NetworkPolicy elsewhere/p", "spec.egress[0].ipVersion"}},
+		{"rule of a direction the policy does not have", func(s *policy.State) {
+			s.Policies = []*api.NetworkPolicy{NP("default", "p", 1, "", []api.Rule{{Action: "Bogus"}}, nil, "Egress")}
+		}, []string{"spec.ingress[0].action"}},
+		{"unused profile", func(s *policy.State) {
+			p := CNIProfile("unused")
+			p.Spec.Ingress[0].Source.Selector = "has("
+			s.Profiles = []*api.Profile{p}
+		}, []string{"Profile unused", "spec.ingress[0].source.selector"}},
 		{"no node", func(s *policy.State) { s.Node = "" }, []string{"node"}},
 		{"nil endpoint", func(s *policy.State) { s.Endpoints = append(s.Endpoints, nil) }, []string{"endpoints[3]"}},
 	}

@@ -32,6 +32,9 @@ func shortHash(s string) string {
 
 // addSet registers a set (once per name) and returns its name.
 func (c *compiler) addSet(name string, t SetType, comment string, elems func() []Element) string {
+	if c.dryRun {
+		return name
+	}
 	if _, ok := c.sets[name]; ok {
 		return name
 	}

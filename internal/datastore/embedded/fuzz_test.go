@@ -27,6 +27,9 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		for _, s := range append(strings.Split(c.ListenClient+","+c.AdvertiseClient, ","), c.ListenPeer, c.AdvertisePeer) {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
 			if _, err := url.Parse(s); err != nil {
 				t.Errorf("accepted URL %q does not parse: %v", s, err)
 			}

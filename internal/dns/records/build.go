@@ -79,7 +79,13 @@ type discoveryPort struct {
 // unknown agent, a name that is not a valid DNS name, a bad port range)
 // are skipped and listed in Set.Warnings; Build never fails.
 func Build(cfg Config, in Input) *Set {
-	b := newBuilder(cfg)
+	hint := 8*len(in.Endpoints) + 64
+	if in.Mesos != nil {
+		for _, f := range in.Mesos.Frameworks {
+			hint += 16 * len(f.Tasks)
+		}
+	}
+	b := newBuilder(cfg, hint)
 	domain := cfg.Domain + "."
 	nodeIPs := nodeAddrs(in.Nodes)
 
@@ -98,7 +104,7 @@ func Build(cfg Config, in Input) *Set {
 	}
 	for _, ep := range sortedEndpoints(in.Endpoints) {
 		if t, ok := endpointTask(ep, nodeIPs); ok {
-			if !mesosTasks[t.framework+"\x00"+t.id] || t.id == "" {
+			if !mesosTasks[t.framework+"\x00"+t.id] {
 				b.taskRecords(t)
 			}
 			continue
@@ -194,15 +200,7 @@ func (b *builder) taskContextRecords(t *task, c taskContext, enum *EnumTask) {
 	tail := "." + b.cfg.Domain + "."
 	canonical := c.canonical()
 	arec := c.name + "." + c.fname
-	addIP := func(name string, ip netip.Addr) {
-		if b.addIP(name, ttl, ip) {
-			rtype := "A"
-			if !ip.Is4() {
-				rtype = "AAAA"
-			}
-			enum.Records = append(enum.Records, EnumRecord{Name: name, Host: ip.String(), Rtype: rtype})
-		}
-	}
+	addIP := func(name string, ip netip.Addr) { b.addTaskIP(enum, name, ttl, ip) }
 	addSRV := func(name, target string, port uint16) {
 		if b.addSRV(name, ttl, target, port) {
 			enum.Records = append(enum.Records, EnumRecord{Name: name, Host: target + ":" + strconv.Itoa(int(port)), Rtype: "SRV"})
@@ -248,6 +246,18 @@ func (b *builder) taskContextRecords(t *task, c taskContext, enum *EnumTask) {
 	}
 }
 
+// addTaskIP adds an A or AAAA record of a task and lists it for
+// /v1/enumerate when it is new.
+func (b *builder) addTaskIP(enum *EnumTask, name string, ttl uint32, ip netip.Addr) {
+	if b.addIP(name, ttl, ip) {
+		rtype := "A"
+		if !ip.Is4() {
+			rtype = "AAAA"
+		}
+		enum.Records = append(enum.Records, EnumRecord{Name: name, Host: ip.String(), Rtype: rtype})
+	}
+}
+
 // dcosRecords adds the DC/OS names <task>.<framework>.{agentip,containerip,
 // autoip}.<DCOSDomain> as dcos-net does.
 func (b *builder) dcosRecords(t *task, enum *EnumTask) {
@@ -266,13 +276,7 @@ func (b *builder) dcosRecords(t *task, enum *EnumTask) {
 	tail := "." + b.cfg.DCOSDomain + "."
 	add := func(kind string, ips []netip.Addr) {
 		for _, ip := range ips {
-			if b.addIP(base+kind+tail, b.cfg.DCOSTTL, ip) {
-				rtype := "A"
-				if !ip.Is4() {
-					rtype = "AAAA"
-				}
-				enum.Records = append(enum.Records, EnumRecord{Name: base + kind + tail, Host: ip.String(), Rtype: rtype})
-			}
+			b.addTaskIP(enum, base+kind+tail, b.cfg.DCOSTTL, ip)
 		}
 	}
 	add("agentip", t.agentIPs)

@@ -82,19 +82,6 @@ type EnumRecord struct {
 	Rtype string `json:"rtype"`
 }
 
-// Zone returns the authoritative zone name belongs to (the longest match),
-// or nil.
-func (s *Set) Zone(name string) *Zone {
-	var best *Zone
-	for i := range s.Zones {
-		z := &s.Zones[i]
-		if InZone(name, z.Name) && (best == nil || len(z.Name) > len(best.Name)) {
-			best = z
-		}
-	}
-	return best
-}
-
 // InZone says whether the lower-case FQDN name is zone or below it.
 func InZone(name, zone string) bool {
 	return name == zone || strings.HasSuffix(name, "."+zone)
@@ -178,8 +165,10 @@ func (s *smallSet[T]) add(v T) bool {
 
 const maxWarnings = 50
 
-func newBuilder(cfg Config) *builder {
-	return &builder{cfg: cfg, names: map[string]*acc{}, fwIndex: map[string]*EnumFramework{}}
+// newBuilder sizes its map for about sizeHint names up front: growing a
+// map of 100,000 names step by step costs more than filling it.
+func newBuilder(cfg Config, sizeHint int) *builder {
+	return &builder{cfg: cfg, names: make(map[string]*acc, sizeHint), fwIndex: map[string]*EnumFramework{}}
 }
 
 func (b *builder) warnf(format string, args ...any) {

@@ -41,7 +41,7 @@ const (
 )
 
 type lab struct {
-	t         *testing.T
+	t         testing.TB
 	host, ext *testNS
 	wirer     *endpoint.Wirer
 	d         *Driver
@@ -77,7 +77,7 @@ func addAddr(name, cidr string) error {
 	return netlink.AddrAdd(l, a)
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	requireRoot(t)
 	l := &lab{t: t, host: newNS(t, "tbyh-"), ext: newNS(t, "tbyx-"), wirer: endpoint.New(nil)}
@@ -151,7 +151,7 @@ func (l *lab) addContainer(name, addr string) *container {
 
 // serveTCP listens in a namespace and answers each line with the
 // client's address. It returns the port.
-func serveTCP(t *testing.T, nsPath, ip string) uint16 {
+func serveTCP(t testing.TB, nsPath, ip string) uint16 {
 	t.Helper()
 	var ln net.Listener
 	in(t, nsPath, func() (err error) {
@@ -183,7 +183,7 @@ func serveTCP(t *testing.T, nsPath, ip string) uint16 {
 }
 
 // serveUDP answers each datagram with the sender's address.
-func serveUDP(t *testing.T, nsPath, ip string) uint16 {
+func serveUDP(t testing.TB, nsPath, ip string) uint16 {
 	t.Helper()
 	var pc net.PacketConn
 	in(t, nsPath, func() (err error) {
@@ -264,7 +264,7 @@ func eventually(f func() (string, error)) (string, error) {
 }
 
 // mustReach requires an exchange to succeed and returns the answer.
-func mustReach(t *testing.T, what string, f func(deadline time.Duration) (string, error)) string {
+func mustReach(t testing.TB, what string, f func(deadline time.Duration) (string, error)) string {
 	t.Helper()
 	s, err := eventually(func() (string, error) { return f(2 * time.Second) })
 	if err != nil {
@@ -274,7 +274,7 @@ func mustReach(t *testing.T, what string, f func(deadline time.Duration) (string
 }
 
 // mustNotReach requires an exchange to fail (at once: no retries).
-func mustNotReach(t *testing.T, what string, f func(deadline time.Duration) (string, error)) {
+func mustNotReach(t testing.TB, what string, f func(deadline time.Duration) (string, error)) {
 	t.Helper()
 	if s, err := f(dropDeadline); err == nil {
 		t.Fatalf("%s: got answer %q, want no answer", what, s)
@@ -313,7 +313,7 @@ func (p *persistentConn) Close() error { return p.c.Close() }
 func nsHandle(ns *testNS) vnetns.NsHandle { return vnetns.NsHandle(int(ns.fd.Fd())) }
 
 // sinkUDP records "<source> <payload>" of every datagram it receives.
-func sinkUDP(t *testing.T, nsPath, ip string) (uint16, func() []string) {
+func sinkUDP(t testing.TB, nsPath, ip string) (uint16, func() []string) {
 	t.Helper()
 	var pc net.PacketConn
 	in(t, nsPath, func() (err error) {

@@ -212,15 +212,13 @@ func TestPrivilegedVXLANTraffic(t *testing.T) {
 	routingtest.Container(t, hB, "tbyrk-cb-"+s, "tbycb"+s, cB)
 
 	type side struct {
-		ns                 string
-		node               string
-		ip, tun, peerIP    netip.Addr
-		peerTun            netip.Addr
-		mac, peerMAC       string
-		own, remote        netip.Prefix
-		driver             *kernel.Driver
-		peerNodeName       string
-		peerMACForFDBEntry string
+		ns              string
+		node            string
+		ip, tun, peerIP netip.Addr
+		peerTun         netip.Addr
+		mac, peerMAC    string
+		own, remote     netip.Prefix
+		peerNodeName    string
 	}
 	sides := []*side{
 		{ns: hA, node: "a", ip: netip.MustParseAddr("192.0.2.1"), tun: netip.MustParseAddr("10.244.0.1"), peerIP: netip.MustParseAddr("192.0.2.2"),
