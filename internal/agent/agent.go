@@ -173,7 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
 	}
 	srv := &http.Server{Handler: cni.NewHTTPHandler(a, a.log), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(rootOnlyListener{Listener: ln, log: a.log}) }()
 	a.ready.Store(true)
 	a.log.Info("ready", "socket", a.cfg.Socket, "mtu", a.mtu)
 

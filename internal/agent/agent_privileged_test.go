@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -381,5 +383,37 @@ func TestPrivilegedGC(t *testing.T) {
 	}
 	if out, _ := exec.Command("ip", "-n", h.NS, "link", "show", endpoint.HostIfName(gone.ID, "eth0")).CombinedOutput(); !strings.Contains(string(out), "does not exist") {
 		t.Fatalf("GC left the gone attachment's veth: %s", out)
+	}
+}
+
+// TestPrivilegedSocketRefusesNonRoot: even with the socket's mode opened
+// up, a non-root caller gets no answer.
+func TestPrivilegedSocketRefusesNonRoot(t *testing.T) {
+	requireRoot(t)
+	c := agenttest.NewCluster(t, "10.84.0.0/16")
+	h := c.StartHost("node1", "10.200.0.1/24")
+	if err := os.Chmod(h.Socket, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// Let the test user reach the socket file itself.
+	for _, d := range []string{filepath.Dir(h.Socket), filepath.Dir(filepath.Dir(h.Socket))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(filepath.Join(c.Bin, "tabby-cni"))
+	cmd.Env = []string{"CNI_COMMAND=STATUS", "CNI_PATH=" + c.CNIDir()}
+	cmd.Stdin = strings.NewReader(string(h.NetConf("net1", "1.1.0")))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err == nil {
+		t.Fatalf("a non-root caller got an answer from the agent: %s", out)
+	}
+	if !strings.Contains(string(out), `"code": 11`) && !strings.Contains(string(out), `"code": 50`) {
+		t.Fatalf("non-root STATUS output %s: want a CNI error", out)
+	}
+	// Root still gets through.
+	if !h.Ready() {
+		t.Fatal("root caller refused")
 	}
 }

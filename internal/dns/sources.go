@@ -232,7 +232,6 @@ func (s *mesosSource) poll(ctx context.Context) {
 	first := !s.attempted
 	s.attempted = true
 	if err != nil {
-		s.m.mesosFetchErr.Inc()
 		wasFailing := s.failing
 		s.failing = true
 		haveState, lastOK := s.state != nil, s.lastOK
@@ -240,6 +239,7 @@ func (s *mesosSource) poll(ctx context.Context) {
 		if haveState {
 			s.m.mesosStale.Set(1)
 		}
+		s.m.mesosFetchErr.Inc()
 		switch {
 		case !wasFailing && haveState:
 			s.log.Warn("cannot read the Mesos master state; serving the last good records", "error", err, "last_success", lastOK)
@@ -262,9 +262,9 @@ func (s *mesosSource) poll(ctx context.Context) {
 	s.failing = false
 	s.lastOK = time.Now()
 	s.mu.Unlock()
-	s.m.mesosFetchOK.Inc()
 	s.m.mesosStale.Set(0)
 	s.m.mesosLastOK.SetToCurrentTime()
+	s.m.mesosFetchOK.Inc()
 	if wasFailing || first {
 		s.log.Info("read the Mesos master state", "from", from, "agents", len(st.Slaves), "frameworks", len(st.Frameworks))
 	}

@@ -50,6 +50,10 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// Tests also run the plugin as an unprivileged user.
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err

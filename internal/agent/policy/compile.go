@@ -73,7 +73,7 @@ type compiler struct {
 	maps        map[string]*Map
 	warnings    []string
 	ifPrefixes  []string
-	dryRun      bool // validating only: register no sets
+	profRules   map[string]*[2][]*parsedRule // profile name → parsed ingress, egress
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -102,6 +102,7 @@ func Compile(s *State) (*Ruleset, error) {
 		selectors:   map[string]*selector.Selector{},
 		sets:        map[string]*Set{},
 		memberCache: map[string][]*entity{},
+		profRules:   map[string]*[2][]*parsedRule{},
 		chains:      map[string]*Chain{},
 		maps:        map[string]*Map{},
 	}
@@ -126,9 +127,11 @@ func (c *compiler) compile() error {
 		if p == nil {
 			return fmt.Errorf("profiles[%d] is nil", i)
 		}
-		if err := c.validateRules("Profile "+p.Name, "", p.Spec.Ingress, p.Spec.Egress); err != nil {
+		in, out, err := c.parseRules("Profile "+p.Name, "", chainName("pri-", p.Name), chainName("pro-", p.Name), p.Spec.Ingress, p.Spec.Egress)
+		if err != nil {
 			return err
 		}
+		c.profRules[p.Name] = &[2][]*parsedRule{in, out}
 		c.profiles[p.Name] = p
 	}
 	prefix := c.state.Felix.InterfacePrefix
@@ -205,6 +208,7 @@ type policyInfo struct {
 	typeIn, typeOut       bool
 	chainIn, chainOut     string
 	passIn, passOut       bool // has a Pass rule
+	parsedIn, parsedOut   []*parsedRule
 }
 
 func (p *policyInfo) owner() string {
@@ -276,7 +280,7 @@ func (c *compiler) loadPolicies() error {
 		if !p.global {
 			ns = p.namespace
 		}
-		if err := c.validateRules(p.owner(), ns, sp.ingress, sp.egress); err != nil {
+		if p.parsedIn, p.parsedOut, err = c.parseRules(p.owner(), ns, p.chainIn, p.chainOut, sp.ingress, sp.egress); err != nil {
 			return err
 		}
 		c.policies = append(c.policies, p)
@@ -333,24 +337,25 @@ func (c *compiler) loadPolicies() error {
 	return nil
 }
 
-// validateRules checks every rule of a policy or profile, whether or not
-// it applies on this node, so that a bad object fails the compile on every
-// node alike.
-func (c *compiler) validateRules(owner, ns string, ingress, egress []api.Rule) error {
-	c.dryRun = true
-	defer func() { c.dryRun = false }()
+// parseRules validates and parses every rule of a policy or profile,
+// whether or not it applies on this node, so that a bad object fails the
+// compile on every node alike.
+func (c *compiler) parseRules(owner, ns, chainIn, chainOut string, ingress, egress []api.Rule) (in, out []*parsedRule, err error) {
 	for _, dir := range []struct {
-		field string
-		rules []api.Rule
-	}{{"spec.ingress", ingress}, {"spec.egress", egress}} {
+		field, chain string
+		rules        []api.Rule
+		out          *[]*parsedRule
+	}{{"spec.ingress", chainIn, ingress, &in}, {"spec.egress", chainOut, egress, &out}} {
 		for i, r := range dir.rules {
-			x := ruleCtx{owner: owner, field: fmt.Sprintf("%s[%d]", dir.field, i), namespace: ns}
-			if _, err := c.compileRule(x, r); err != nil {
-				return err
+			x := ruleCtx{owner: owner, field: fmt.Sprintf("%s[%d]", dir.field, i), namespace: ns, logPrefix: logPrefix(dir.chain)}
+			pr, err := c.parseRule(x, r)
+			if err != nil {
+				return nil, nil, err
 			}
+			*dir.out = append(*dir.out, pr)
 		}
 	}
-	return nil
+	return in, out, nil
 }
 
 // selectsWorkload reports whether a policy applies to a local workload.
@@ -380,52 +385,35 @@ func (p *policyInfo) selectsHost(h *hostEndpoint) bool {
 	return p.sel.Evaluate(h.Labels)
 }
 
-// policyChain compiles (once) the chain of one direction of a policy.
-func (c *compiler) policyChain(p *policyInfo, ingress bool) (string, error) {
-	name, rules, field := p.chainOut, p.egress, "spec.egress"
+// policyChain emits (once) the chain of one direction of a policy.
+func (c *compiler) policyChain(p *policyInfo, ingress bool) string {
+	name, rules := p.chainOut, p.parsedOut
 	if ingress {
-		name, rules, field = p.chainIn, p.ingress, "spec.ingress"
+		name, rules = p.chainIn, p.parsedIn
 	}
-	if _, ok := c.chains[name]; ok {
-		return name, nil
-	}
-	ns := ""
-	if !p.global {
-		ns = p.namespace
-	}
-	ch := &Chain{Name: name}
-	for i, r := range rules {
-		x := ruleCtx{owner: p.owner(), field: fmt.Sprintf("%s[%d]", field, i), namespace: ns, logPrefix: logPrefix(name)}
-		out, err := c.compileRule(x, r)
-		if err != nil {
-			return "", err
-		}
-		ch.Rules = append(ch.Rules, out...)
-	}
-	c.addChain(ch)
-	return name, nil
+	c.emitChain(name, rules)
+	return name
 }
 
-// profileChain compiles (once) the chain of one direction of a profile.
-func (c *compiler) profileChain(pr *api.Profile, ingress bool) (string, error) {
-	name, rules, field := chainName("pro-", pr.Name), pr.Spec.Egress, "spec.egress"
+// profileChain emits (once) the chain of one direction of a profile.
+func (c *compiler) profileChain(pr *api.Profile, ingress bool) string {
+	name, rules := chainName("pro-", pr.Name), c.profRules[pr.Name][1]
 	if ingress {
-		name, rules, field = chainName("pri-", pr.Name), pr.Spec.Ingress, "spec.ingress"
+		name, rules = chainName("pri-", pr.Name), c.profRules[pr.Name][0]
 	}
+	c.emitChain(name, rules)
+	return name
+}
+
+func (c *compiler) emitChain(name string, rules []*parsedRule) {
 	if _, ok := c.chains[name]; ok {
-		return name, nil
+		return
 	}
 	ch := &Chain{Name: name}
-	for i, r := range rules {
-		x := ruleCtx{owner: "Profile " + pr.Name, field: fmt.Sprintf("%s[%d]", field, i), logPrefix: logPrefix(name)}
-		out, err := c.compileRule(x, r)
-		if err != nil {
-			return "", err
-		}
-		ch.Rules = append(ch.Rules, out...)
+	for _, pr := range rules {
+		ch.Rules = append(ch.Rules, c.emitRule(pr)...)
 	}
 	c.addChain(ch)
-	return name, nil
 }
 
 func logPrefix(chain string) string {
@@ -452,10 +440,7 @@ func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []st
 	if len(pols) > 0 {
 		passPossible := false
 		for _, p := range pols {
-			ch, err := c.policyChain(p, ingress)
-			if err != nil {
-				return nil, err
-			}
+			ch := c.policyChain(p, ingress)
 			jump := Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}
 			if passPossible {
 				jump.Matches = []Match{passClear}
@@ -476,10 +461,7 @@ func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []st
 		if !ok {
 			continue
 		}
-		ch, err := c.profileChain(pr, ingress)
-		if err != nil {
-			return nil, err
-		}
+		ch := c.profileChain(pr, ingress)
 		rules = append(rules, Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}, returnIfAccept)
 	}
 	return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), nil

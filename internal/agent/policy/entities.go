@@ -280,6 +280,7 @@ type predicate struct {
 	saSel     *selector.Selector // nil: any
 	hasSA     bool               // serviceAccounts given: only workload endpoints with one match
 	key       string
+	hash      string // shortHash(key): names its sets
 }
 
 func (p *predicate) computeKey() {
@@ -304,6 +305,7 @@ func (p *predicate) computeKey() {
 		}
 	}
 	p.key = b.String()
+	p.hash = shortHash(p.key)
 }
 
 // describe is the human-readable form used as the set comment.

@@ -54,9 +54,18 @@ func familyNets(nets []netip.Prefix, family int) []netip.Prefix {
 	return out
 }
 
-// compileRule turns one API rule into nft rules (several when the rule's
-// ports mix numbers and names, or it applies to both IP families).
-func (c *compiler) compileRule(x ruleCtx, r api.Rule) ([]Rule, error) {
+// parsedRule is an API rule validated and parsed; emitRule turns it into
+// nft rules.
+type parsedRule struct {
+	stmts    []Stmt
+	verdict  Verdict
+	families []int // 0: family-agnostic
+	base     []Match
+	src, dst *compiledEntity
+}
+
+// parseRule validates a rule; it registers no sets.
+func (c *compiler) parseRule(x ruleCtx, r api.Rule) (*parsedRule, error) {
 	if r.HTTP != nil {
 		return nil, x.errorf("http: HTTP matches are not supported (Tabby has no L7 proxy)")
 	}
@@ -175,33 +184,38 @@ func (c *compiler) compileRule(x ruleCtx, r api.Rule) ([]Rule, error) {
 	if !specific {
 		families = []int{0}
 	}
+	return &parsedRule{stmts: stmts, verdict: verdict, families: families, base: base, src: src, dst: dst}, nil
+}
 
+// emitRule builds the nft rules of a parsed rule, registering the sets
+// they use.
+func (c *compiler) emitRule(pr *parsedRule) []Rule {
 	var out []Rule
-	for _, f := range families {
+	for _, f := range pr.families {
 		var pre []Match
 		if f != 0 {
 			pre = append(pre, NFProto{Family: f})
 		}
-		for _, m := range base {
+		for _, m := range pr.base {
 			if im, ok := m.(ICMP); ok {
 				im.Family = f
 				m = im
 			}
 			pre = append(pre, m)
 		}
-		srcAlts := c.entityAlternatives(src, f)
-		dstAlts := c.entityAlternatives(dst, f)
+		srcAlts := c.entityAlternatives(pr.src, f)
+		dstAlts := c.entityAlternatives(pr.dst, f)
 		for _, sa := range srcAlts {
 			for _, da := range dstAlts {
 				ms := slices.Concat(pre, sa, da)
 				// Cheap comparisons first, set lookups last: a packet
 				// that fails an early match skips the rest.
 				slices.SortStableFunc(ms, func(a, b Match) int { return matchCost(a) - matchCost(b) })
-				out = append(out, Rule{Matches: ms, Stmts: stmts, Verdict: verdict})
+				out = append(out, Rule{Matches: ms, Stmts: pr.stmts, Verdict: pr.verdict})
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // matchCost orders the matches of a rule. The family match must come

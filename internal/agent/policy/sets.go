@@ -32,9 +32,6 @@ func shortHash(s string) string {
 
 // addSet registers a set (once per name) and returns its name.
 func (c *compiler) addSet(name string, t SetType, comment string, elems func() []Element) string {
-	if c.dryRun {
-		return name
-	}
 	if _, ok := c.sets[name]; ok {
 		return name
 	}
@@ -55,7 +52,10 @@ func addrSetType(family int) SetType {
 // selectorSet returns the set of addresses (of one family) of the entities
 // the predicate matches. Membership is computed once per predicate.
 func (c *compiler) selectorSet(p *predicate, family int) string {
-	name := fmt.Sprintf("s%d-%s", family, shortHash(p.key))
+	name := "s4-" + p.hash
+	if family == 6 {
+		name = "s6-" + p.hash
+	}
 	return c.addSet(name, addrSetType(family), p.describe(), func() []Element {
 		var nets []netip.Prefix
 		for _, e := range c.members(p) {

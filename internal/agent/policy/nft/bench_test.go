@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -140,11 +139,6 @@ func BenchmarkResync(b *testing.B) {
 			b.Fatal("resync changed something")
 		}
 	}
-}
-
-// scaleAddr is the address of the i-th workload of scaleState.
-func scaleAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, 80 + byte(i>>16), byte(i >> 8), byte(i)})
 }
 
 // throughputLab is two containers and, in the "ruleset" case, the

@@ -1,0 +1,170 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/routing/router"
+)
+
+func init() { nodeSubcommands = append(nodeSubcommands, newNodeStatusCommand) }
+
+func newNodeStatusCommand(g *globals) *cobra.Command {
+	var addr, out string
+	cmd := &cobra.Command{
+		Use:   "status [--agent-http ADDR] [-o json]",
+		Short: "Show this node's BGP sessions and routing state (run on the node)",
+		Long: "Asks the local agent (its HTTP address, default " + agent.DefaultHTTPListen + ") for its BGP sessions\n" +
+			"and prints them as calicoctl node status does. Exits 1 when the agent is not running.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out != "" && out != "table" && out != "json" {
+				return fmt.Errorf("--output: %q is not table or json", out)
+			}
+			st, raw, err := fetchRoutingStatus(cmd.Context(), addr, g.timeout)
+			if err != nil {
+				if out == "json" {
+					return exitError{code: 1, msg: err.Error()}
+				}
+				fmt.Fprintln(g.stdout, "Tabby process is not running.")
+				return exitError{code: 1, msg: err.Error()}
+			}
+			if out == "json" {
+				_, err := g.stdout.Write(raw)
+				return err
+			}
+			writeNodeStatus(g.stdout, st, time.Now())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "agent-http", agent.DefaultHTTPListen, "the agent's HTTP address (its --http-listen)")
+	f.StringVarP(&out, "output", "o", "table", "table or json")
+	return cmd
+}
+
+// fetchRoutingStatus reads the router's status from the agent.
+func fetchRoutingStatus(ctx context.Context, addr string, timeout time.Duration) (*router.Status, []byte, error) {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	url := "http://" + addr + router.StatusPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--agent-http %q: %w", addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the agent at %s (is `tabby agent` running, with --http-listen %s?): %w", addr, addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, nil, fmt.Errorf("the agent at %s serves no routing status (started with --disable-routing?)", addr)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	var st router.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", url, err)
+	}
+	return &st, raw, nil
+}
+
+// writeNodeStatus prints the status in calicoctl's layout.
+func writeNodeStatus(w io.Writer, st *router.Status, now time.Time) {
+	fmt.Fprintln(w, "Tabby process is running.")
+	if st.BGP == nil {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "BGP is not running on this node (no IPv4 address, or BGP is disabled).")
+	} else {
+		for _, fam := range []struct {
+			name string
+			is4  bool
+		}{{"IPv4", true}, {"IPv6", false}} {
+			var rows [][]string
+			for _, p := range st.Peers {
+				a, err := netip.ParseAddr(p.Address)
+				if err != nil || a.Is4() != fam.is4 {
+					continue
+				}
+				rows = append(rows, []string{p.Address, p.Type, p.State, since(p.Since, now), p.Info})
+			}
+			fmt.Fprintf(w, "\n%s BGP status\n", fam.name)
+			if len(rows) == 0 {
+				fmt.Fprintf(w, "No %s peers found.\n", fam.name)
+				continue
+			}
+			writeBoxTable(w, []string{"PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"}, rows)
+		}
+	}
+	if len(st.Problems) > 0 {
+		fmt.Fprintln(w, "\nProblems:")
+		for _, p := range st.Problems {
+			fmt.Fprintln(w, "  "+p)
+		}
+	}
+	if st.LastError != "" {
+		fmt.Fprintln(w, "\nLast error: "+st.LastError)
+	}
+}
+
+// since is the time of day for today, the date otherwise (as BIRD shows it).
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	t = t.Local()
+	if y, m, d := t.Date(); y == now.Year() && m == now.Month() && d == now.Day() {
+		return t.Format("15:04:05")
+	}
+	return t.Format("2006-01-02")
+}
+
+// writeBoxTable draws a table with +---+ borders and centred headers.
+func writeBoxTable(w io.Writer, header []string, rows [][]string) {
+	width := make([]int, len(header))
+	for i, h := range header {
+		width[i] = len(h)
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func() {
+		for _, n := range width {
+			fmt.Fprint(w, "+"+strings.Repeat("-", n+2))
+		}
+		fmt.Fprintln(w, "+")
+	}
+	line()
+	for i, h := range header {
+		pad := width[i] - len(h)
+		fmt.Fprintf(w, "| %s%s%s ", strings.Repeat(" ", pad/2), h, strings.Repeat(" ", pad-pad/2))
+	}
+	fmt.Fprintln(w, "|")
+	line()
+	for _, r := range rows {
+		for i, c := range r {
+			fmt.Fprintf(w, "| %-*s ", width[i], c)
+		}
+		fmt.Fprintln(w, "|")
+	}
+	line()
+}
