@@ -25,15 +25,23 @@ failures=0
 pending=0
 # check DESCRIPTION HARD CMD...: runs CMD, reports ✓ or ✗; a failed hard
 # check fails the demo, a failed soft one is "not yet".
+# Soft checks are tried for a while: routes between hosts take a moment
+# to converge after a container starts.
 check() {
 	local desc="$1" hard="$2"
 	shift 2
-	local out
-	if out=$("$@" 2>&1); then
-		printf '  \033[32m✓\033[0m %s\n' "$desc"
-		[ -n "$out" ] && printf '      %s\n' "$out"
-		return 0
-	fi
+	local out tries=1
+	[ "$hard" = soft ] && tries="${DEMO_TRIES:-10}"
+	while :; do
+		if out=$("$@" 2>&1); then
+			printf '  \033[32m✓\033[0m %s\n' "$desc"
+			[ -n "$out" ] && printf '      %s\n' "$out"
+			return 0
+		fi
+		tries=$((tries - 1))
+		[ "$tries" -gt 0 ] || break
+		sleep 1
+	done
 	if [ "$hard" = hard ] || [ "$STRICT" = 1 ]; then
 		printf '  \033[31m✗ %s\033[0m\n      %s\n' "$desc" "$out"
 		failures=$((failures + 1))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -30,7 +31,11 @@ func newNodeStatusCommand(g *globals) *cobra.Command {
 			if out != "" && out != "table" && out != "json" {
 				return fmt.Errorf("--output: %q is not table or json", out)
 			}
-			st, raw, err := fetchRoutingStatus(cmd.Context(), addr, g.timeout)
+			addrs := []string{addr}
+			if !cmd.Flags().Changed("agent-http") {
+				addrs = append(addrs, localAgentAddrs()...)
+			}
+			st, raw, err := fetchFirstStatus(cmd.Context(), addrs, g.timeout)
 			if err != nil {
 				if out == "json" {
 					return exitError{code: 1, msg: err.Error()}
@@ -47,9 +52,53 @@ func newNodeStatusCommand(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&addr, "agent-http", agent.DefaultHTTPListen, "the agent's HTTP address (its --http-listen)")
+	f.StringVar(&addr, "agent-http", agent.DefaultHTTPListen, "the agent's HTTP address (its --http-listen); when not given, port "+agentHTTPPort+" on this host's addresses is tried too")
 	f.StringVarP(&out, "output", "o", "table", "table or json")
 	return cmd
+}
+
+// agentHTTPPort is the port of agent.DefaultHTTPListen.
+var agentHTTPPort = func() string {
+	_, p, _ := net.SplitHostPort(agent.DefaultHTTPListen)
+	return p
+}()
+
+// localAgentAddrs are the default port on this host's IPv4 addresses: an
+// agent told to listen on its node IP (as in a lab) is found there.
+func localAgentAddrs() []string {
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range ifas {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
+			continue
+		}
+		out = append(out, net.JoinHostPort(n.IP.String(), agentHTTPPort))
+	}
+	return out
+}
+
+// fetchFirstStatus asks each address in turn; the first agent that
+// answers wins. The error is the first address's.
+func fetchFirstStatus(ctx context.Context, addrs []string, timeout time.Duration) (*router.Status, []byte, error) {
+	var first error
+	for i, a := range addrs {
+		t := timeout
+		if i > 0 {
+			t = min(timeout, 2*time.Second)
+		}
+		st, raw, err := fetchRoutingStatus(ctx, a, t)
+		if err == nil {
+			return st, raw, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, nil, first
 }
 
 // fetchRoutingStatus reads the router's status from the agent.

@@ -149,12 +149,15 @@ func (h *handler) authoritative(req *mdns.Msg, snap *snapshot, z *zoneData, name
 	return m
 }
 
-// rotate returns a copy of rrs starting at a different record each call:
-// the simple load spreading Mesos-DNS does by shuffling.
+// rotate returns rrs starting at a different record each call: the simple
+// load spreading Mesos-DNS does by shuffling.
 func (h *handler) rotate(rrs []mdns.RR) []mdns.RR {
 	n := len(rrs)
-	if n == 0 {
+	switch n {
+	case 0:
 		return nil
+	case 1:
+		return rrs[:1:1] // shared, never appended to nor modified
 	}
 	out := make([]mdns.RR, n)
 	k := int(h.turn.Add(1) % uint32(n))

@@ -282,7 +282,7 @@ func (l *Lab) cniAdd(ctx context.Context, h Node, c *Container) (cniResult, erro
 		if err != nil {
 			return cniResult{}, err
 		}
-		conf, err := libcni.ConfFromBytes(stdin)
+		conf, err := libcni.NetworkPluginConfFromBytes(stdin)
 		if err != nil {
 			return cniResult{}, fmt.Errorf("network config %s: %w", c.Network, err)
 		}
@@ -369,7 +369,7 @@ func (l *Lab) cniDel(ctx context.Context, c *Container) error {
 		if err != nil {
 			return err
 		}
-		conf, err := libcni.ConfFromBytes(stdin)
+		conf, err := libcni.NetworkPluginConfFromBytes(stdin)
 		if err != nil {
 			return fmt.Errorf("checkpointed network config: %w", err)
 		}

@@ -153,6 +153,9 @@ func (l *Lab) Run(ctx context.Context, spec RunSpec) (_ *Container, err error) {
 	if !ok {
 		return nil, fmt.Errorf("run %s: %w", spec.Name, l.unknownHost(spec.Node))
 	}
+	if err := findCommand(spec.Command[0]); err != nil {
+		return nil, fmt.Errorf("run %s: %w", spec.Name, err)
+	}
 	network := spec.Network
 	if network == "" {
 		network = DefaultNetwork
@@ -398,4 +401,21 @@ func (l *Lab) NodeCommand(ctx context.Context, node string, argv []string) (*exe
 		return nil, errors.New("a command is required")
 	}
 	return l.proc.command(ctx, ns, argv), nil
+}
+
+// findCommand checks that a container's command exists: a path, or a
+// name on the PATH containers get.
+func findCommand(name string) error {
+	if strings.Contains(name, "/") {
+		if fi, err := os.Stat(name); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("command %q: not an executable file", name)
+		}
+		return nil
+	}
+	for _, dir := range filepath.SplitList(mesosPath) {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("command %q: not found in %s", name, mesosPath)
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +54,11 @@ func testBinaries(t testing.TB) string {
 		if binErr != nil {
 			return
 		}
-		goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			binErr = err
+			return
+		}
 		for _, pkg := range []string{"tabby", "tabby-cni"} {
 			cmd := exec.Command(goCmd, "build", "-o", filepath.Join(binDir, pkg), "github.com/tabbynet/tabby/cmd/"+pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

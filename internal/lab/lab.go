@@ -93,59 +93,20 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
 	}
-	if left, err := labNamespaces(cfg.Name); err != nil {
-		return nil, err
-	} else if len(left) > 0 {
-		return nil, fmt.Errorf("lab up %s: namespaces %s exist (leftovers?); remove them with `tabby lab down %s`",
-			cfg.Name, strings.Join(left, ", "), cfg.Name)
-	}
 	if err := os.MkdirAll(cfg.StateRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
 	}
-	idx, err := pickIndex(cfg.StateRoot, cfg.Name)
+	dir, st, lk, err := claim(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
-	}
-	dir := stateDir(cfg.StateRoot, cfg.Name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("lab up %s: lab %q already exists (see `tabby lab list`; `tabby lab down %s` removes it)", cfg.Name, cfg.Name, cfg.Name)
-		}
-		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
-	}
-	plan, err := MakePlan(cfg, idx, newMasterID())
-	if err != nil {
-		os.Remove(dir)
 		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
 	}
 	lab := &Lab{
 		root:  cfg.StateRoot,
 		l:     layout{dir},
+		st:    st,
 		proc:  starter{ip: ipCmd},
 		log:   cfg.Logger.With("component", "lab", "lab", cfg.Name),
 		ready: cfg.ReadyTimeout,
-		st: &State{
-			Plan:      *plan,
-			Phase:     PhaseCreating,
-			Created:   time.Now().UTC().Truncate(time.Second),
-			Nodes:     cfg.Nodes,
-			NRacks:    cfg.Racks,
-			Pool:      cfg.Pool,
-			Encap:     cfg.Encap,
-			BinDir:    cfg.BinDir,
-			DNS:       cfg.DNS != nil,
-			AgentArgs: cfg.AgentArgs,
-		},
-	}
-	// Record the plan before making anything: teardown works from it.
-	if err := writeJSON(lab.l.labJSON(), lab.st); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("lab up %s: %w", cfg.Name, err)
-	}
-	lk, err := lockLab(lab.l)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -218,6 +179,65 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 	}
 	l.log.Info("lab up", "hosts", len(l.st.Hosts), "took", time.Since(t0))
 	return nil
+}
+
+// claim makes the lab's state directory, records its plan in lab.json
+// (before anything is built: teardown works from it) and returns with the
+// lab locked. It holds a lock on the state root meanwhile, so that
+// concurrent ups pick distinct fabric indexes.
+func claim(cfg Config) (string, *State, *flock, error) {
+	root, err := os.Open(cfg.StateRoot)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	defer root.Close()
+	if err := flockFile(root); err != nil {
+		return "", nil, nil, fmt.Errorf("lock %s: %w", cfg.StateRoot, err)
+	}
+	if left, err := labNamespaces(cfg.Name); err != nil {
+		return "", nil, nil, err
+	} else if len(left) > 0 {
+		return "", nil, nil, fmt.Errorf("namespaces %s exist (leftovers?); remove them with `tabby lab down %s`",
+			strings.Join(left, ", "), cfg.Name)
+	}
+	idx, err := pickIndex(cfg.StateRoot, cfg.Name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	dir := stateDir(cfg.StateRoot, cfg.Name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", nil, nil, fmt.Errorf("lab %q already exists (see `tabby lab list`; `tabby lab down %s` removes it)", cfg.Name, cfg.Name)
+		}
+		return "", nil, nil, err
+	}
+	plan, err := MakePlan(cfg, idx, newMasterID())
+	if err != nil {
+		os.Remove(dir)
+		return "", nil, nil, err
+	}
+	st := &State{
+		Plan:      *plan,
+		Phase:     PhaseCreating,
+		Created:   time.Now().UTC().Truncate(time.Second),
+		Nodes:     cfg.Nodes,
+		NRacks:    cfg.Racks,
+		Pool:      cfg.Pool,
+		Encap:     cfg.Encap,
+		BinDir:    cfg.BinDir,
+		DNS:       cfg.DNS != nil,
+		AgentArgs: cfg.AgentArgs,
+	}
+	if err := writeJSON(layout{dir}.labJSON(), st); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	lk, err := lockLab(layout{dir})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	return dir, st, lk, nil
 }
 
 // pickIndex chooses the lowest fabric index no other lab uses, so two

@@ -307,6 +307,9 @@ func TestPrivilegedContainers(t *testing.T) {
 	if _, err := l.Run(ctx, RunSpec{Name: "z", Node: "master", Command: []string{"true"}}); err == nil {
 		t.Errorf("container on the master: got no error, want one")
 	}
+	if _, err := l.Run(ctx, RunSpec{Name: "z", Node: "h1", Command: []string{"no-such-command-here"}}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing command: got %v, want not found", err)
+	}
 	if err := l.Remove(ctx, "nope", false); err == nil || !strings.Contains(err.Error(), `no container "nope"`) {
 		t.Errorf("remove unknown: got %v, want an error naming it", err)
 	}

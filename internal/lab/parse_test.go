@@ -194,7 +194,7 @@ func TestInjectMesosArgs(t *testing.T) {
 }
 
 func FuzzInjectMesosArgs(f *testing.F) {
-	for _, s := range []string{`{"name":"n","type":"t"}`, `{"args":null}`, `{"args":{"org.apache.mesos":1}}`, `[]`, `null`} {
+	for _, s := range []string{`{"name":"n","type":"t"}`, `{"args":null}`, `{"args":{"org.apache.mesos":1}}`, `[]`, `null`, `{"Args":{"0":0}}`, `{"args":{"":0}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, conf []byte) {
@@ -202,13 +202,17 @@ func FuzzInjectMesosArgs(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var m struct {
-			Args map[string]map[string]any `json:"args"`
-		}
+		// Keys are exact (Mesos's JSON is case-sensitive): look at "args" only.
+		var m map[string]json.RawMessage
 		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatalf("output is not JSON: %v", err)
+			t.Fatalf("output is not a JSON object: %v", err)
 		}
-		if m.Args[MesosArgsKey]["network_info"] == nil {
+		var args map[string]json.RawMessage
+		if err := json.Unmarshal(m["args"], &args); err != nil {
+			t.Fatalf("output %s: args: %v", out, err)
+		}
+		var mesosArgs map[string]any
+		if err := json.Unmarshal(args[MesosArgsKey], &mesosArgs); err != nil || mesosArgs["network_info"] == nil {
 			t.Fatalf("output %s has no network_info", out)
 		}
 	})

@@ -189,17 +189,22 @@ func lockLab(l layout) (*flock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock lab: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := flockFile(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", l.lock(), err)
 	}
 	return &flock{f: f}, nil
+}
+
+// flockFile takes an exclusive lock on an open file or directory; it is
+// released when the file is closed.
+func flockFile(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 func (l *flock) unlock() {

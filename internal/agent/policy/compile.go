@@ -435,7 +435,7 @@ var (
 // the applicable policies in order, then (when no policy applies, or one
 // passed the packet) the profiles, then drop. Allowed packets return with
 // MarkAccept set.
-func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []string) ([]Rule, error) {
+func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []string) []Rule {
 	var rules []Rule
 	if len(pols) > 0 {
 		passPossible := false
@@ -452,7 +452,7 @@ func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []st
 		}
 		if !passPossible {
 			// End of the tier: no policy allowed the packet.
-			return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), nil
+			return append(rules, Rule{Verdict: Verdict{Kind: Drop}})
 		}
 		rules = append(rules, Rule{Matches: []Match{passClear}, Verdict: Verdict{Kind: Drop}})
 	}
@@ -464,7 +464,7 @@ func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []st
 		ch := c.profileChain(pr, ingress)
 		rules = append(rules, Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}, returnIfAccept)
 	}
-	return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), nil
+	return append(rules, Rule{Verdict: Verdict{Kind: Drop}})
 }
 
 // workloadChains builds the ingress (tw-) and egress (fw-) chain of every
@@ -491,10 +491,7 @@ func (c *compiler) workloadChains() error {
 			pols    []*policyInfo
 			m       *Map
 		}{{true, "tw-", in, toWL}, {false, "fw-", out, fromWL}} {
-			body, err := c.endpointRules(dir.pols, dir.ingress, e.Profiles)
-			if err != nil {
-				return err
-			}
+			body := c.endpointRules(dir.pols, dir.ingress, e.Profiles)
 			name := dir.prefix + e.IfName
 			c.addChain(&Chain{Name: name, Rules: body})
 			dir.m.Elements = append(dir.m.Elements, MapElement{Key: Element{IfName: e.IfName}, Verdict: Verdict{Kind: Goto, Chain: name}})
@@ -554,10 +551,7 @@ func (c *compiler) hostEndpointChains() error {
 			pols     []*policyInfo
 			m        *Map
 		}{{true, "fh-", "failsafe-in", pin, fromHEP}, {false, "th-", "failsafe-out", pout, toHEP}} {
-			body, err := c.endpointRules(dir.pols, dir.ingress, h.Profiles)
-			if err != nil {
-				return err
-			}
+			body := c.endpointRules(dir.pols, dir.ingress, h.Profiles)
 			name := chainName(dir.prefix, h.Name)
 			rules := append([]Rule{dropInvalid, clearMarks, {Verdict: Verdict{Kind: Jump, Chain: dir.failsafe}}}, body...)
 			c.addChain(&Chain{Name: name, Rules: rules})

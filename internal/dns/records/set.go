@@ -84,7 +84,10 @@ type EnumRecord struct {
 
 // InZone says whether the lower-case FQDN name is zone or below it.
 func InZone(name, zone string) bool {
-	return name == zone || strings.HasSuffix(name, "."+zone)
+	if len(name) == len(zone) {
+		return name == zone
+	}
+	return len(name) > len(zone) && name[len(name)-len(zone)-1] == '.' && strings.HasSuffix(name, zone)
 }
 
 // Render prints the set as sorted zone-file lines, for golden tests and

@@ -32,6 +32,7 @@ type Driver struct {
 	valid   bool
 	memo    map[string]*chainMemo
 	last    Change
+	monitor *changeMonitor // set while Run runs
 }
 
 // Option configures a Driver.
@@ -195,14 +196,23 @@ func (d *Driver) apply(ctx context.Context, rs *policy.Ruleset, rebuild bool) (C
 	}
 	var p *plan
 	resynced := false
-	if d.valid && gen == d.gen && !rebuild {
+	if d.valid && !rebuild && (gen == d.gen || d.monitor != nil && d.monitor.clean(d.gen, gen)) {
+		// Nobody committed since our last commit, or nobody touched our
+		// table: the kernel holds what we last applied.
 		p, err = d.planFromModel(d.applied, rs)
 	} else {
 		resynced = true
+		losses := 0
+		if d.monitor != nil {
+			losses = d.monitor.lossCount()
+		}
 		var st *kernelState
 		st, gen, err = d.readStable()
 		if err != nil {
 			return Change{}, err
+		}
+		if d.monitor != nil {
+			d.monitor.resynced(gen, losses)
 		}
 		p, err = d.planFromKernel(st, rs, rebuild)
 	}

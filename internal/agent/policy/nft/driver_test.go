@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
@@ -335,3 +336,68 @@ func TestPrivilegedLargeSets(t *testing.T) {
 }
 
 var addrCmp = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+// TestPrivilegedMonitor: with Run following nftables notifications, a
+// commit to another table does not make Apply read the table back, and a
+// commit to ours still does (and is repaired).
+func TestPrivilegedMonitor(t *testing.T) {
+	requireRoot(t)
+	ns := newNS(t, "tbymo-")
+	d := ns.driver()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(okDeadline); ; time.Sleep(10 * time.Millisecond) {
+		d.mu.Lock()
+		running := d.monitor != nil
+		d.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start")
+		}
+	}
+	rs := mustCompile(t, PortMappings())
+	mustApply(t, d, rs)
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.fd.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := func(name string) {
+		t.Helper()
+		c.AddTable(&nftables.Table{Name: name, Family: nftables.TableFamilyIPv4})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first foreign commit may come before the monitor saw a whole
+	// transaction; from the second on it must know.
+	foreign("other1")
+	mustApply(t, d, rs)
+	for i := 2; i <= 4; i++ {
+		foreign(fmt.Sprintf("other%d", i))
+		if ch := mustApply(t, d, rs); ch.Resynced || ch.Committed {
+			t.Errorf("Apply after a commit to another table: %+v, want no resync", ch)
+		}
+	}
+	c.FlushChain(&nftables.Chain{Name: "forward", Table: tableRef()})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ch := mustApply(t, d, rs); !ch.Resynced || ch.ChainsRewritten != 1 {
+		t.Errorf("Apply after a hand edit of our table: %+v, want a resync rewriting one chain", ch)
+	}
+	// Our own commits touch our table but do not count.
+	mustApply(t, d, mustCompile(t, CNINetwork()))
+	foreign("other5")
+	if ch := mustApply(t, d, rs); ch.Resynced {
+		t.Errorf("Apply after our own commit: %+v, want no resync", ch)
+	}
+}

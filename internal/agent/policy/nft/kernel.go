@@ -52,7 +52,7 @@ type kernelChain struct {
 	hook  *policy.Hook // nil: regular chain
 	odd   bool         // a base chain Tabby cannot express (policy drop, other hook)
 	rules []string     // fingerprints
-	text  []string     // readable form of the rules, for Dump
+	exprs [][]expr.Any // the rules as read, for Dump
 }
 
 // kernelState is the table `inet tabby` as the kernel holds it.
@@ -124,7 +124,7 @@ func readKernel(c *nftables.Conn, dumper *elementDumper) (*kernelState, error) {
 				fp = "unencodable:" + err.Error()
 			}
 			kc.rules = append(kc.rules, fp)
-			kc.text = append(kc.text, describeExprs(r.Exprs))
+			kc.exprs = append(kc.exprs, r.Exprs)
 		}
 		st.chains[ch.Name] = kc
 	}
@@ -222,8 +222,8 @@ func (st *kernelState) dump() string {
 			b.WriteString(" odd")
 		}
 		b.WriteString("\n")
-		for _, r := range c.text {
-			b.WriteString("  " + r + "\n")
+		for _, r := range c.exprs {
+			b.WriteString("  " + describeExprs(r) + "\n")
 		}
 	}
 	return b.String()

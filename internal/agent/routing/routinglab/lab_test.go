@@ -1,0 +1,316 @@
+package routinglab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/lab"
+)
+
+// TestPrivilegedLabMesh: three hosts in a full mesh, containers on every
+// pair reach each other (ICMP and TCP); an agent restart during a
+// cross-host `ping -i 0.01` loses no packet; a host leaving (agent stopped,
+// Node deleted) has its routes withdrawn everywhere.
+func TestPrivilegedLabMesh(t *testing.T) {
+	e := up(t, lab.Config{Name: "rm", Nodes: 3})
+	cs := []*lab.Container{e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")}
+	for i, a := range cs {
+		for j, b := range cs {
+			if i != j {
+				e.reach(a, b)
+			}
+		}
+	}
+	e.waitRoute("h1", true, block(cs[1]), "via "+e.host("h2").IP.Addr().String())
+	e.waitRoute("h1", true, "blackhole", block(cs[0]))
+	st := e.waitPeersUp("h1", 3) // h2, h3 and the master
+	for _, p := range st.Peers {
+		if p.Type != "node-to-node mesh" {
+			t.Errorf("h1 peer %s has type %q, want node-to-node mesh", p.Address, p.Type)
+		}
+	}
+	text := e.statusText("h1")
+	for _, want := range []string{"Tabby process is running.", "IPv4 BGP status", "node-to-node mesh", "Established", "No IPv6 peers found."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tabby node status on h1 lacks %q:\n%s", want, text)
+		}
+	}
+
+	t.Run("agent restart loses no packets", func(t *testing.T) {
+		cmd, err := e.lab.ContainerCommand(context.Background(), "c1", []string{"ping", "-i", "0.01", "-c", "2000", "-W", "1", "-q", cs[1].IP().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := e.lab.StopAgent("h2", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.lab.StartAgent(context.Background(), "h2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("ping across the restart: %v\n%s", err, out.String())
+		}
+		m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(out.String())
+		if m == nil || m[1] != m[2] {
+			t.Errorf("packets lost while h2's agent restarted:\n%s", out.String())
+		}
+		t.Logf("%s", strings.TrimSpace(out.String()))
+	})
+
+	t.Run("host leaving", func(t *testing.T) {
+		if err := e.lab.StopAgent("h3", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.Delete(context.Background(), "Node", "", "h3", ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"h1", "h2", "master"} {
+			e.waitRoute(n, false, block(cs[2]))
+		}
+		e.waitPeersUp("h1", 2)
+		e.reach(cs[0], cs[1])
+	})
+}
+
+// TestPrivilegedLabRouteReflector: the mesh is off and h3 reflects routes
+// for every other node; containers on h1 and h2 still reach each other.
+func TestPrivilegedLabRouteReflector(t *testing.T) {
+	e := up(t, lab.Config{Name: "rr", Nodes: 3})
+	off := false
+	e.updateNode("h3", func(n *api.Node) {
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels["route-reflector"] = "true"
+		n.Spec.BGP.RouteReflectorClusterID = "224.0.0.1"
+	})
+	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}},
+		&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: "peer-with-route-reflectors"}, Spec: api.BGPPeerSpec{NodeSelector: "all()", PeerSelector: "route-reflector == 'true'"}})
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
+	st := e.waitPeersUp("h1", 1)
+	if p := st.Peers[0]; p.Address != e.host("h3").IP.Addr().String() || p.Type != "route reflector" {
+		t.Errorf("h1 peers with %+v, want only the reflector h3", p)
+	}
+	e.waitPeersUp("h3", 3) // h1, h2 and the master: its clients
+	e.waitRoute("h1", true, block(c2), "via "+e.host("h2").IP.Addr().String())
+	e.reach(c1, c2)
+	e.reach(c2, c1)
+}
+
+// birdConfig makes BIRD in the lab's router the eBGP peer of every agent
+// node (AS 65000; each rack its own AS, 65100+rack), exporting what it
+// learns to the router's kernel so it forwards between racks.
+func birdConfig(st *lab.State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\n", st.Router.Legs[0].IP.Addr())
+	b.WriteString("protocol device { scan time 10; }\n")
+	b.WriteString("protocol kernel { ipv4 { import none; export all; }; }\n")
+	b.WriteString("template bgp hosts { local as 65000; graceful restart on; ipv4 { import all; export all; }; }\n")
+	for _, n := range st.AgentNodes() {
+		fmt.Fprintf(&b, "protocol bgp %s from hosts { neighbor %s as %d; }\n", n.Name, n.IP.Addr(), 65100+n.Rack)
+	}
+	return b.String()
+}
+
+// TestPrivilegedLabBIRDRacks: two racks, BIRD 2 in the router as each
+// rack's eBGP peer (per-rack AS), mesh off: BIRD's table holds every
+// host's block with the host as next hop, and containers across racks
+// reach each other through it.
+func TestPrivilegedLabBIRDRacks(t *testing.T) {
+	e := up(t, lab.Config{Name: "rb", Nodes: 4, Racks: 2})
+	st := e.lab.State()
+	dir := t.TempDir()
+	conf, sock := filepath.Join(dir, "bird.conf"), filepath.Join(dir, "bird.ctl")
+	if err := os.WriteFile(conf, []byte(birdConfig(st)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bird, err := exec.LookPath("bird")
+	if err != nil {
+		t.Fatalf("bird is not installed (apt-get install bird2): %v", err)
+	}
+	cmd, err := e.lab.NodeCommand(context.Background(), lab.RouterNode, []string{bird, "-f", "-c", conf, "-s", sock, "-P", filepath.Join(dir, "bird.pid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var birdLog strings.Builder
+	cmd.Stdout, cmd.Stderr = &birdLog, &birdLog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	off := false
+	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}})
+	for r := 1; r <= st.NRacks; r++ {
+		e.apply(&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: fmt.Sprintf("rack%d-tor", r)}, Spec: api.BGPPeerSpec{
+			NodeSelector: fmt.Sprintf("rack == 'r%d'", r), PeerIP: st.Racks[r-1].Gateway.String(), ASNumber: 65000}})
+	}
+	for _, n := range st.AgentNodes() {
+		as := api.ASNumber(65100 + n.Rack)
+		e.updateNode(n.Name, func(node *api.Node) {
+			if node.Labels == nil {
+				node.Labels = map[string]string{}
+			}
+			node.Labels["rack"] = fmt.Sprintf("r%d", n.Rack)
+			node.Spec.BGP.ASNumber = &as
+		})
+	}
+	cs := []*lab.Container{e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3"), e.run("c4", "h4")}
+
+	deadline := time.Now().Add(labWait)
+	for {
+		out, _ := exec.Command("birdc", "-s", sock, "show", "route").CombinedOutput()
+		missing := ""
+		for _, c := range cs {
+			h := e.host(c.Node)
+			if !regexp.MustCompile(regexp.QuoteMeta(block(c)) + `[^\n]*\n\s+via ` + regexp.QuoteMeta(h.IP.Addr().String())).Match(out) {
+				missing += fmt.Sprintf(" %s via %s;", block(c), h.IP.Addr())
+			}
+		}
+		if missing == "" {
+			t.Logf("BIRD's table:\n%s", out)
+			break
+		}
+		if time.Now().After(deadline) {
+			proto, _ := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
+			t.Fatalf("BIRD's table lacks%s\n%s\n%s\nbird log:\n%s", missing, out, proto, birdLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	st1 := e.waitPeersUp("h1", 1)
+	if p := st1.Peers[0]; p.Type != "node specific" || p.Address != st.Racks[0].Gateway.String() {
+		t.Errorf("h1's peer %+v, want the rack 1 router (node specific)", p)
+	}
+	// h1 (rack 1) and h2 (rack 2): across the racks, both ways.
+	e.reach(cs[0], cs[1])
+	e.reach(cs[1], cs[0])
+	e.reach(cs[2], cs[3])
+	e.waitRoute("h1", true, block(cs[1]), "via "+st.Racks[0].Gateway.String())
+}
+
+// TestPrivilegedLabVXLAN: VXLAN CrossSubnet across racks (direct within a
+// rack), and VXLAN Always; the containers' MTU leaves room for the header.
+func TestPrivilegedLabVXLAN(t *testing.T) {
+	t.Run("cross subnet", func(t *testing.T) {
+		e := up(t, lab.Config{Name: "rx", Nodes: 4, Racks: 2, Encap: "vxlan-crosssubnet"})
+		c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
+		h2, h3 := e.host("h2"), e.host("h3")
+		if h3.Rack != e.host("h1").Rack || h2.Rack == h3.Rack {
+			t.Fatalf("racks: h1 %d, h2 %d, h3 %d; want h1 and h3 together", e.host("h1").Rack, h2.Rack, h3.Rack)
+		}
+		e.waitRoute("h1", true, block(c3), "via "+h3.IP.Addr().String())
+		e.waitRoute("h1", true, block(c2), "dev vxlan.tabby", "onlink")
+		e.reach(c1, c2)
+		e.reach(c2, c1)
+		e.reach(c1, c3)
+		checkMTU(t, e, c1, 50)
+	})
+	t.Run("always", func(t *testing.T) {
+		e := up(t, lab.Config{Name: "rv", Nodes: 2, Encap: "vxlan"})
+		c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
+		e.waitRoute("h1", true, block(c2), "dev vxlan.tabby", "onlink")
+		e.reach(c1, c2)
+		e.reach(c2, c1)
+		checkMTU(t, e, c1, 50)
+	})
+}
+
+// checkMTU: the container's MTU is its host uplink's minus overhead.
+func checkMTU(t *testing.T, e *env, c *lab.Container, overhead int) {
+	t.Helper()
+	uplink, err := e.on(c.Node, "ip", "-o", "link", "show", e.lab.Name()+lab.UplinkSuffix)
+	if err != nil {
+		t.Fatalf("uplink of %s: %v\n%s", c.Node, err, uplink)
+	}
+	inner, err := e.in(c, "ip", "-o", "link", "show", "eth0")
+	if err != nil {
+		t.Fatalf("eth0 of %s: %v\n%s", c.Name, err, inner)
+	}
+	mtu := func(s string) int {
+		m := regexp.MustCompile(` mtu (\d+)`).FindStringSubmatch(s)
+		if m == nil {
+			t.Fatalf("no mtu in %q", s)
+		}
+		var n int
+		fmt.Sscan(m[1], &n)
+		return n
+	}
+	if got, want := mtu(inner), mtu(uplink)-overhead; got != want {
+		t.Errorf("container %s MTU %d, want %d (uplink %d - %d)", c.Name, got, want, mtu(uplink), overhead)
+	}
+}
+
+// TestPrivilegedLabIPIP runs IP-in-IP between racks where the kernel has
+// it. This kernel may lack the ipip module: then the test is skipped and
+// says so (it does not pass); TestPrivilegedLabIPIPUnsupported checks that
+// Tabby reports the missing support plainly instead.
+func TestPrivilegedLabIPIP(t *testing.T) {
+	requireRoot(t)
+	if ok, why := kernelHasIPIP(t); !ok {
+		t.Skipf("SKIP, NOT A PASS: this kernel cannot create IP-in-IP devices (%s); IP-in-IP traffic is untested here", why)
+	}
+	for _, mode := range []string{"ipip", "ipip-crosssubnet"} {
+		t.Run(mode, func(t *testing.T) {
+			e := up(t, lab.Config{Name: "ri", Nodes: 4, Racks: 2, Encap: mode})
+			c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
+			e.waitRoute("h1", true, block(c2), "dev tunl0", "onlink")
+			if mode == "ipip-crosssubnet" {
+				e.waitRoute("h1", true, block(c3), "via "+e.host("h3").IP.Addr().String())
+			} else {
+				e.waitRoute("h1", true, block(c3), "dev tunl0")
+			}
+			e.reach(c1, c2)
+			e.reach(c2, c1)
+			e.reach(c1, c3)
+			checkMTU(t, e, c1, 20)
+		})
+	}
+}
+
+// TestPrivilegedLabIPIPUnsupported: on a kernel without ipip, an IP-in-IP
+// pool is reported as not working (in `tabby node status`), not silently
+// broken.
+func TestPrivilegedLabIPIPUnsupported(t *testing.T) {
+	requireRoot(t)
+	if ok, _ := kernelHasIPIP(t); ok {
+		t.Skip("this kernel has IP-in-IP; TestPrivilegedLabIPIP covers it")
+	}
+	e := up(t, lab.Config{Name: "rn", Nodes: 2, Encap: "ipip"})
+	deadline := time.Now().Add(labWait)
+	for {
+		text := e.statusText("h1")
+		if strings.Contains(text, "no IP-in-IP support") {
+			t.Logf("tabby node status on h1:\n%s", text)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tabby node status does not report the missing IP-in-IP support:\n%s", text)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
