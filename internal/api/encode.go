@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -52,7 +53,13 @@ func Encode(w io.Writer, rs []Resource, format string) error {
 		err = enc.Encode(doc)
 		out = b.Bytes()
 	case "yaml", "yml":
-		out, err = yaml.Marshal(doc)
+		if len(items) <= 1 {
+			out, err = yaml.Marshal(doc)
+			break
+		}
+		// A list is written item by item: converting one document holding
+		// thousands of items costs far more time and memory.
+		return encodeYAMLList(w, listKindOf(items), items)
 	default:
 		return fmt.Errorf("output format %s is not supported; use yaml or json", quote(format))
 	}
@@ -60,6 +67,34 @@ func Encode(w io.Writer, rs []Resource, format string) error {
 		return fmt.Errorf("encode resources: %w", err)
 	}
 	if _, err := w.Write(out); err != nil {
+		return fmt.Errorf("write resources: %w", err)
+	}
+	return nil
+}
+
+// encodeYAMLList writes the same document yaml.Marshal(resourceList{…})
+// would, one item at a time.
+func encodeYAMLList(w io.Writer, kind string, items []Resource) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "apiVersion: %s\nitems:\n", APIVersion)
+	for _, it := range items {
+		b, err := yaml.Marshal(it)
+		if err != nil {
+			return fmt.Errorf("encode resources: %w", err)
+		}
+		lines := strings.SplitAfter(strings.TrimRight(string(b), "\n"), "\n")
+		for i, l := range lines {
+			if i == 0 {
+				bw.WriteString("- ")
+			} else {
+				bw.WriteString("  ")
+			}
+			bw.WriteString(l)
+		}
+		bw.WriteString("\n")
+	}
+	fmt.Fprintf(bw, "kind: %s\n", kind)
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write resources: %w", err)
 	}
 	return nil
@@ -78,9 +113,15 @@ func listKindOf(rs []Resource) string {
 	return k + "List"
 }
 
-// Redact returns a deep copy of r with every secret (BGP password values)
-// replaced by RedactedValue. r itself is not changed.
+// Redact returns r with every secret (BGP password values) replaced by
+// RedactedValue: a deep copy for the kinds that carry secrets (r itself is
+// not changed), r itself for the others.
 func Redact(r Resource) Resource {
+	switch r.(type) {
+	case *BGPConfiguration, *BGPPeer:
+	default:
+		return r // no secrets in other kinds
+	}
 	c := DeepCopy(r)
 	redact := func(pw *BGPPassword) {
 		if pw != nil && pw.Value != "" {

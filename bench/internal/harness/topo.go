@@ -77,6 +77,78 @@ func NewRouted(env *Env) (*Routed, error) {
 	return t, nil
 }
 
+// CrossHost is the same routed path between two "hosts" joined by a
+// bridge, as the lab's fabric joins its hosts (no encapsulation):
+//
+//	c1 10.99.1.1/32 — h1 [10.98.1.1/24] — bridge (fabric) — [10.98.1.2/24] h2 — c2 10.99.2.1/32
+//
+// Each host has a /32 route to its container and a route to the other
+// container via the other host; containers use proxy-ARP as above.
+type CrossHost struct {
+	H1, H2, C1, C2, Fabric string
+	IP1, IP2               string
+}
+
+// NewCrossHost builds the cross-host routed path in five new namespaces.
+func NewCrossHost(env *Env) (*CrossHost, error) {
+	t := &CrossHost{H1: env.Name("xh"), H2: env.Name("xh"), C1: env.Name("xc"), C2: env.Name("xc"), Fabric: env.Name("xf"),
+		IP1: "10.99.1.1", IP2: "10.99.2.1"}
+	for _, ns := range []string{t.Fabric, t.H1, t.H2, t.C1, t.C2} {
+		if _, err := env.J.Namespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	steps := [][]string{
+		{t.Fabric, "link", "add", "br0", "type", "bridge"},
+		{t.Fabric, "link", "set", "br0", "up"},
+	}
+	hosts := []struct{ h, c, hostIP, peerIP, cIP, otherCIP string }{
+		{t.H1, t.C1, "10.98.1.1", "10.98.1.2", t.IP1, t.IP2},
+		{t.H2, t.C2, "10.98.1.2", "10.98.1.1", t.IP2, t.IP1},
+	}
+	for i, x := range hosts {
+		port := fmt.Sprintf("p%d", i+1)
+		steps = append(steps,
+			[]string{"", "link", "add", "eth0", "netns", x.h, "type", "veth", "peer", "name", port, "netns", t.Fabric},
+			[]string{t.Fabric, "link", "set", port, "master", "br0"},
+			[]string{t.Fabric, "link", "set", port, "up"},
+			[]string{x.h, "addr", "add", x.hostIP + "/24", "dev", "eth0"},
+			[]string{x.h, "link", "set", "eth0", "up"},
+			[]string{x.h, "route", "add", "default", "via", "10.98.1.254", "dev", "eth0", "onlink"},
+			[]string{"", "link", "add", "v0", "netns", x.h, "type", "veth", "peer", "name", "eth0", "netns", x.c},
+			[]string{x.h, "link", "set", "v0", "up"},
+			[]string{x.h, "route", "add", x.cIP + "/32", "dev", "v0", "scope", "link"},
+			[]string{x.h, "route", "add", x.otherCIP + "/32", "via", x.peerIP, "dev", "eth0"},
+			[]string{x.c, "addr", "add", x.cIP + "/32", "dev", "eth0"},
+			[]string{x.c, "link", "set", "eth0", "up"},
+			[]string{x.c, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
+			[]string{x.c, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"},
+		)
+	}
+	for _, x := range hosts {
+		if err := Sysctl(x.h, "net.ipv4.ip_forward", "1"); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range steps {
+		if err := IP(s[0], s[1:]...); err != nil {
+			return nil, fmt.Errorf("cross-host path: %w", err)
+		}
+	}
+	for _, x := range hosts {
+		if err := Sysctl(x.h, "net.ipv4.conf.v0.proxy_arp", "1"); err != nil {
+			return nil, err
+		}
+		if err := Sysctl(x.h, "net.ipv4.neigh.v0.proxy_delay", "0"); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := Run(context.Background(), InNS(t.C1, "ping", "-c1", "-W2", t.IP2)...); err != nil {
+		return nil, fmt.Errorf("cross-host path broken: %w", err)
+	}
+	return t, nil
+}
+
 // LoadRules replaces the host namespace's ruleset with text for nft -f
 // (kind "nft") or iptables-restore (kind "ipt"); empty text flushes.
 func LoadRules(ctx context.Context, env *Env, ns, kind, text string) error {
