@@ -39,6 +39,10 @@ type Benchmark struct {
 	// Run measures; it records samples in rec and registers its cleanup in
 	// env.J (closed when it returns).
 	Run func(ctx context.Context, env *Env, rec *Recorder) error
+	// Also are further report sections this Run fills (through
+	// rec.Section(id)) because they share its setup; only their
+	// descriptive fields are used.
+	Also []Benchmark
 }
 
 // Env is what a benchmark gets to work with.
@@ -95,8 +99,17 @@ func (e *Env) TimeLeft() time.Duration { return time.Until(e.Deadline) }
 
 // Recorder collects one benchmark's samples.
 type Recorder struct {
-	mu sync.Mutex
-	b  *report.Bench
+	mu       sync.Mutex
+	b        *report.Bench
+	sections map[string]*Recorder
+}
+
+// Section returns the recorder of the section declared in Also with id.
+func (r *Recorder) Section(id string) *Recorder {
+	if s, ok := r.sections[id]; ok {
+		return s
+	}
+	panic(fmt.Sprintf("benchmark %s has no section %q", r.b.ID, id))
 }
 
 // Add records metric for system in round r, with the current load average.

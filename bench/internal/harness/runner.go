@@ -53,7 +53,7 @@ func RunAll(ctx context.Context, opts Options, all []Benchmark, root *Janitor) (
 		if ctx.Err() != nil {
 			break
 		}
-		rep.Benches = append(rep.Benches, runOne(ctx, opts, b, root, runID))
+		rep.Benches = append(rep.Benches, runOne(ctx, opts, b, root, runID)...)
 	}
 	rep.Finished = time.Now()
 	rep.Machine.LoadEnd = loadavg()
@@ -87,16 +87,42 @@ func selected(id string, only, skip []string) bool {
 	return false
 }
 
-func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string) *report.Bench {
-	rb := &report.Bench{ID: b.ID, Title: b.Title, What: b.What, Baseline: b.Baseline, Method: b.Method,
+func newBench(b Benchmark) *report.Bench {
+	return &report.Bench{ID: b.ID, Title: b.Title, What: b.What, Baseline: b.Baseline, Method: b.Method,
 		Systems: b.Systems, Metrics: b.Metrics, Status: report.StatusOK}
+}
+
+// runOne runs b and returns its report section and those of b.Also, which
+// share its status.
+func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string) []*report.Bench {
+	rb := newBench(b)
+	out := []*report.Bench{rb}
+	rec := &Recorder{b: rb, sections: map[string]*Recorder{}}
+	for _, a := range b.Also {
+		ab := newBench(a)
+		out = append(out, ab)
+		rec.sections[a.ID] = &Recorder{b: ab}
+	}
+	start := time.Now()
+	defer func() {
+		for _, ab := range out {
+			ab.Seconds = time.Since(start).Seconds()
+			if ab != rb {
+				ab.Status, ab.Reason = rb.Status, rb.Reason
+			}
+		}
+	}()
+	runBench(ctx, opts, b, root, runID, rb, rec)
+	return out
+}
+
+func runBench(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string, rb *report.Bench, rec *Recorder) {
 	log := opts.Log.With("bench", b.ID)
 	start := time.Now()
-	defer func() { rb.Seconds = time.Since(start).Seconds() }()
 	if m := Missing(b.Needs); len(m) > 0 {
 		rb.Status, rb.Reason = report.StatusSkipped, "missing "+strings.Join(m, ", ")+" (see docs/performance.md for the Debian packages)"
 		log.Warn("skipped", "reason", rb.Reason)
-		return rb
+		return
 	}
 	budget := b.Budget
 	if opts.Quick {
@@ -112,11 +138,10 @@ func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID
 	tmp, err := j.TempDir("tabby-bench-" + b.ID + "-")
 	if err != nil {
 		rb.Status, rb.Reason = report.StatusFailed, err.Error()
-		return rb
+		return
 	}
 	dl, _ := bctx.Deadline()
 	env := &Env{Log: log, Quick: opts.Quick, Rounds: opts.Rounds, Bin: opts.Bin, Self: opts.Self, J: j, Tmp: tmp, RunID: runID, Deadline: dl}
-	rec := &Recorder{b: rb}
 	log.Info("start", "budget", budget, "load1", Load1())
 	err = func() (err error) {
 		defer func() {
@@ -139,7 +164,6 @@ func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID
 		rb.Status, rb.Reason = report.StatusFailed, err.Error()
 		log.Error("failed", "err", err)
 	}
-	return rb
 }
 
 func reportDir(out string, t time.Time) (string, error) {

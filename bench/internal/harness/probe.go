@@ -1,0 +1,144 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/tabbynet/tabby/internal/netns"
+)
+
+// Probe reads one namespace's nftables and routes over netlink, without
+// entering it and without exec'ing a CLI (cheap enough to poll every few
+// milliseconds across 20 hosts).
+type Probe struct {
+	NS  string
+	f   *os.File
+	nft *nftables.Conn
+	nl  *netlink.Handle
+}
+
+// NewProbe opens namespace ns (by name) and registers the close.
+func (j *Janitor) NewProbe(ns string) (*Probe, error) {
+	f, err := netns.Open(netns.Path(ns))
+	if err != nil {
+		return nil, err
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("nftables in %s: %w", ns, err)
+	}
+	h, err := netlink.NewHandleAt(vnetns.NsHandle(int(f.Fd())))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("netlink in %s: %w", ns, err)
+	}
+	p := &Probe{NS: ns, f: f, nft: c, nl: h}
+	j.Defer("probe "+ns, func() error { h.Close(); return f.Close() })
+	return p, nil
+}
+
+var tabbyTable = &nftables.Table{Name: "tabby", Family: nftables.TableFamilyINet}
+
+// HasChain reports whether table inet tabby has the chain.
+func (p *Probe) HasChain(name string) bool {
+	c, err := p.nft.ListChain(tabbyTable, name)
+	return err == nil && c != nil
+}
+
+// CountChains counts the chains of inet tabby whose name has prefix.
+func (p *Probe) CountChains(prefix string) (int, error) {
+	cs, err := p.nft.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cs {
+		if c.Table != nil && c.Table.Name == "tabby" && strings.HasPrefix(c.Name, prefix) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// SetByComment finds the set of inet tabby whose comment starts with prefix.
+func (p *Probe) SetByComment(prefix string) (*nftables.Set, error) {
+	sets, err := p.nft.GetSets(tabbyTable)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sets {
+		if strings.HasPrefix(s.Comment, prefix) && strings.HasPrefix(s.Name, "s4-") {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("no set with comment %q in %s", prefix, p.NS)
+}
+
+// SetHas reports whether set holds addr.
+func (p *Probe) SetHas(s *nftables.Set, addr netip.Addr) bool {
+	els, err := p.nft.GetSetElements(s)
+	if err != nil {
+		return false
+	}
+	want := addr.AsSlice()
+	for _, e := range els {
+		if !e.IntervalEnd && bytes.Equal(e.Key, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetElements counts the elements (interval starts) of the sets whose
+// name has prefix.
+func (p *Probe) SetElements(prefix string) (int, error) {
+	sets, err := p.nft.GetSets(tabbyTable)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range sets {
+		if !strings.HasPrefix(s.Name, prefix) {
+			continue
+		}
+		els, err := p.nft.GetSetElements(s)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range els {
+			if !e.IntervalEnd {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// HasRoute reports whether the main table has a route to exactly dst.
+func (p *Probe) HasRoute(dst netip.Prefix) bool {
+	rs, err := p.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: ipNet(dst)}, netlink.RT_FILTER_DST)
+	return err == nil && len(rs) > 0
+}
+
+// CountRoutes counts the IPv4 routes of the main table.
+func (p *Probe) CountRoutes() (int, error) {
+	rs, err := p.nl.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, err
+	}
+	return len(rs), nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	a := p.Addr().As4()
+	return &net.IPNet{IP: net.IP(a[:]), Mask: net.CIDRMask(p.Bits(), 32)}
+}
