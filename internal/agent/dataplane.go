@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 	"github.com/tabbynet/tabby/internal/agent/routing"
@@ -18,6 +20,9 @@ type PolicyDriver interface {
 // KernelDataplane is the production Dataplane: nftables policy (and, with
 // routing, kernel routes and BGP).
 type KernelDataplane struct {
+	mu           sync.Mutex
+	lastWarnings string
+
 	Policy PolicyDriver // nil: policy disabled
 	Router Router       // nil: routing disabled
 	Log    *slog.Logger
@@ -78,7 +83,24 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	if err != nil {
 		return err
 	}
+	d.logWarnings(rs.Warnings)
 	return d.Policy.Apply(ctx, rs)
+}
+
+// logWarnings logs the compiler's warnings when they change (not on every
+// sync).
+func (d *KernelDataplane) logWarnings(ws []string) {
+	joined := strings.Join(ws, "\n")
+	d.mu.Lock()
+	changed := joined != d.lastWarnings
+	d.lastWarnings = joined
+	d.mu.Unlock()
+	if !changed || d.Log == nil {
+		return
+	}
+	for _, w := range ws {
+		d.Log.Warn("policy", "warning", w)
+	}
 }
 
 // EndpointGone flushes conntrack entries of a removed endpoint's addresses.

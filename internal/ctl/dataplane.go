@@ -16,14 +16,16 @@ import (
 type kernelDataplane struct {
 	*agent.KernelDataplane
 	router *router.Router // nil: routing disabled
+	nft    *nft.Driver    // nil: policy disabled
 }
 
 func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
 	dp := &agent.KernelDataplane{Log: log}
-	if !cfg.DisablePolicy {
-		dp.Policy = nft.New(log)
-	}
 	d := &kernelDataplane{KernelDataplane: dp}
+	if !cfg.DisablePolicy {
+		d.nft = nft.New(log)
+		dp.Policy = d.nft
+	}
 	if !cfg.DisableRouting {
 		r, err := router.New(router.Config{Node: cfg.Node}, store, log)
 		if err != nil {
@@ -41,24 +43,31 @@ func (d *kernelDataplane) mount(a *agent.Agent) {
 	}
 }
 
-// runDataplaneAndAgent runs the agent and the router side by side; when
-// either ends, the other is stopped too.
+// runDataplaneAndAgent runs the agent and the dataplane's own loops (the
+// router; the nftables change monitor) side by side; when one ends, the
+// others are stopped too.
 func runDataplaneAndAgent(ctx context.Context, d *kernelDataplane, a *agent.Agent) error {
-	if d.router == nil {
-		return a.Run(ctx)
+	var loops []func(context.Context) error
+	if d.router != nil {
+		loops = append(loops, d.router.Run)
+	}
+	if d.nft != nil {
+		loops = append(loops, d.nft.Run)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var rerr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		rerr = d.router.Run(ctx)
-	}()
+	errs := make([]error, len(loops))
+	for i, run := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			errs[i] = run(ctx)
+		}()
+	}
 	aerr := a.Run(ctx)
 	cancel()
 	wg.Wait()
-	return errors.Join(aerr, rerr)
+	return errors.Join(append(errs, aerr)...)
 }

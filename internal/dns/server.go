@@ -257,8 +257,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var httpSrv *http.Server
 	if s.httpLn != nil {
 		httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		ln := s.httpLn // closeSockets clears the field, maybe before this goroutine runs
 		go func() {
-			if err := httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve HTTP: %w", err)
 			}
 		}()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tabbynet/tabby/bench/internal/report"
@@ -60,17 +61,21 @@ type Env struct {
 	RunID string
 	// Deadline is when the benchmark's budget runs out.
 	Deadline time.Time
-	seq      int
-	mu       sync.Mutex
+	seq      *atomic.Int64
 }
 
 // Name returns a unique name for this run: "tbb" + run ID + suffix + a
 // counter, 15 characters at most for short suffixes (link names).
 func (e *Env) Name(suffix string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.seq++
-	return fmt.Sprintf("tbb%s%s%d", e.RunID, suffix, e.seq)
+	return fmt.Sprintf("tbb%s%s%d", e.RunID, suffix, e.seq.Add(1))
+}
+
+// Sub returns an Env whose cleanup scope is a child of e's: closing it
+// removes only what was made through it.
+func (e *Env) Sub() *Env {
+	c := *e
+	c.J = e.J.Scope()
+	return &c
 }
 
 // Pick returns full in full mode and quick in quick mode.

@@ -14,10 +14,7 @@ import (
 // the datastore and hosts each running `tabby agent`) named tb<run><n>,
 // and registers its removal. cfg.Name, BinDir and Logger are filled in.
 func StartLab(ctx context.Context, env *Env, cfg lab.Config) (*lab.Lab, error) {
-	env.mu.Lock()
-	env.seq++
-	n := env.seq
-	env.mu.Unlock()
+	n := env.seq.Add(1)
 	// Lab names are at most 8 characters: "tb" + 4 hex of the run + a counter.
 	cfg.Name = fmt.Sprintf("tb%s%d", env.RunID, n%100)
 	cfg.BinDir = env.Bin

@@ -69,18 +69,20 @@ func (p *Probe) CountChains(prefix string) (int, error) {
 	return n, nil
 }
 
-// SetByComment finds the set of inet tabby whose comment starts with prefix.
-func (p *Probe) SetByComment(prefix string) (*nftables.Set, error) {
+// SetContaining returns the selector set (s4-…) of inet tabby that holds
+// addr, or nil. (Set names are hashes of the selector; finding the set by
+// a member keeps the bench independent of how they are computed.)
+func (p *Probe) SetContaining(addr netip.Addr) (*nftables.Set, error) {
 	sets, err := p.nft.GetSets(tabbyTable)
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range sets {
-		if strings.HasPrefix(s.Comment, prefix) && strings.HasPrefix(s.Name, "s4-") {
+		if strings.HasPrefix(s.Name, "s4-") && p.SetHas(s, addr) {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("no set with comment %q in %s", prefix, p.NS)
+	return nil, nil
 }
 
 // SetHas reports whether set holds addr.

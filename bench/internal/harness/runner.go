@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tabbynet/tabby/bench/internal/report"
@@ -46,6 +47,7 @@ func RunAll(ctx context.Context, opts Options, all []Benchmark, root *Janitor) (
 	}
 	rep := &report.Report{Started: time.Now(), Mode: mode, Rounds: opts.Rounds, Command: opts.Command, Machine: MachineInfo(opts.Tabby)}
 	runID := fmt.Sprintf("%04x", os.Getpid()&0xffff)
+	seq := new(atomic.Int64)
 	for _, b := range all {
 		if !selected(b.ID, opts.Only, opts.Skip) {
 			continue
@@ -53,7 +55,7 @@ func RunAll(ctx context.Context, opts Options, all []Benchmark, root *Janitor) (
 		if ctx.Err() != nil {
 			break
 		}
-		rep.Benches = append(rep.Benches, runOne(ctx, opts, b, root, runID)...)
+		rep.Benches = append(rep.Benches, runOne(ctx, opts, b, root, runID, seq)...)
 	}
 	rep.Finished = time.Now()
 	rep.Machine.LoadEnd = loadavg()
@@ -94,7 +96,7 @@ func newBench(b Benchmark) *report.Bench {
 
 // runOne runs b and returns its report section and those of b.Also, which
 // share its status.
-func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string) []*report.Bench {
+func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string, seq *atomic.Int64) []*report.Bench {
 	rb := newBench(b)
 	out := []*report.Bench{rb}
 	rec := &Recorder{b: rb, sections: map[string]*Recorder{}}
@@ -112,11 +114,11 @@ func runOne(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID
 			}
 		}
 	}()
-	runBench(ctx, opts, b, root, runID, rb, rec)
+	runBench(ctx, opts, b, root, runID, seq, rb, rec)
 	return out
 }
 
-func runBench(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string, rb *report.Bench, rec *Recorder) {
+func runBench(ctx context.Context, opts Options, b Benchmark, root *Janitor, runID string, seq *atomic.Int64, rb *report.Bench, rec *Recorder) {
 	log := opts.Log.With("bench", b.ID)
 	start := time.Now()
 	if m := Missing(b.Needs); len(m) > 0 {
@@ -141,7 +143,7 @@ func runBench(ctx context.Context, opts Options, b Benchmark, root *Janitor, run
 		return
 	}
 	dl, _ := bctx.Deadline()
-	env := &Env{Log: log, Quick: opts.Quick, Rounds: opts.Rounds, Bin: opts.Bin, Self: opts.Self, J: j, Tmp: tmp, RunID: runID, Deadline: dl}
+	env := &Env{Log: log, Quick: opts.Quick, Rounds: opts.Rounds, Bin: opts.Bin, Self: opts.Self, J: j, Tmp: tmp, RunID: runID, Deadline: dl, seq: seq}
 	log.Info("start", "budget", budget, "load1", Load1())
 	err = func() (err error) {
 		defer func() {

@@ -91,7 +91,9 @@ func cdfJob(b *Bench, key string) PlotJob {
 		if d.Plot != key || len(d.Values) == 0 {
 			continue
 		}
-		title, unit = d.Title, d.Unit
+		if title == "" {
+			title, unit = d.Title, d.Unit
+		}
 		v := slices.Clone(d.Values)
 		slices.Sort(v)
 		if idx == 0 || v[0] < lo {
@@ -130,7 +132,9 @@ func seriesJob(b *Bench, key string) PlotJob {
 		if sr.Plot != key || len(sr.X) == 0 {
 			continue
 		}
-		title, xl, yl = sr.Title, sr.XLabel, sr.YLabel
+		if title == "" {
+			title, xl, yl = sr.Title, sr.XLabel, sr.YLabel
+		}
 		fmt.Fprintf(&data, "# %s\n", sr.System)
 		for i := range min(len(sr.X), len(sr.Y)) {
 			fmt.Fprintf(&data, "%g %g\n", sr.X[i], sr.Y[i])

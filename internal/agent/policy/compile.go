@@ -204,7 +204,6 @@ type policyInfo struct {
 	sel, nsSel, saSel     *selector.Selector
 	global                bool
 	hostOnly              bool // namespaceSelector global(): host endpoints only
-	ingress, egress       []api.Rule
 	typeIn, typeOut       bool
 	chainIn, chainOut     string
 	passIn, passOut       bool // has a Pass rule
@@ -274,7 +273,6 @@ func (c *compiler) loadPolicies() error {
 		if p.typeIn, p.typeOut, err = policyTypes(p.owner(), sp.types, len(sp.ingress), len(sp.egress)); err != nil {
 			return err
 		}
-		p.ingress, p.egress = sp.ingress, sp.egress
 		p.passIn, p.passOut = hasPass(sp.ingress), hasPass(sp.egress)
 		ns := ""
 		if !p.global {

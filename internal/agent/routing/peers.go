@@ -85,12 +85,14 @@ func planBGP(in *Input, p *Plan, self *nodeInfo) *BGPPlan {
 			pr := base
 			pr.Address = n.ip4.Addr()
 			pr.LocalAddress = localFor(bp, self.ip4)
+			pr.Passive = self.ip4.Addr().Less(pr.Address)
 			add(pr)
 		}
 		if n.ip6.IsValid() && self.ip6.IsValid() {
 			pr := base
 			pr.Address = n.ip6.Addr()
 			pr.LocalAddress = localFor(bp, self.ip6)
+			pr.Passive = self.ip6.Addr().Less(pr.Address)
 			add(pr)
 		}
 	}
@@ -135,6 +137,7 @@ func planBGP(in *Input, p *Plan, self *nodeInfo) *BGPPlan {
 					if n.clusterID != "" {
 						pr.Type = PeerRouteReflector
 					}
+					pr.Passive = pr.LocalAddress.IsValid() && pr.LocalAddress.Less(pr.Address)
 				}
 			}
 			add(pr)

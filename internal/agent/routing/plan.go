@@ -509,4 +509,8 @@ type Peer struct {
 	TTLSecurity uint8
 	// AllowOwnAS is how often the local AS may appear in received paths.
 	AllowOwnAS int32
+	// Passive: this host waits for the peer to connect. Between two Tabby
+	// nodes exactly one side connects (the one with the higher address),
+	// so the two never open colliding connections.
+	Passive bool
 }

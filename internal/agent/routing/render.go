@@ -74,6 +74,9 @@ func (pr Peer) render() string {
 	if pr.RouteReflectorClient {
 		b.WriteString(" rr-client")
 	}
+	if pr.Passive {
+		b.WriteString(" passive")
+	}
 	if pr.KeepOriginalNextHop {
 		b.WriteString(" keep-next-hop")
 	}

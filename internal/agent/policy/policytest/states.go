@@ -212,7 +212,7 @@ func PortMappings() *policy.State {
 	}
 	s.Endpoints[1].Spec.Ports = []api.WorkloadEndpointPort{
 		{Protocol: "TCP", Port: 5432, HostPort: 31432},
-		{Protocol: "TCP", Port: 5433, HostPort: 31080}, // taken by web: ignored, with a warning
+		{Protocol: "TCP", Port: 5433, HostPort: 31080}, // also web's: the lower interface name (db) wins, with a warning
 	}
 	s.Pools = append(s.Pools, Pool("internal", "10.66.0.0/16", false))
 	s.Felix.NATOutgoingAddress = "192.0.2.10"

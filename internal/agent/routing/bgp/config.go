@@ -43,6 +43,8 @@ type Peer struct {
 	Keepalive            time.Duration // 0: 30s (hold time is three times it)
 	TTLSecurity          uint8         // hops (0: off)
 	AllowOwnAS           uint8
+	// Passive: wait for the peer to connect.
+	Passive bool
 	// Description is shown in status only (e.g. the peer type).
 	Description string
 }
@@ -120,7 +122,7 @@ func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
 			AllowOwnAsn:     uint32(p.AllowOwnAS),
 			Description:     p.Description,
 		},
-		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		Transport: &api.Transport{RemotePort: uint32(p.Port), PassiveMode: p.Passive},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry:           uint64(o.ConnectRetry / time.Second),
 			IdleHoldTimeAfterReset: uint64(o.ConnectRetry / time.Second),

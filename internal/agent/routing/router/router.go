@@ -360,7 +360,7 @@ func (r *Router) bgpConfig(p *routing.Plan) (*bgp.Config, []string) {
 			Address: pr.Address, Port: pr.Port, ASN: uint32(pr.ASN), LocalAddress: pr.LocalAddress,
 			Password: pw, RouteReflectorClient: pr.RouteReflectorClient, KeepOriginalNextHop: pr.KeepOriginalNextHop,
 			RestartTime: pr.MaxRestartTime, Keepalive: pr.KeepaliveTime, TTLSecurity: pr.TTLSecurity,
-			AllowOwnAS: uint8(min(max(pr.AllowOwnAS, 0), 255)), Description: string(pr.Type),
+			AllowOwnAS: uint8(min(max(pr.AllowOwnAS, 0), 255)), Passive: pr.Passive, Description: string(pr.Type),
 		})
 	}
 	return c, problems

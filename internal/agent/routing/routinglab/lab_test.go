@@ -46,7 +46,7 @@ func TestPrivilegedLabMesh(t *testing.T) {
 	}
 
 	t.Run("agent restart loses no packets", func(t *testing.T) {
-		cmd, err := e.lab.ContainerCommand(context.Background(), "c1", []string{"ping", "-i", "0.01", "-c", "2000", "-W", "1", "-q", cs[1].IP().String()})
+		cmd, err := e.lab.ContainerCommand(context.Background(), "c1", []string{"ping", "-i", "0.01", "-c", "1500", "-W", "1", "-q", cs[1].IP().String()})
 		if err != nil {
 			t.Fatal(err)
 		}
