@@ -417,3 +417,62 @@ func TestPrivilegedSocketRefusesNonRoot(t *testing.T) {
 		t.Fatal("root caller refused")
 	}
 }
+
+// TestPrivilegedReAddAndUndo: ADD of the same attachment again returns the
+// same address; an ADD that fails part-way (the netns vanished) leaves
+// nothing behind; Kubernetes CNI_ARGS name the endpoint's namespace.
+func TestPrivilegedReAddAndUndo(t *testing.T) {
+	requireRoot(t)
+	c := agenttest.NewCluster(t, "10.85.0.0/16")
+	h := c.StartHost("node1", "10.200.0.1/24")
+	ctx := context.Background()
+	m := ipam.New(c.Store, nil)
+
+	a := h.Attach("net1")
+	rt := agenttest.RuntimeConf(a.ID, a.NSPath, "eth0")
+	// libcni's cache would answer a repeated ADD itself: call the plugin.
+	out, err := h.Exec("ADD", a.ID, a.NSPath, "eth0", h.NetConf("net1", "1.1.0"))
+	if err != nil {
+		t.Fatalf("second ADD: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), a.IP().String()+"/32") {
+		t.Fatalf("second ADD returned %s, want the same address %s", out, a.IP())
+	}
+	if err := c.CNI().CheckNetworkList(ctx, h.ConfList("net1", "1.1.0"), rt); err != nil {
+		t.Fatalf("CHECK after re-ADD: %v", err)
+	}
+
+	// A netns path that is not a namespace: ADD fails after IPAM; undo.
+	bogus := filepath.Join(t.TempDir(), "not-a-netns")
+	if err := os.WriteFile(bogus, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Exec("ADD", "failing1", bogus, "eth0", h.NetConf("net1", "1.1.0")); err == nil {
+		t.Fatalf("ADD into a non-namespace succeeded: %s", out)
+	}
+	if addrs, _ := m.HandleAddrs(ctx, ipam.HandleID("net1", "failing1", "eth0")); len(addrs) != 0 {
+		t.Fatalf("failed ADD kept %v", addrs)
+	}
+	if _, err := c.Client.Get(ctx, "WorkloadEndpoint", "default", "node1-cni-failing1-eth0"); err == nil {
+		t.Fatal("failed ADD left its endpoint")
+	}
+	if out, _ := exec.Command("ip", "-n", h.NS, "link", "show", endpoint.HostIfName("failing1", "eth0")).CombinedOutput(); !strings.Contains(string(out), "does not exist") {
+		t.Fatalf("failed ADD left its veth: %s", out)
+	}
+
+	// Kubernetes args: the pod's namespace and name.
+	_, kpath := c.NewContainerNS()
+	k8s := &libcni.RuntimeConf{ContainerID: "k8scontainer1", NetNS: kpath, IfName: "eth0",
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "shop"}, {"K8S_POD_NAME", "web-0"}}}
+	if _, err := c.CNI().AddNetworkList(ctx, h.ConfList("net1", "1.1.0"), k8s); err != nil {
+		t.Fatalf("k8s ADD: %v", err)
+	}
+	r, err := c.Client.Get(ctx, "WorkloadEndpoint", "shop", "node1-k8s-web--0-eth0")
+	if err != nil {
+		t.Fatalf("k8s endpoint: %v", err)
+	}
+	w := r.(*api.WorkloadEndpoint)
+	if w.Spec.Orchestrator != "k8s" || w.Spec.Workload != "web-0" || w.Labels["projectcalico.org/namespace"] != "shop" {
+		t.Fatalf("k8s endpoint %+v labels %v", w.Spec, w.Labels)
+	}
+}

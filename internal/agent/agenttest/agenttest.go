@@ -254,13 +254,12 @@ func (h *Host) Ready() bool {
 	if _, err := os.Stat(h.Socket); err != nil {
 		return false
 	}
-	out, err := h.exec("STATUS", "", "", "", h.NetConf("readycheck", "1.1.0"))
-	_ = out
+	_, err := h.Exec("STATUS", "", "", "", h.NetConf("readycheck", "1.1.0"))
 	return err == nil
 }
 
-// exec runs tabby-cni directly (used for STATUS before libcni supports it everywhere).
-func (h *Host) exec(cmd, cid, nsPath, ifName string, conf []byte) ([]byte, error) {
+// Exec runs tabby-cni directly, as a runtime does, and returns its stdout.
+func (h *Host) Exec(cmd, cid, nsPath, ifName string, conf []byte) ([]byte, error) {
 	c := exec.Command(filepath.Join(h.c.Bin, "tabby-cni"))
 	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + nsPath, "CNI_IFNAME=" + ifName, "CNI_PATH=" + h.c.CNIDir()}
 	c.Stdin = bytes.NewReader(conf)
