@@ -64,7 +64,6 @@ type Agent struct {
 	nodeIP netip.Prefix
 	mtu    int
 
-	ipamMu   sync.Mutex // serializes this node's allocations: no CAS fights between local ADDs
 	pending  pendingEndpoints
 	syncReqs chan chan error
 	ready    atomic.Bool

@@ -320,7 +320,7 @@ func TestPrivilegedEveryVersion(t *testing.T) {
 			rt := agenttest.RuntimeConf(id, path, "eth0")
 			cni := c.CNI()
 			if v < "0.3.0" {
-				conf, err := libcni.ConfFromBytes(h.NetConf("net1", v))
+				conf, err := libcni.NetworkPluginConfFromBytes(h.NetConf("net1", v))
 				if err != nil {
 					t.Fatal(err)
 				}
