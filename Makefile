@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/ctl.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all build test test-short lint fuzz demo bench chaos clean
+.PHONY: all build test test-short lint fuzz demo bench bench-quick chaos clean
 
 all: build
 
@@ -37,8 +37,18 @@ fuzz:
 demo: build
 	./scripts/demo.sh
 
+# Benchmarks against their baselines (issue 9; docs/performance.md). Needs
+# root and iperf3 dnsperf dnsmasq-base containernetworking-plugins iptables
+# nftables (gnuplot-nox for the plots). Not part of `make test`.
+#   make bench                 every benchmark (< 30 min on 2 cores)
+#   make bench-quick           the short mode (< 5 min)
+#   make bench ARGS="--only cni,dns --rounds 3"
 bench: build
-	@echo "make bench arrives with issue 9"; exit 1
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/tabby-bench ./bench/cmd/tabby-bench
+	$(BIN)/tabby-bench --bin $(BIN) --out bench/results --tabby-version $(VERSION) $(ARGS)
+
+bench-quick:
+	$(MAKE) bench ARGS="--quick $(ARGS)"
 
 clean:
 	rm -rf $(BIN)

@@ -81,11 +81,18 @@ func newAgentCommand(g *globals) *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", 0, "MTU of container interfaces (0: the uplink's minus encapsulation overhead)")
 	f.DurationVar(&cfg.ResyncInterval, "resync-interval", agent.DefaultResyncInterval, "how often the dataplane is fully re-checked")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", agent.DefaultGCInterval, "how often leaked addresses are looked for")
+	f.DurationVar(&g.requestTimeout, "datastore-timeout", DefaultAgentDatastoreTimeout,
+		"bound on each datastore request: when the datastore does not answer, CNI ADD and DEL fail this soon with code 11 (try again later)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not program nftables policy (not for production)")
 	f.BoolVar(&cfg.DisableRouting, "disable-routing", false, "do not run BGP or program routes")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
+
+// DefaultAgentDatastoreTimeout bounds each of the agent's datastore
+// requests, so that a CNI ADD during a datastore outage fails with code 11
+// within seconds instead of hanging until the runtime's timeout.
+const DefaultAgentDatastoreTimeout = 3 * time.Second
 
 func parseAddrOrPrefix(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {

@@ -34,6 +34,14 @@ func init() {
 		}
 		return l.ClientURL(), nil
 	}
+	labTLS = func(name string) (ca, cert, key string) {
+		l, err := lab.Open(labRoot, name)
+		if err != nil {
+			return "", "", ""
+		}
+		f, _ := l.ClientTLS()
+		return f.CA, f.Cert, f.Key
+	}
 }
 
 // newLabCommand is `tabby lab`: a multi-host cluster in network namespaces.
@@ -61,6 +69,7 @@ the CLI reaches a lab's datastore with --lab NAME through a unix socket.`,
 		newLabRmCommand(g),
 		newLabAgentCommand(g),
 		newLabUsageCommand(g),
+		newLabProbeCommand(g),
 		newLabMesosMasterCommand(g),
 		newLabHTTPCommand(g),
 	)
@@ -135,6 +144,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		nodes, racks int
 		pool, encap  string
 		noDNS        bool
+		useTLS       bool
 		verbose      bool
 		agentArgs    []string
 		timeout      time.Duration
@@ -147,15 +157,19 @@ func newLabUpCommand(g *globals) *cobra.Command {
 a master namespace running the datastore on its fabric address (.2 of rack 1)
 and hosts h1…hN (round-robin over the racks, .11 up) each running tabby agent.
 The default IPPool gets --pool and the ipipMode/vxlanMode of --encap.
+With --tls the datastore serves only TLS and requires client certificates: the
+lab makes a CA and a certificate for every agent, the DNS server and the CLI
+(STATE/tls/), as a production install would.
 On failure everything made so far is removed.`,
 		Example: `  tabby lab up demo
-  tabby lab up big --nodes 20 --racks 4 --encap vxlan-crosssubnet`,
+  tabby lab up big --nodes 20 --racks 4 --encap vxlan-crosssubnet
+  tabby lab up prod --tls`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := lab.Config{
 				Name: args[0], Nodes: nodes, Racks: racks, Encap: encap,
 				StateRoot: labRoot, AgentArgs: agentArgs, ReadyTimeout: timeout,
-				Logger: labLogger(g, verbose),
+				TLS: useTLS, Logger: labLogger(g, verbose),
 			}
 			if pool != "" {
 				p, err := netip.ParsePrefix(pool)
@@ -185,6 +199,9 @@ On failure everything made so far is removed.`,
 			if st.DNS {
 				dns = "DNS on " + st.Master.IP.Addr().String()
 			}
+			if f, ok := l.ClientTLS(); ok {
+				dns += ", datastore with TLS and client certificates (CA " + f.CA + ")"
+			}
 			fmt.Fprintf(g.stderr, "lab %s up in %s: %d hosts in %d rack(s), pool %s (encap %s), %s; use `tabby --lab %s …`\n",
 				st.Name, time.Since(t0).Round(time.Millisecond), st.Nodes, st.NRacks, st.Pool, st.Encap, dns, st.Name)
 			return printNodes(g.stdout, l.Nodes(), "")
@@ -196,6 +213,7 @@ On failure everything made so far is removed.`,
 	f.StringVar(&pool, "pool", lab.DefaultPool.String(), "CIDR of the default IPPool")
 	f.StringVar(&encap, "encap", lab.DefaultEncap, "none, vxlan, vxlan-crosssubnet, ipip or ipip-crosssubnet")
 	f.BoolVar(&noDNS, "no-dns", false, "do not run tabby dns on the master")
+	f.BoolVar(&useTLS, "tls", false, "run the datastore with TLS and client-certificate auth; every component gets a certificate")
 	f.StringArrayVar(&agentArgs, "agent-arg", nil, "extra argument for every tabby agent (repeatable)")
 	f.DurationVar(&timeout, "ready-timeout", lab.DefaultReadyTimeout, "how long to wait for each process to serve")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress")

@@ -35,9 +35,12 @@ type globals struct {
 	etcdCert  string
 	etcdKey   string
 	timeout   time.Duration
-	stdin     io.Reader
-	stdout    io.Writer
-	stderr    io.Writer
+	// requestTimeout bounds each datastore request (0: etcd's default);
+	// the agent sets it so that CNI requests fail fast in an outage.
+	requestTimeout time.Duration
+	stdin          io.Reader
+	stdout         io.Writer
+	stderr         io.Writer
 }
 
 // Main runs the CLI with args and returns the process exit code.
@@ -133,10 +136,14 @@ func (g *globals) etcdConfig() (etcd.Config, error) {
 		urls = DefaultDatastore
 	}
 	cfg := etcd.Config{
-		CAFile:      firstNonEmpty(g.etcdCA, os.Getenv("TABBY_ETCD_CA")),
-		CertFile:    firstNonEmpty(g.etcdCert, os.Getenv("TABBY_ETCD_CERT")),
-		KeyFile:     firstNonEmpty(g.etcdKey, os.Getenv("TABBY_ETCD_KEY")),
-		DialTimeout: g.timeout,
+		CAFile:         firstNonEmpty(g.etcdCA, os.Getenv("TABBY_ETCD_CA")),
+		CertFile:       firstNonEmpty(g.etcdCert, os.Getenv("TABBY_ETCD_CERT")),
+		KeyFile:        firstNonEmpty(g.etcdKey, os.Getenv("TABBY_ETCD_KEY")),
+		DialTimeout:    g.timeout,
+		RequestTimeout: g.requestTimeout,
+	}
+	if g.lab != "" && cfg.CAFile == "" && cfg.CertFile == "" {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = labTLS(g.lab)
 	}
 	for _, u := range strings.Split(urls, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -159,6 +166,10 @@ func (g *globals) connect() (datastore.Store, error) {
 var labDatastore = func(name string) (string, error) {
 	return "", fmt.Errorf("lab %q: labs are not available in this build", name)
 }
+
+// labTLS returns the CA, client certificate and key with which the CLI
+// reaches a lab's datastore ("" when it needs none). (Filled in by the lab.)
+var labTLS = func(name string) (ca, cert, key string) { return "", "", "" }
 
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {

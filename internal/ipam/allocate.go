@@ -143,6 +143,9 @@ func (m *IPAM) Allocate(ctx context.Context, req Request) ([]Allocation, error) 
 		case errors.Is(err, errRetry):
 			lastErr = err
 			continue
+		case errors.Is(err, datastore.ErrUnavailable):
+			// Reading a fresh view would wait on the same unreachable
+			// datastore: fail now, so the caller can answer "try again".
 		case !v.fresh:
 			// The cached view may have been stale (a new pool, a new
 			// block): decide only on fresh data.
@@ -178,9 +181,10 @@ func (m *IPAM) tryAllocate(ctx context.Context, pl *plan) ([]Allocation, error) 
 	if errors.Is(err, errHandleExists) {
 		return m.existing(ctx, pl)
 	}
-	if err != nil && !errors.Is(err, errRetry) && !pl.checkedHandle {
+	if err != nil && !errors.Is(err, errRetry) && !errors.Is(err, datastore.ErrUnavailable) && !pl.checkedHandle {
 		// A retried request whose handle exists must get its addresses
-		// back, not an error about the pool being full.
+		// back, not an error about the pool being full. (Not when the
+		// datastore does not answer: asking again would wait again.)
 		if ok, herr := m.handleExists(ctx, req.Handle); herr != nil {
 			return nil, herr
 		} else if ok {

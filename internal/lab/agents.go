@@ -56,6 +56,9 @@ func (l *Lab) pluginConf(h Node) map[string]any {
 		"type":         "tabby",
 		"agent_socket": l.l.agentSocket(h.Name),
 		"ipam":         map[string]any{"type": "tabby-ipam"},
+		// The runtime passes port mappings (runtimeConfig.portMappings)
+		// only to plugins that declare the capability.
+		"capabilities": map[string]bool{"portMappings": true},
 	}
 	if l.st.DNS {
 		c["dns"] = map[string]any{"nameservers": []string{l.st.Master.IP.Addr().String()}}
@@ -134,6 +137,9 @@ func (l *Lab) spawnAgent(h Node) error {
 		"--socket", l.l.agentSocket(h.Name),
 		"--node-ip", h.IP.String(),
 		"--http-listen", netip.AddrPortFrom(h.IP.Addr(), AgentHTTPPort).String(),
+	}
+	if l.st.TLS {
+		argv = append(argv, l.l.tlsFiles(tlsAgentPrefix+h.Name).TLSArgs()...)
 	}
 	argv = append(argv, l.st.AgentArgs...)
 	_, err := l.proc.start(procSpec{

@@ -278,7 +278,11 @@ func (l *Lab) cniAdd(ctx context.Context, h Node, c *Container) (cniResult, erro
 		if err != nil {
 			return cniResult{}, err
 		}
-		stdin, err := injectMesosArgs(file, mesosNetworkInfo(c.Network, c.Mesos.NetworkLabels))
+		ni := mesosNetworkInfo(c.Network, c.Mesos.NetworkLabels)
+		if len(c.Ports) > 0 {
+			ni["port_mappings"] = mesosPortMappings(c.Ports)
+		}
+		stdin, err := injectMesosArgs(file, ni)
 		if err != nil {
 			return cniResult{}, err
 		}
@@ -338,6 +342,9 @@ func (l *Lab) cniAdd(ctx context.Context, h Node, c *Container) (cniResult, erro
 
 func (l *Lab) runtimeConf(c *Container, nsPath string) *libcni.RuntimeConf {
 	rt := &libcni.RuntimeConf{ContainerID: c.ContainerID, NetNS: nsPath, IfName: c.IfName}
+	if len(c.Ports) > 0 {
+		rt.CapabilityArgs = map[string]any{"portMappings": cniPortMappings(c.Ports)}
+	}
 	if c.Namespace != "" && c.Namespace != "default" {
 		// What containerd's CRI sends for a pod.
 		rt.Args = [][2]string{
@@ -402,6 +409,38 @@ func (l *Lab) cniDel(ctx context.Context, c *Container) error {
 		return wrap(fmt.Errorf("CNI DEL (network %s): %w", c.Network, err))
 	}
 	return nil
+}
+
+// mesosPortMappings are NetworkInfo.port_mappings as the Mesos isolator
+// passes them.
+func mesosPortMappings(ps []PortMapping) []map[string]any {
+	out := make([]map[string]any, 0, len(ps))
+	for _, p := range ps {
+		m := map[string]any{"host_port": p.HostPort, "container_port": p.ContainerPort}
+		if p.Protocol != "" {
+			m["protocol"] = strings.ToLower(p.Protocol)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// cniPortMappings are the portMappings capability arguments as a CNI
+// runtime (containerd, Podman) passes them.
+func cniPortMappings(ps []PortMapping) []map[string]any {
+	out := make([]map[string]any, 0, len(ps))
+	for _, p := range ps {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		m := map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": proto}
+		if p.HostIP != "" {
+			m["hostIP"] = p.HostIP
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func labelsOf(m map[string]string) []KeyValue {

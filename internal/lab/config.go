@@ -60,6 +60,9 @@ type Config struct {
 	DNS *DNSConfig
 	// AgentArgs are extra arguments for every `tabby agent`.
 	AgentArgs []string
+	// TLS runs the datastore with TLS and client-certificate auth, and
+	// gives every component a certificate of its own (tls.go).
+	TLS bool
 	// ReadyTimeout bounds waiting for each process to serve (default 60s).
 	ReadyTimeout time.Duration
 	// Logger receives progress (default: discard).

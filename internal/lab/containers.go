@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,43 @@ type RunSpec struct {
 	MesosApp string
 	// Command runs inside the container, detached; output goes to a log.
 	Command []string
+	// Ports are port mappings: the portMappings capability a CNI runtime
+	// passes, or NetworkInfo.port_mappings for a Mesos app.
+	Ports []PortMapping
+}
+
+// PortMapping publishes a container port on its host.
+type PortMapping struct {
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	// Protocol is tcp (default) or udp.
+	Protocol string `json:"protocol,omitempty"`
+	// HostIP limits the mapping to one host address (CNI only: Mesos
+	// port mappings have none).
+	HostIP string `json:"hostIP,omitempty"`
+}
+
+func (p PortMapping) validate(i int, mesos bool) error {
+	var errs []error
+	if p.HostPort == 0 {
+		errs = append(errs, fmt.Errorf("ports[%d].hostPort: required", i))
+	}
+	if p.ContainerPort == 0 {
+		errs = append(errs, fmt.Errorf("ports[%d].containerPort: required", i))
+	}
+	switch strings.ToLower(p.Protocol) {
+	case "", "tcp", "udp":
+	default:
+		errs = append(errs, fmt.Errorf("ports[%d].protocol %q: want tcp or udp", i, p.Protocol))
+	}
+	if p.HostIP != "" {
+		if _, err := netip.ParseAddr(p.HostIP); err != nil {
+			errs = append(errs, fmt.Errorf("ports[%d].hostIP %q: not an IP address", i, p.HostIP))
+		} else if mesos {
+			errs = append(errs, fmt.Errorf("ports[%d].hostIP %q: Mesos port mappings have no host IP", i, p.HostIP))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ParseLabel parses "key=value" (the value may be empty).
@@ -109,6 +147,11 @@ func (s RunSpec) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	for i, p := range s.Ports {
+		if err := p.validate(i, s.MesosApp != ""); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(s.Command) == 0 || s.Command[0] == "" {
 		errs = append(errs, errors.New("command: required (after --)"))
 	}
@@ -169,6 +212,7 @@ func (l *Lab) Run(ctx context.Context, spec RunSpec) (_ *Container, err error) {
 		ContainerID: newContainerID(),
 		IfName:      ContainerIfName,
 		Command:     spec.Command,
+		Ports:       spec.Ports,
 		Phase:       PhaseCreating,
 		Created:     time.Now().UTC(),
 	}

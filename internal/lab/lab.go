@@ -42,8 +42,14 @@ func (l *Lab) State() *State { s := *l.st; return &s }
 func (l *Lab) Dir() string { return l.l.dir }
 
 // ClientURL is the datastore as the root namespace reaches it: the unix
-// socket in the state directory (no route into the lab needed).
-func (l *Lab) ClientURL() string { return "unix://" + l.l.etcdSock() }
+// socket in the state directory (no route into the lab needed); unixs://
+// in a TLS lab (ClientTLS has the certificate to present).
+func (l *Lab) ClientURL() string {
+	if l.st.TLS {
+		return "unixs://" + l.l.etcdSock()
+	}
+	return "unix://" + l.l.etcdSock()
+}
 
 // DatastoreURL is the datastore on the fabric (for lab nodes).
 func (l *Lab) DatastoreURL() string { return l.st.DatastoreURL() }
@@ -156,6 +162,11 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 		}
 	}
 	l.log.Info("fabric built", "namespaces", len(l.st.Namespaces()), "took", time.Since(t0))
+	if l.st.TLS {
+		if err := writePKI(l.l.tlsDir(), labPKI(l.st, time.Now())); err != nil {
+			return err
+		}
+	}
 	if err := l.startDatastore(ctx); err != nil {
 		return err
 	}
@@ -167,6 +178,9 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 	}
 	if cfg.DNS != nil {
 		argv := cfg.DNS.Args(l.st.Master.IP.Addr(), l.st.DatastoreURL(), l.st.MesosMasterURL())
+		if l.st.TLS {
+			argv = append(argv, l.l.tlsFiles(TLSDNSClient).TLSArgs()...)
+		}
 		if err := l.startMasterProcess("dns", argv); err != nil {
 			return err
 		}
@@ -227,6 +241,7 @@ func claim(cfg Config) (string, *State, *flock, error) {
 		BinDir:    cfg.BinDir,
 		DNS:       cfg.DNS != nil,
 		AgentArgs: cfg.AgentArgs,
+		TLS:       cfg.TLS,
 	}
 	if err := writeJSON(layout{dir}.labJSON(), st); err != nil {
 		os.RemoveAll(dir)
@@ -297,13 +312,17 @@ func (l *Lab) startMasterProcess(what string, args []string) error {
 
 func (l *Lab) startDatastore(ctx context.Context) error {
 	listen := l.st.DatastoreURL() + "," + l.ClientURL()
-	err := l.startMasterProcess("etcd", []string{
+	args := []string{
 		"datastore", "run",
 		"--data-dir", l.masterFile("etcd"),
 		"--listen", listen,
 		"--log-level", "warn",
-	})
-	if err != nil {
+	}
+	if l.st.TLS {
+		f := l.l.tlsFiles(tlsServer)
+		args = append(args, "--cert-file", f.Cert, "--key-file", f.Key, "--trusted-ca-file", f.CA, "--client-cert-auth")
+	}
+	if err := l.startMasterProcess("etcd", args); err != nil {
 		return err
 	}
 	return l.waitFor(ctx, "datastore", l.masterFile("etcd.pid"), l.masterFile("etcd.log"), func(ctx context.Context) error {
@@ -317,7 +336,11 @@ func (l *Lab) startDatastore(ctx context.Context) error {
 
 // connect opens the lab's datastore through its unix socket.
 func (l *Lab) connect(timeout time.Duration) (*etcd.Store, error) {
-	return etcd.Open(etcd.Config{Endpoints: []string{l.ClientURL()}, DialTimeout: timeout})
+	cfg := etcd.Config{Endpoints: []string{l.ClientURL()}, DialTimeout: timeout}
+	if f, ok := l.ClientTLS(); ok {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = f.CA, f.Cert, f.Key
+	}
+	return etcd.Open(cfg)
 }
 
 // Store opens the lab's datastore (the caller closes it).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +36,18 @@ type State struct {
 	DNS     bool         `json:"dns"`
 	// AgentArgs are extra arguments of every agent.
 	AgentArgs []string `json:"agentArgs,omitempty"`
+	// TLS: the datastore requires TLS and client certificates (tls.go).
+	TLS bool `json:"tls,omitempty"`
+}
+
+// DatastoreURL is the master's etcd on the fabric (for agents and DNS):
+// https:// in a TLS lab.
+func (s *State) DatastoreURL() string {
+	u := s.Plan.DatastoreURL()
+	if s.TLS {
+		u = "https://" + strings.TrimPrefix(u, "http://")
+	}
+	return u
 }
 
 // Container is one container of containers.json.
@@ -50,6 +63,7 @@ type Container struct {
 	IPs         []netip.Prefix    `json:"ips,omitempty"`
 	DNS         *DNS              `json:"dns,omitempty"`
 	Command     []string          `json:"command"`
+	Ports       []PortMapping     `json:"ports,omitempty"`
 	Phase       string            `json:"phase"`
 	Created     time.Time         `json:"created"`
 	Mesos       *MarathonTask     `json:"mesos,omitempty"`

@@ -27,7 +27,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/tabbynet/tabby/internal/netns"
 )
@@ -160,7 +159,9 @@ func (j *Janitor) Namespace(name string) (string, error) {
 	}
 	j.Defer("namespace "+name, func() error {
 		err := netns.Delete(name)
-		j.root.edit(func(s *runState) { s.Namespaces = slices.DeleteFunc(s.Namespaces, func(n string) bool { return n == name }) })
+		j.root.edit(func(s *runState) {
+			s.Namespaces = slices.DeleteFunc(s.Namespaces, func(n string) bool { return n == name })
+		})
 		return err
 	})
 	if err := IP(name, "link", "set", "lo", "up"); err != nil {
@@ -281,16 +282,4 @@ func procStart(pid int) (uint64, error) {
 func alive(p ProcRef) bool {
 	st, err := procStart(p.PID)
 	return err == nil && st == p.Start
-}
-
-// waitGone waits until p has exited or d has passed.
-func waitGone(p ProcRef, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if !alive(p) {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return !alive(p)
 }

@@ -148,7 +148,7 @@ func (r *Report) benchSection(b *strings.Builder, bn *Bench) {
 	for _, p := range bn.Plots {
 		w("![%s](%s)\n\n", p.Title, p.File)
 	}
-	w("*%d samples, %s.*\n\n", len(bn.Samples), secs(bn.Seconds))
+	w("*%d sample%s, %s.*\n\n", len(bn.Samples), map[bool]string{true: "s"}[len(bn.Samples) != 1], secs(bn.Seconds))
 }
 
 func metricLabel(m Metric) string {

@@ -104,7 +104,7 @@ func cdfJob(b *Bench, key string) PlotJob {
 		}
 		fmt.Fprintf(&data, "# %s\n", b.Label(d.System))
 		for i, x := range v {
-			fmt.Fprintf(&data, "%g %g\n", x, float64(i+1)/float64(len(v)))
+			fmt.Fprintf(&data, "%g %.6g\n", x, float64(i+1)/float64(len(v)))
 		}
 		data.WriteString("\n\n")
 		if idx > 0 {

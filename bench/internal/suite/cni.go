@@ -51,7 +51,7 @@ runtime pays it. Machine baseline (cnitool, no concurrency): ADD 10.9 ms / 12.4 
 	Metrics: cniMetrics(),
 	Needs:   []string{"ip"},
 	Budget:  6 * time.Minute, QuickBudget: 90 * time.Second,
-	Run:     runCNI,
+	Run: runCNI,
 }
 
 type cniSystem struct {

@@ -48,7 +48,7 @@ checked by dnsperf's response-code counts (lost queries are noted).`,
 	},
 	Needs:  []string{"ip", "dnsperf", "dnsmasq"},
 	Budget: 4 * time.Minute, QuickBudget: 75 * time.Second,
-	Run:    runDNS,
+	Run: runDNS,
 }
 
 const dnsRecords = 1000

@@ -43,7 +43,7 @@ AutoAssign (reference A4).`,
 		{Key: "rate-8", Label: "allocations/s, 8 hosts", Unit: "1/s"},
 	},
 	Budget: 4 * time.Minute, QuickBudget: 60 * time.Second,
-	Run:    runIPAM,
+	Run: runIPAM,
 }
 
 func runIPAM(ctx context.Context, env *harness.Env, rec *harness.Recorder) error {
@@ -78,10 +78,10 @@ func runIPAM(ctx context.Context, env *harness.Env, rec *harness.Recorder) error
 	if !hlOK {
 		rec.Note("host-local not measured: %v", err)
 	}
-	n1 := harness.Pick(env, 400, 100)
-	n8 := harness.Pick(env, 800, 200)
-	hl1 := harness.Pick(env, 200, 50)
-	hl8 := harness.Pick(env, 400, 100)
+	n1 := harness.Pick(env, 1000, 100)
+	n8 := harness.Pick(env, 2000, 200)
+	hl1 := harness.Pick(env, 300, 50)
+	hl8 := harness.Pick(env, 600, 100)
 	for r := 1; r <= env.Rounds; r++ {
 		for _, sys := range harness.Order(r, report.Tabby, "floor", "hostlocal") {
 			for _, nh := range []int{1, 8} {
@@ -183,4 +183,3 @@ func (h *hostLocal) add(ctx context.Context, host int, id string) error {
 	}
 	return nil
 }
-

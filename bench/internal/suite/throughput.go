@@ -43,7 +43,7 @@ whose containers no policy selects (Tabby's base ruleset).`,
 	},
 	Needs:  []string{"ip", "iperf3", "nft", "iptables-restore", "ping", "ss"},
 	Budget: 9 * time.Minute, QuickBudget: 150 * time.Second,
-	Run:    runPolicyThroughput,
+	Run: runPolicyThroughput,
 }
 
 // pair is a client and server namespace with the server's address.

@@ -78,10 +78,10 @@ func crrServer(env *harness.Env, ns, addr string) (*harness.Proc, error) {
 
 // crrResult is one connection-rate run.
 type crrResult struct {
-	PerSec   float64 `json:"perSec"`
-	P50      float64 `json:"p50"` // microseconds
-	P99      float64 `json:"p99"`
-	Errors   int     `json:"errors"`
+	PerSec float64 `json:"perSec"`
+	P50    float64 `json:"p50"` // microseconds
+	P99    float64 `json:"p99"`
+	Errors int     `json:"errors"`
 }
 
 // crr runs the connection-rate client from ns against addr.
@@ -194,4 +194,3 @@ func crrClient(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, string(b))
 	return 0
 }
-

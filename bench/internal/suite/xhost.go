@@ -38,12 +38,12 @@ has the ipip driver); each lab's containers are created after the mode is set, s
 	Baseline: `A plain routed veth path with the same hops, built by hand: container → host (a /32 route
 and proxy-ARP, a static route to the other container via the other host) → a bridge → host → container,
 no ruleset, no encapsulation, MTU 1500. The same baseline figure is the denominator of every mode.`,
-	Method: `Each round measures the baseline and every Tabby mode (order alternating between rounds).`,
+	Method:  `Each round measures the baseline and every Tabby mode (order alternating between rounds).`,
 	Systems: []report.System{{Key: report.Tabby, Label: "Tabby"}, {Key: "routed", Label: "routed veth path", Baseline: true}},
 	Metrics: xhostMetrics(),
 	Needs:   []string{"ip", "iperf3", "ping", "ss"},
 	Budget:  5 * time.Minute, QuickBudget: 60 * time.Second,
-	Run:     runCrossHost,
+	Run: runCrossHost,
 }
 
 func runCrossHost(ctx context.Context, env *harness.Env, rec *harness.Recorder) error {

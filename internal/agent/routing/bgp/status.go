@@ -163,13 +163,10 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	return out, nil
 }
 
-// describeInfo is the INFO column: the state, and the last error.
-func (ps PeerStatus) describeInfo() string {
+// Summary is the INFO column: the state, and the last error if any.
+func (ps PeerStatus) Summary() string {
 	if ps.Info == "" {
 		return ps.State
 	}
 	return ps.State + " " + strings.TrimSpace(ps.Info)
 }
-
-// Summary is "Established", or the state with the last error.
-func (ps PeerStatus) Summary() string { return ps.describeInfo() }

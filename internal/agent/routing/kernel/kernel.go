@@ -179,8 +179,9 @@ func (d *Driver) Routes() ([]routing.Route, error) {
 		return nil, err
 	}
 	out := make([]routing.Route, 0, len(krs))
+	names := linkNames{}
 	for _, kr := range krs {
-		out = append(out, d.toRoute(kr))
+		out = append(out, d.toRoute(kr, names))
 	}
 	slices.SortFunc(out, routing.CompareRoutes)
 	return out, nil
@@ -218,26 +219,33 @@ func (d *Driver) ownRoutes() ([]netlink.Route, error) {
 	return out, nil
 }
 
-func (d *Driver) linkName(idx int) string {
+// linkNames caches interface names by index during one call.
+type linkNames map[int]string
+
+func (d *Driver) linkName(idx int, names linkNames) string {
 	if idx == 0 {
 		return ""
 	}
-	l, err := d.h.LinkByIndex(idx)
-	if err != nil {
-		return fmt.Sprintf("if%d", idx)
+	if n, ok := names[idx]; ok {
+		return n
 	}
-	return l.Attrs().Name
+	n := fmt.Sprintf("if%d", idx)
+	if l, err := d.h.LinkByIndex(idx); err == nil {
+		n = l.Attrs().Name
+	}
+	names[idx] = n
+	return n
 }
 
 // toRoute reads a kernel route back into Tabby's form.
-func (d *Driver) toRoute(kr netlink.Route) routing.Route {
+func (d *Driver) toRoute(kr netlink.Route, names linkNames) routing.Route {
 	r := routing.Route{Dst: prefixOf(kr.Dst, kr.Family)}
 	if kr.Type == unix.RTN_BLACKHOLE {
 		r.Type = routing.RouteBlackhole
 		return r
 	}
 	r.Gateway = addrOf(kr.Gw)
-	r.Dev = d.linkName(kr.LinkIndex)
+	r.Dev = d.linkName(kr.LinkIndex, names)
 	r.OnLink = kr.Flags&int(netlink.FLAG_ONLINK) != 0
 	return r
 }
@@ -291,6 +299,7 @@ func (d *Driver) syncRoutes(want []routing.Route, opts ApplyOptions, rep *Report
 	if err != nil {
 		return err
 	}
+	names := linkNames{}
 	have := map[netip.Prefix][]netlink.Route{}
 	for _, kr := range krs {
 		p := prefixOf(kr.Dst, kr.Family)
@@ -304,7 +313,7 @@ func (d *Driver) syncRoutes(want []routing.Route, opts ApplyOptions, rep *Report
 		}
 		wanted[r.Dst] = true
 		cur := have[r.Dst]
-		if len(cur) == 1 && sameRoute(r, d.toRoute(cur[0])) {
+		if len(cur) == 1 && sameRoute(r, d.toRoute(cur[0], names)) {
 			continue
 		}
 		kr, err := d.toNetlink(r)
@@ -316,7 +325,7 @@ func (d *Driver) syncRoutes(want []routing.Route, opts ApplyOptions, rep *Report
 			// The key holds our route: replacing it touches nothing else.
 			for _, extra := range cur[1:] {
 				if err := d.h.RouteDel(&extra); err != nil && !errors.Is(err, unix.ESRCH) {
-					errs = append(errs, fmt.Errorf("delete duplicate route %s: %w", d.toRoute(extra), err))
+					errs = append(errs, fmt.Errorf("delete duplicate route %s: %w", d.toRoute(extra, names), err))
 				}
 			}
 			if err := d.h.RouteReplace(kr); err != nil {
@@ -340,7 +349,7 @@ func (d *Driver) syncRoutes(want []routing.Route, opts ApplyOptions, rep *Report
 		return errors.Join(errs...)
 	}
 	for _, kr := range krs {
-		r := d.toRoute(kr)
+		r := d.toRoute(kr, names)
 		if wanted[r.Dst] {
 			continue
 		}

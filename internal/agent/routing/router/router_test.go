@@ -310,6 +310,20 @@ func TestVXLANTunnelAddress(t *testing.T) {
 		tun = n.(*api.Node).Spec.IPv4VXLANTunnelAddr
 		return tun != "" && n.(*api.Node).Spec.VXLANTunnelMACAddr != "", tun
 	})
+	// A stale view (without the new fields) changes neither address nor MAC.
+	stale := e.input(t)
+	for _, n := range stale.Nodes {
+		n.Spec.IPv4VXLANTunnelAddr, n.Spec.VXLANTunnelMACAddr = "", ""
+	}
+	before, _ := e.client.Get(context.Background(), "Node", "", "h1")
+	for range 3 {
+		e.r.Update(stale)
+		time.Sleep(50 * time.Millisecond)
+	}
+	after, _ := e.client.Get(context.Background(), "Node", "", "h1")
+	if b, a := before.(*api.Node).Spec, after.(*api.Node).Spec; b.IPv4VXLANTunnelAddr != a.IPv4VXLANTunnelAddr || b.VXLANTunnelMACAddr != a.VXLANTunnelMACAddr {
+		t.Errorf("a stale view changed the tunnel: %s %s → %s %s", b.IPv4VXLANTunnelAddr, b.VXLANTunnelMACAddr, a.IPv4VXLANTunnelAddr, a.VXLANTunnelMACAddr)
+	}
 	addrs, err := e.ipam.HandleAddrs(context.Background(), ipam.VXLANTunnelHandlePrefix+"h1")
 	if err != nil || len(addrs) != 1 || addrs[0].String() != tun {
 		t.Fatalf("tunnel handle holds %v (%v), want %s", addrs, err, tun)

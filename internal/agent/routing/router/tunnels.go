@@ -57,10 +57,11 @@ func (r *Router) ensureTunnels(ctx context.Context, in *routing.Input, p *routin
 	} else {
 		want.vxlanAddr = vx
 	}
+	newMAC := false
 	if want.vxlanAddr == "" {
 		want.vxlanMAC = ""
 	} else if _, err := net.ParseMAC(want.vxlanMAC); err != nil {
-		want.vxlanMAC = randomMAC()
+		want.vxlanMAC, newMAC = randomMAC(), true
 	}
 	ip, err := r.tunnelAddr(ctx, ipam.IPIPTunnelHandlePrefix+r.cfg.Node, ipipAttrType, p.IPIPTunnel, cur.ipipAddr)
 	if err != nil {
@@ -69,7 +70,7 @@ func (r *Router) ensureTunnels(ctx context.Context, in *routing.Input, p *routin
 		want.ipipAddr = ip
 	}
 	if want != cur {
-		if err := r.writeTunnelFields(ctx, want); err != nil {
+		if err := r.writeTunnelFields(ctx, want, newMAC); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -119,8 +120,9 @@ func (r *Router) tunnelAddr(ctx context.Context, handle, attrType string, need r
 
 // writeTunnelFields stores the tunnel fields in this node's Node, with
 // compare-and-swap; only these fields are touched (the agent writes the
-// others).
-func (r *Router) writeTunnelFields(ctx context.Context, f tunnelFields) error {
+// others). A newly made MAC gives way to one the stored Node already has
+// (the agent's view may lag behind the last write).
+func (r *Router) writeTunnelFields(ctx context.Context, f tunnelFields, newMAC bool) error {
 	for range datastore.MaxRetries {
 		res, err := r.client.Get(ctx, "Node", "", r.cfg.Node)
 		if errors.Is(err, datastore.ErrNotFound) {
@@ -130,6 +132,9 @@ func (r *Router) writeTunnelFields(ctx context.Context, f tunnelFields) error {
 			return fmt.Errorf("read node %s: %w", r.cfg.Node, err)
 		}
 		n := res.(*api.Node)
+		if _, err := net.ParseMAC(n.Spec.VXLANTunnelMACAddr); newMAC && err == nil {
+			f.vxlanMAC = n.Spec.VXLANTunnelMACAddr
+		}
 		if fieldsOf(n) == f {
 			return nil
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/routing/kernel"
 	"github.com/tabbynet/tabby/internal/agent/routing/routingtest"
+	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/lab"
 	"github.com/tabbynet/tabby/internal/netns"
@@ -114,8 +115,9 @@ func BenchmarkPrivilegedLabThroughput(b *testing.B) {
 }
 
 // BenchmarkPrivilegedLabRouteConvergence: 20 hosts in a full mesh; each
-// host in turn claims a new block, and the time until the block's route is
-// in every other node's kernel is measured (p50/p99 over the 20 claims).
+// host in turn claims a new block (IPAM, as a CNI ADD does), and the time
+// from the start of the claim until the block's route is in every other
+// node's kernel is measured (p50/p99 over the claims, 20 per round).
 // Goal: under one second.
 func BenchmarkPrivilegedLabRouteConvergence(b *testing.B) {
 	requireRoot(b)
@@ -157,11 +159,17 @@ func BenchmarkPrivilegedLabRouteConvergence(b *testing.B) {
 	m := ipam.New(e.store, nil)
 	var lat []time.Duration
 	b.ResetTimer()
-	for range b.N {
+	for round := range b.N {
+		// A pool per round, so every claim below is a new block.
+		poolName := fmt.Sprintf("bench-%d", round)
+		b.StopTimer()
+		e.apply(&api.IPPool{ObjectMeta: api.ObjectMeta{Name: poolName}, Spec: api.IPPoolSpec{CIDR: fmt.Sprintf("10.%d.0.0/16", 200+round%50), BlockSize: 26}})
+		time.Sleep(time.Second)
+		b.StartTimer()
 		for i := 1; i <= hosts; i++ {
 			node := lab.HostName(i)
-			as, err := m.Allocate(context.Background(), ipam.Request{Handle: fmt.Sprintf("bench.%d.%d.eth0", b.N, i), Node: node, IPv4: 1})
-			claimed := time.Now()
+			claimed := time.Now() // the claim starts: the measure includes IPAM's own time
+			as, err := m.Allocate(context.Background(), ipam.Request{Handle: fmt.Sprintf("bench.%d.%d.eth0", round, i), Node: node, IPv4: 1, Pools4: []string{poolName}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -184,7 +192,8 @@ func BenchmarkPrivilegedLabRouteConvergence(b *testing.B) {
 					last = at
 				}
 			}
-			lat = append(lat, max(last.Sub(claimed), 0))
+			lat = append(lat, last.Sub(claimed))
+			b.Logf("%s claimed %s: on every other node after %s", node, blk, lat[len(lat)-1].Round(time.Millisecond))
 			// The next claim must not be mistaken for this one's stragglers.
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -9,6 +9,7 @@ package kerneltest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -268,6 +269,28 @@ func RunContract(t *testing.T, newHarness func(t *testing.T) Harness) {
 				t.Errorf("Apply through a missing device: no error")
 			}
 			checkRoutes(t, h.Driver, st.Routes[:1])
+		}},
+		{"any order of states converges", func(t *testing.T, h Harness) {
+			states := []*routing.KernelState{
+				full,
+				{},
+				{VXLAN: vx, Routes: full.Routes[:2]},
+				{Routes: []routing.Route{{Dst: pfx("10.244.1.0/26"), Gateway: addr("192.0.2.21")}, {Dst: pfx("10.244.3.0/26"), Type: routing.RouteBlackhole}}},
+				{VXLAN: &routing.VXLANDevice{Name: vx.Name, VNI: 4097, Port: 4789, LocalIP: vx.LocalIP, Addr: addr("10.244.9.1"), MAC: "66:0a:f4:00:00:09"}},
+			}
+			r := rand.New(rand.NewPCG(7, 11))
+			for walk := range 4 {
+				for _, i := range r.Perm(len(states)) {
+					if _, err := h.Driver.Apply(states[i], kernel.ApplyOptions{KeepStale: r.IntN(2) == 0}); err != nil {
+						t.Fatalf("walk %d: Apply state %d: %v", walk, i, err)
+					}
+				}
+				mustApply(t, h.Driver, full, kernel.ApplyOptions{})
+				checkRoutes(t, h.Driver, full.Routes)
+				if rep := mustApply(t, h.Driver, full, kernel.ApplyOptions{}); len(rep.Changes) != 0 {
+					t.Errorf("walk %d: not converged, another Apply changed %q", walk, rep.Changes)
+				}
+			}
 		}},
 		{"forwarding", func(t *testing.T, h Harness) {
 			if err := h.Driver.EnableForwarding(); err != nil {
