@@ -62,7 +62,7 @@ type Agent struct {
 	m      *metrics
 
 	nodeIP netip.Prefix
-	mtu    int
+	uplinkMTU int // detected once at start; the workload MTU follows the pools
 
 	pending  pendingEndpoints
 	syncReqs chan chan error
@@ -154,7 +154,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	a.mtu = a.workloadMTU()
+	a.uplinkMTU = a.detectUplinkMTU()
 	if err := a.reconcile(ctx); err != nil {
 		a.log.Warn("reconcile on start incomplete", "error", err)
 	}
@@ -174,7 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: cni.NewHTTPHandler(a, a.log), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(rootOnlyListener{Listener: ln, log: a.log}) }()
 	a.ready.Store(true)
-	a.log.Info("ready", "socket", a.cfg.Socket, "mtu", a.mtu)
+	a.log.Info("ready", "socket", a.cfg.Socket, "mtu", a.workloadMTU())
 
 	select {
 	case <-ctx.Done():
@@ -206,14 +206,25 @@ func (a *Agent) detectNodeIP() (netip.Prefix, error) {
 	return p, nil
 }
 
-// workloadMTU is the configured MTU, or the uplink's minus encapsulation overhead.
+// detectUplinkMTU reads the MTU of the node's uplink (1500 when it cannot).
+func (a *Agent) detectUplinkMTU() int {
+	mtu, err := endpoint.DetectMTU(a.nodeIP.Addr())
+	if err != nil || mtu == 0 {
+		a.log.Warn("cannot detect the uplink MTU; using 1500", "error", err)
+		return 1500
+	}
+	return mtu
+}
+
+// workloadMTU is the configured MTU, or the uplink's minus the overhead of
+// the encapsulation the enabled pools use now (so new workloads follow a
+// pool's change of mode without an agent restart).
 func (a *Agent) workloadMTU() int {
 	if a.cfg.MTU != 0 {
 		return a.cfg.MTU
 	}
-	mtu, err := endpoint.DetectMTU(a.nodeIP.Addr())
-	if err != nil || mtu == 0 {
-		a.log.Warn("cannot detect the uplink MTU; using 1500", "error", err)
+	mtu := a.uplinkMTU
+	if mtu == 0 {
 		mtu = 1500
 	}
 	overhead := 0
@@ -271,7 +282,7 @@ func (a *Agent) writeNode(ctx context.Context) error {
 		n.Spec.OrchRefs = nil
 		n.Status.AgentVersion = Version
 		n.Status.LastHeartbeat = time.Now().UTC().Format(time.RFC3339)
-		n.Status.MTU = a.mtu
+		n.Status.MTU = a.workloadMTU()
 		if n.ResourceVersion == "" {
 			_, err = a.client.Create(ctx, n)
 			if errors.Is(err, datastore.ErrExists) {

@@ -148,7 +148,7 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 }
 
 func (a *Agent) wireConfig(req *cni.Request, id *cni.Identity, w *api.WorkloadEndpoint) endpoint.Config {
-	mtu := a.mtu
+	mtu := a.workloadMTU()
 	if req.NetConf != nil && req.NetConf.MTU > 0 {
 		mtu = req.NetConf.MTU
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// other parts; production leaves both on).
 	DisablePolicy  bool
 	DisableRouting bool
+	// DisableBGP runs no BGP speaker: VXLAN pools still route (from the
+	// datastore), other pools need another way (e.g. a flat L2 network).
+	DisableBGP bool
 }
 
 // WithDefaults returns c with unset fields defaulted.

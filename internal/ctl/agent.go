@@ -85,6 +85,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 		"bound on each datastore request: when the datastore does not answer, CNI ADD and DEL fail this soon with code 11 (try again later)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not program nftables policy (not for production)")
 	f.BoolVar(&cfg.DisableRouting, "disable-routing", false, "do not run BGP or program routes")
+	f.BoolVar(&cfg.DisableBGP, "disable-bgp", false, "run no BGP speaker; VXLAN pools still route from the datastore")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -27,7 +27,7 @@ func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logge
 		dp.Policy = d.nft
 	}
 	if !cfg.DisableRouting {
-		r, err := router.New(router.Config{Node: cfg.Node}, store, log)
+		r, err := router.New(router.Config{Node: cfg.Node, DisableBGP: cfg.DisableBGP}, store, log)
 		if err != nil {
 			return nil, err
 		}
