@@ -164,6 +164,9 @@ type env struct {
 	store  datastore.Store
 	client *datastore.Client
 	ipam   *ipam.IPAM
+	// cliArgs say which datastore `tabby` commands of the test use
+	// (default --lab NAME).
+	cliArgs []string
 }
 
 // up brings a lab up; it is removed when the test ends (with the agents'
@@ -284,7 +287,11 @@ func (e *env) in(c *lab.Container, argv ...string) (string, error) {
 func (e *env) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, lab.TabbyBinary), append([]string{"--lab", e.lab.Name()}, args...)...)
+	pre := e.cliArgs
+	if pre == nil {
+		pre = []string{"--lab", e.lab.Name()}
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, lab.TabbyBinary), append(append([]string(nil), pre...), args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -335,22 +335,34 @@ func inetChecksum(b []byte) uint16 {
 // ProbeListener answers probes inside a namespace: it accepts TCP
 // connections (and closes them at once) or echoes UDP datagrams back.
 type ProbeListener struct {
+	addr      net.Addr
 	closeOnce sync.Once
 	close     func() error
 	wg        sync.WaitGroup
 }
 
 // ListenProbe starts a ProbeListener for protocol (tcp or udp) on addr
-// inside namespace ns. Close stops it.
+// inside namespace ns ("" for the caller's own). Close stops it.
 func ListenProbe(ns, protocol string, addr netip.AddrPort) (*ProbeListener, error) {
+	in := func(fn func() error) error {
+		if ns == "" {
+			return fn()
+		}
+		return netns.Do(netns.Path(ns), fn)
+	}
 	p := &ProbeListener{}
 	switch protocol {
 	case ProbeTCP:
-		ln, err := ListenIn(ns, "tcp", addr.String())
+		var ln net.Listener
+		err := in(func() error {
+			var err error
+			ln, err = net.Listen("tcp", addr.String())
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("probe listener on %s/tcp in %s: %w", addr, ns, err)
 		}
-		p.close = ln.Close
+		p.close, p.addr = ln.Close, ln.Addr()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -372,7 +384,7 @@ func ListenProbe(ns, protocol string, addr netip.AddrPort) (*ProbeListener, erro
 		}()
 	case ProbeUDP:
 		var pc net.PacketConn
-		err := netns.Do(netns.Path(ns), func() error {
+		err := in(func() error {
 			var err error
 			pc, err = net.ListenPacket("udp", addr.String())
 			return err
@@ -380,7 +392,7 @@ func ListenProbe(ns, protocol string, addr netip.AddrPort) (*ProbeListener, erro
 		if err != nil {
 			return nil, fmt.Errorf("probe listener on %s/udp in %s: %w", addr, ns, err)
 		}
-		p.close = pc.Close
+		p.close, p.addr = pc.Close, pc.LocalAddr()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -400,6 +412,18 @@ func ListenProbe(ns, protocol string, addr netip.AddrPort) (*ProbeListener, erro
 		return nil, fmt.Errorf("probe listener: protocol %q: want tcp or udp", protocol)
 	}
 	return p, nil
+}
+
+// Addr is the address the listener is bound to (with the port chosen
+// for port 0).
+func (p *ProbeListener) Addr() netip.AddrPort {
+	switch a := p.addr.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // Close stops the listener and waits for its goroutine.

@@ -226,3 +226,29 @@ func TestProcStart(t *testing.T) {
 		t.Errorf("a recycled PID (other start time) counts as alive")
 	}
 }
+
+func TestKeepLogs(t *testing.T) {
+	tmp, dst := t.TempDir(), filepath.Join(t.TempDir(), "logs")
+	if err := os.MkdirAll(filepath.Join(tmp, "h1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, body := range map[string]string{"h1/agent.log": "agent says", "datastore.log": "etcd says", "queries": "not a log"} {
+		if err := os.WriteFile(filepath.Join(tmp, f), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := keepLogs(tmp, dst); got != dst {
+		t.Fatalf("keepLogs = %q, want %q", got, dst)
+	}
+	entries, _ := os.ReadDir(dst)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if diff := cmp.Diff([]string{"datastore.log", "h1-agent.log"}, names); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if got := keepLogs(t.TempDir(), filepath.Join(t.TempDir(), "none")); got != "" {
+		t.Errorf("keepLogs of no logs = %q, want empty", got)
+	}
+}

@@ -131,13 +131,25 @@ func (p *Probe) HasRoute(dst netip.Prefix) bool {
 	return err == nil && len(rs) > 0
 }
 
-// CountRoutes counts the IPv4 routes of the main table.
-func (p *Probe) CountRoutes() (int, error) {
+// LearnedRoutes lists the destinations inside pool of the routes that go
+// via a gateway (routes to other hosts' blocks).
+func (p *Probe) LearnedRoutes(pool netip.Prefix) ([]netip.Prefix, error) {
 	rs, err := p.nl.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return len(rs), nil
+	var out []netip.Prefix
+	for _, r := range rs {
+		if r.Dst == nil || r.Gw == nil {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if ok && pool.Contains(a) {
+			out = append(out, netip.PrefixFrom(a, ones))
+		}
+	}
+	return out, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

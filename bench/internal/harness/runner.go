@@ -29,6 +29,8 @@ type Options struct {
 	Command string
 	Tabby   string // version string for the report
 	Log     *slog.Logger
+	// logDir receives the process logs of a failed benchmark.
+	logDir string
 }
 
 // RunAll runs the selected benchmarks one after another (never in parallel:
@@ -46,6 +48,11 @@ func RunAll(ctx context.Context, opts Options, all []Benchmark, root *Janitor) (
 		mode = "quick"
 	}
 	rep := &report.Report{Started: time.Now(), Mode: mode, Rounds: opts.Rounds, Command: opts.Command, Machine: MachineInfo(opts.Tabby)}
+	dir, err := reportDir(opts.Out, rep.Started)
+	if err != nil {
+		return "", rep, err
+	}
+	opts.logDir = filepath.Join(dir, "logs")
 	runID := fmt.Sprintf("%04x", os.Getpid()&0xffff)
 	seq := new(atomic.Int64)
 	for _, b := range all {
@@ -59,10 +66,6 @@ func RunAll(ctx context.Context, opts Options, all []Benchmark, root *Janitor) (
 	}
 	rep.Finished = time.Now()
 	rep.Machine.LoadEnd = loadavg()
-	dir, err := reportDir(opts.Out, rep.Started)
-	if err != nil {
-		return "", rep, err
-	}
 	if err := rep.DrawPlots(context.WithoutCancel(ctx), dir); err != nil {
 		opts.Log.Warn("plots", "err", err)
 	}
@@ -165,7 +168,40 @@ func runBench(ctx context.Context, opts Options, b Benchmark, root *Janitor, run
 		}
 		rb.Status, rb.Reason = report.StatusFailed, err.Error()
 		log.Error("failed", "err", err)
+		if kept := keepLogs(tmp, filepath.Join(opts.logDir, b.ID)); kept != "" {
+			rec.Note("Process logs of the failed run: %s", kept)
+			log.Info("logs kept", "dir", kept)
+		}
 	}
+}
+
+// keepLogs copies the *.log files under tmp (daemon logs) to dst before
+// the benchmark's temp directory is removed; it returns dst, or "" when
+// there was nothing to keep.
+func keepLogs(tmp, dst string) string {
+	var files []string
+	_ = filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".log") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) == 0 {
+		return ""
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		rel, _ := filepath.Rel(tmp, f)
+		out := filepath.Join(dst, strings.ReplaceAll(rel, string(filepath.Separator), "-"))
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return ""
+		}
+		_ = os.WriteFile(out, b, 0o644)
+	}
+	return dst
 }
 
 func reportDir(out string, t time.Time) (string, error) {

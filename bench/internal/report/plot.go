@@ -148,7 +148,7 @@ func seriesJob(b *Bench, key string) PlotJob {
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, gpHeader, gpString(base+".png"), gpString(b.Title+": "+title))
-	fmt.Fprintf(&s, "set xlabel %s\nset ylabel %s\nset key top left\nset yrange [0:*]\n", gpString(xl), gpString(yl))
+	fmt.Fprintf(&s, "set xlabel %s\nset ylabel %s\nset key below\nset yrange [0:*]\n", gpString(xl), gpString(yl))
 	s.WriteString("plot " + plots.String() + "\n")
 	return PlotJob{Bench: b.ID, Title: b.Title + ": " + title, Base: base, Data: data.String(), Script: s.String()}
 }

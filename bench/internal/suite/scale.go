@@ -219,12 +219,12 @@ func scaleOne(ctx context.Context, env *harness.Env, rec *harness.Recorder, n in
 	rec.Add(fmt.Sprintf("db-%d", n), report.Tabby, 1, db)
 	rec.Add(fmt.Sprintf("keys-%d", n), report.Tabby, 1, float64(keys))
 	x := float64(n)
-	rec.Point(report.Series{Plot: "memory", Title: "agent memory against hosts", XLabel: "hosts (100 containers each)", YLabel: "MiB", System: "agent RSS, median"}, x, stats.Median(rssAll))
+	rec.Point(report.Series{Plot: "memory", Title: "agent memory against hosts", XLabel: fmt.Sprintf("hosts (%d containers each)", perHost), YLabel: "MiB", System: "agent RSS, median"}, x, stats.Median(rssAll))
 	rec.Point(report.Series{Plot: "memory", System: "agent RSS, max"}, x, slices.Max(rssAll))
 	rec.Point(report.Series{Plot: "memory", System: "datastore size (MiB)"}, x, db)
-	rec.Point(report.Series{Plot: "cpu", Title: "agent CPU against hosts", XLabel: "hosts (100 containers each)", YLabel: "CPU", System: "idle, % of a core (median)"}, x, stats.Median(cpuAll))
+	rec.Point(report.Series{Plot: "cpu", Title: "agent CPU against hosts", XLabel: fmt.Sprintf("hosts (%d containers each)", perHost), YLabel: "CPU", System: "idle, % of a core (median)"}, x, stats.Median(cpuAll))
 	rec.Point(report.Series{Plot: "cpu", System: "setup, CPU seconds (median)"}, x, stats.Median(setupAll))
-	rec.Point(report.Series{Plot: "time", Title: "times against hosts", XLabel: "hosts (100 containers each)", YLabel: "seconds", System: "policies written → programmed on all hosts"}, x, program)
+	rec.Point(report.Series{Plot: "time", Title: "times against hosts", XLabel: fmt.Sprintf("hosts (%d containers each)", perHost), YLabel: "seconds", System: "policies written → programmed on all hosts"}, x, program)
 
 	// Propagation samples, then the restarts (which disturb the hosts).
 	if err := s.propagation(ctx, rec.Section("propagation"), n, largest); err != nil {
@@ -391,7 +391,7 @@ func datastoreSize(ctx context.Context, store datastore.Store) (float64, int, er
 }
 
 // resync kills h's agent, restarts it and waits until its policy chains,
-// set elements and routes are back; then times `nft -f` of its ruleset
+// set elements and routes to the other hosts' container blocks are back; then times `nft -f` of its ruleset
 // into an empty namespace. Both in seconds.
 func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float64, error) {
 	p := s.probes[h.Name]
@@ -403,7 +403,7 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 	if err != nil {
 		return 0, 0, err
 	}
-	routes, err := p.CountRoutes()
+	routes, err := p.LearnedRoutes(lab.DefaultPool)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -414,7 +414,7 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 	if err := s.l.StartAgent(ctx, h.Name); err != nil {
 		return 0, 0, err
 	}
-	if _, err := waitProbes(ctx, []*harness.Probe{p}, t0, 5*time.Minute, 5*time.Millisecond, func(p *harness.Probe) (bool, error) {
+	if _, err := waitProbes(ctx, []*harness.Probe{p}, t0, 2*time.Minute, 5*time.Millisecond, func(p *harness.Probe) (bool, error) {
 		c, err := p.CountChains(policyChainPrefix)
 		if err != nil || c < chains {
 			return false, err
@@ -423,8 +423,12 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 		if err != nil || e < elems {
 			return false, err
 		}
-		r, err := p.CountRoutes()
-		return r >= routes, err
+		for _, r := range routes {
+			if !p.HasRoute(r) {
+				return false, nil
+			}
+		}
+		return true, nil
 	}); err != nil {
 		return 0, 0, fmt.Errorf("resync of %s: %w", h.Name, err)
 	}

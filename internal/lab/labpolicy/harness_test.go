@@ -342,7 +342,7 @@ func (w *world) tabby(stdin string, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("tabby %s: %v: %s", strings.Join(args, " "), err, errb.String())
+		err = fmt.Errorf("tabby %s: %w: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String(), err
 }

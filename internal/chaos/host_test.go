@@ -1,0 +1,257 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/lab"
+)
+
+// fastMesh replaces the node-to-node mesh by the same mesh made of one
+// BGPPeer with a 1 s keepalive (3 s hold time) and a 10 s graceful-restart
+// time, so that a lost peer is noticed within seconds (the short forms).
+func (e *env) fastMesh() (hold, restart time.Duration) {
+	e.t.Helper()
+	off := false
+	e.apply(
+		&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}},
+		&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: "fast-mesh"}, Spec: api.BGPPeerSpec{
+			NodeSelector: "all()", PeerSelector: "all()",
+			KeepaliveTime:  &api.Duration{Duration: time.Second},
+			MaxRestartTime: &api.Duration{Duration: 10 * time.Second},
+		}},
+	)
+	return 3 * time.Second, 10 * time.Second
+}
+
+// TestPrivilegedChaosHostLoss: h3 is lost as a powered-off host is: its
+// uplink is cut first (no TCP FIN reaches its peers), its agent killed,
+// its namespace deleted, its container gone. Its peers drop the session
+// after the BGP hold time and withdraw its routes once graceful restart
+// gives up on it; the other containers keep talking (a ping between h1
+// and h2 loses nothing). Once the Node is deleted, GC returns its blocks
+// and addresses to the pool and `tabby ipam check` is clean. Short form:
+// a mesh of BGPPeers with a 3 s hold time and 10 s restart time; full
+// form: the default node-to-node mesh (90 s hold time, 120 s restart).
+func TestPrivilegedChaosHostLoss(t *testing.T) {
+	e := up(t, lab.Config{Name: "hl", Nodes: 3, AgentArgs: []string{"--gc-interval=2s"}})
+	e.setGCGrace(5 * time.Second)
+	hold, restart := 90*time.Second, 120*time.Second
+	if !*fullFlag {
+		hold, restart = e.fastMesh()
+	}
+	c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
+	for _, p := range [][2]*lab.Container{{c1, c3}, {c3, c1}, {c2, c3}, {c1, c2}} {
+		e.reach(p[0], p[1])
+	}
+	peers := []string{"h1", "h2", lab.MasterNode}
+	for _, n := range append(peers, "h3") {
+		e.peersUp(n, 3)
+	}
+	gone := block(c3)
+	ping := e.startPing(c1, c2, hold+restart+20*time.Second)
+
+	// Lose h3.
+	h3 := e.host("h3")
+	if out, err := e.on("fabric", "ip", "link", "del", h3.FabricLink); err != nil {
+		t.Fatalf("cut the uplink of h3: %v\n%s", err, out)
+	}
+	lost := time.Now()
+	if err := e.lab.StopAgent("h3", true); err != nil {
+		t.Fatal(err)
+	}
+	ipNetns(t, "netns", "del", h3.Namespace)
+	if err := e.rm("c3"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Its peers drop the session after the hold time and its routes once
+	// graceful restart ends.
+	var down, withdrawn []string
+	for _, n := range peers {
+		waitUntil(t, n+" drops the session to the lost h3", hold+labWait, func() error {
+			st, err := e.status(n)
+			if err != nil {
+				return err
+			}
+			for _, p := range st.Peers {
+				if p.Address == h3.IP.Addr().String() && p.State == "up" {
+					return errors.New("still up")
+				}
+			}
+			return nil
+		})
+		down = append(down, fmt.Sprintf("%s %s", n, time.Since(lost).Round(100*time.Millisecond)))
+	}
+	for _, n := range peers {
+		waitUntil(t, n+" withdraws the route to h3's block "+gone, hold+restart+labWait, func() error {
+			if ok, err := e.hasRoute(n, gone); err != nil || ok {
+				return fmt.Errorf("route present (%v)", err)
+			}
+			return nil
+		})
+		withdrawn = append(withdrawn, fmt.Sprintf("%s %s", n, time.Since(lost).Round(100*time.Millisecond)))
+	}
+	figure(t, "BGP hold time, graceful-restart time", "%s, %s", hold, restart)
+	figure(t, "session to the lost host down after", "%s", strings.Join(down, ", "))
+	figure(t, "route to the lost host's block withdrawn after", "%s", strings.Join(withdrawn, ", "))
+	if last := time.Since(lost); last > hold+restart+labWait/3 {
+		t.Errorf("routes withdrawn %s after the loss, want within hold time %s + graceful restart %s (and a margin)", last, hold, restart)
+	}
+
+	// The Node is deleted (as an operator does); its blocks and addresses
+	// return to the pool.
+	if out, err := e.cli("delete", "node", "h3"); err != nil {
+		t.Fatalf("tabby delete node h3: %v\n%s", err, out)
+	}
+	took := waitUntil(t, "h3's blocks and addresses return to the pool", 2*labWait, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		blocks, err := e.ipam.Blocks(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range blocks {
+			if b.Node == "h3" {
+				return fmt.Errorf("block %s still affine to h3 (%d in use)", b.CIDR, b.InUse)
+			}
+		}
+		info, err := e.ipam.Lookup(ctx, c3.IP())
+		if err != nil {
+			return err
+		}
+		if info.Allocated {
+			return fmt.Errorf("%s still allocated to %s", c3.IP(), info.Handle)
+		}
+		rep, err := e.ipam.Check(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return fmt.Errorf("ipam check: %v", rep.Problems)
+		}
+		if out, err := e.cli("ipam", "check"); err != nil {
+			return fmt.Errorf("tabby ipam check: %v\n%s", err, out)
+		}
+		return nil
+	})
+	figure(t, "blocks and addresses of the deleted node back in the pool after", "%s (agents' GC every 2 s, leak grace 5 s)", took.Round(100*time.Millisecond))
+	stale := 0
+	weps, _, err := e.client.List(context.Background(), "WorkloadEndpoint", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range weps {
+		if r.(*api.WorkloadEndpoint).Spec.Node == "h3" {
+			stale++
+		}
+	}
+	figure(t, "WorkloadEndpoints of the deleted node left in the datastore", "%d", stale)
+
+	sent, lostPkts := ping.result(t)
+	figure(t, "ping -i 0.01 between the surviving hosts", "%d sent, %d lost", sent, lostPkts)
+	if lostPkts != 0 {
+		t.Errorf("ping between h1 and h2 lost %d of %d packets while h3 was lost", lostPkts, sent)
+	}
+	c4 := e.run("c4", "h1")
+	e.reach(c4, c2)
+}
+
+// TestPrivilegedChaosPartition: two racks (VXLAN between them; h1, h3 and the master in rack
+// 1; h2, h4 in rack 2) are cut apart at the router, then joined again.
+// During the partition each side keeps working — pings inside each rack
+// lose nothing, an ADD in rack 1 succeeds, an ADD in rack 2 (which cannot
+// reach the datastore) fails fast with CNI code 11 — and traffic between
+// the racks does not pass. After the heal every pair of containers
+// reaches each other within seconds and rack 2's agents serve ADDs again.
+// Short form: a 10 s partition; full form: 100 s, past the 90 s BGP hold
+// time of the default mesh, so sessions between the racks go down too.
+func TestPrivilegedChaosPartition(t *testing.T) {
+	e := up(t, lab.Config{Name: "pt", Nodes: 4, Racks: 2, Encap: "vxlan-crosssubnet"})
+	a1, b2, a3, b4 := e.run("a1", "h1"), e.run("b2", "h2"), e.run("a3", "h3"), e.run("b4", "h4")
+	all := []*lab.Container{a1, b2, a3, b4}
+	rack := map[*lab.Container]int{a1: 1, a3: 1, b2: 2, b4: 2}
+	for _, a := range all {
+		for _, b := range all {
+			if a != b {
+				e.reach(a, b)
+			}
+		}
+	}
+	for _, n := range []string{"h1", "h2", "h3", "h4"} {
+		e.peersUp(n, 4)
+	}
+	cut := pick(10*time.Second, 100*time.Second)
+	in1 := e.startPing(a1, a3, cut+8*time.Second)
+	in2 := e.startPing(b2, b4, cut+8*time.Second)
+	time.Sleep(time.Second)
+
+	leg := e.lab.State().Router.Legs[1].Link
+	if out, err := e.on(lab.RouterNode, "ip", "link", "set", leg, "down"); err != nil {
+		t.Fatalf("partition: %v\n%s", err, out)
+	}
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			if out, err := e.on(lab.RouterNode, "ip", "link", "set", leg, "up"); err != nil {
+				t.Errorf("heal: %v\n%s", err, out)
+			}
+		}
+	}
+	t.Cleanup(heal)
+	start := time.Now()
+	time.Sleep(time.Second)
+	if e.pings(a1, b2) {
+		t.Fatal("a1 (rack 1) still reaches b2 (rack 2) during the partition")
+	}
+	at1 := e.cniAttempt("h1", hangBound)
+	if at1.Err != nil {
+		t.Errorf("ADD in rack 1 during the partition: %v", at1.Err)
+	}
+	at2 := e.cniAttempt("h2", hangBound)
+	code, _ := cniCode(at2.Err)
+	if at2.Err == nil || code != 11 || at2.Took > failFast {
+		t.Errorf("ADD in rack 2 (no datastore) during the partition: got %v after %s, want CNI code 11 within %s", at2.Err, at2.Took, failFast)
+	}
+	figure(t, "ADD during the partition", "rack 1: succeeded in %s; rack 2 (datastore unreachable): code %d after %s",
+		at1.Took.Round(10*time.Millisecond), code, at2.Took.Round(10*time.Millisecond))
+	time.Sleep(time.Until(start.Add(cut)))
+	heal()
+	healedAt := time.Now()
+	var slowest time.Duration
+	for _, a := range all {
+		for _, b := range all {
+			if a == b || rack[a] == rack[b] {
+				continue
+			}
+			waitUntil(t, fmt.Sprintf("%s reaches %s after the heal", a.Name, b.Name), labWait, func() error {
+				if _, err := e.in(a, "ping", "-c", "1", "-W", "1", b.IP().String()); err != nil {
+					return err
+				}
+				return nil
+			})
+			slowest = max(slowest, time.Since(healedAt))
+		}
+	}
+	figure(t, "full reachability between the racks after the heal", "%s (partition of %s)", slowest.Round(10*time.Millisecond), cut)
+	for _, p := range []*pinger{in1, in2} {
+		sent, lost := p.result(t)
+		figure(t, "ping inside a rack "+p.from+" → "+p.to+" across the partition", "%d sent, %d lost", sent, lost)
+		if lost != 0 {
+			t.Errorf("ping %s → %s inside its rack lost %d of %d packets", p.from, p.to, lost, sent)
+		}
+	}
+	took := waitUntil(t, "an ADD in rack 2 after the heal", labWait, func() error {
+		return e.cniAttempt("h2", hangBound).Err
+	})
+	figure(t, "first successful ADD in rack 2 after the heal", "%s", took.Round(10*time.Millisecond))
+	for _, n := range []string{"h1", "h2", "h3", "h4"} {
+		e.peersUp(n, 4)
+	}
+}
