@@ -32,6 +32,15 @@ lint:
 fuzz:
 	./scripts/fuzz.sh 10s
 
+# Faults, load and attacks (internal/chaos, docs/reliability.md): the full
+# form of every chaos and security scenario in labs (about 20 minutes on
+# 2 cores; root, iproute2, iperf3, nftables). `make test` runs the short
+# forms. The measured figures go to bin/chaos-figures.tsv.
+chaos: build
+	@rm -f $(BIN)/chaos-figures.tsv
+	$(GO) test -count=1 -timeout 45m -v -run 'TestPrivileged|TestFuzzTargets' ./internal/chaos/ \
+	  -chaos.full -chaos.report=$(CURDIR)/$(BIN)/chaos-figures.tsv
+
 # A 3-host lab in network namespaces: containers get IPs, talk, a policy
 # takes effect (scripts/demo.sh; needs root and iproute2).
 demo: build

@@ -101,6 +101,43 @@ func (a *Agent) gcLoop(ctx context.Context) error {
 			a.m.gcReleased.Add(float64(n))
 			a.log.Info("IPAM GC released leaked addresses", "count", n, "blocksReleased", len(rep.BlocksReleased))
 		}
+		a.deleteOrphanEndpoints(ctx)
+	}
+}
+
+// deleteOrphanEndpoints deletes the WorkloadEndpoints of deleted nodes
+// whose addresses GC has released. Left behind, such an endpoint lists an
+// address the pool hands to the next container, which every host's policy
+// would then treat as the dead workload (its labels, its sets) and DNS
+// would still name. An endpoint goes only once its node is gone and its
+// handle holds no address, so GC's grace period protects it as it protects
+// the addresses; every agent may try, the deletes are compare-and-swap.
+func (a *Agent) deleteOrphanEndpoints(ctx context.Context) {
+	nodes := map[string]bool{}
+	for _, n := range listOf[*api.Node](a.cache, "Node") {
+		nodes[n.Name] = true
+	}
+	if len(nodes) == 0 {
+		return // as GC: no Node at all is more likely a misconfiguration
+	}
+	for _, w := range listOf[*api.WorkloadEndpoint](a.cache, "WorkloadEndpoint") {
+		if w.Spec.Node == "" || nodes[w.Spec.Node] || w.Spec.IPAMHandle == "" {
+			continue
+		}
+		addrs, err := a.ipam.HandleAddrs(ctx, w.Spec.IPAMHandle)
+		if err != nil || len(addrs) > 0 {
+			continue
+		}
+		_, err = a.client.Delete(ctx, "WorkloadEndpoint", w.Namespace, w.Name, w.ResourceVersion)
+		switch {
+		case err == nil:
+			a.log.Info("deleted the endpoint of a deleted node", "endpoint", w.Name, "namespace", w.Namespace, "node", w.Spec.Node)
+		case errors.Is(err, datastore.ErrNotFound), errors.Is(err, datastore.ErrConflict):
+		default:
+			if ctx.Err() == nil {
+				a.log.Warn("delete the endpoint of a deleted node", "endpoint", w.Name, "node", w.Spec.Node, "error", err)
+			}
+		}
 	}
 }
 

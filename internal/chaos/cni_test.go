@@ -27,6 +27,13 @@ type attempt struct {
 // even when it failed) and removes the namespace.
 func (e *env) cniAttempt(node string, timeout time.Duration) attempt {
 	e.t.Helper()
+	return e.cniAttemptArgs(node, timeout, nil)
+}
+
+// cniAttemptArgs is cniAttempt with CNI_ARGS (say IP=ADDR, an address
+// asked for).
+func (e *env) cniAttemptArgs(node string, timeout time.Duration, args [][2]string) attempt {
+	e.t.Helper()
 	name := "tcx" + labName("") + labName("")
 	nsPath, err := netns.Create(name)
 	if err != nil {
@@ -38,7 +45,7 @@ func (e *env) cniAttempt(node string, timeout time.Duration) attempt {
 		e.t.Fatal(err)
 	}
 	cni := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(e.lab.Dir(), "cni", "bin")}, e.t.TempDir(), nil)
-	rt := &libcni.RuntimeConf{ContainerID: name, NetNS: nsPath, IfName: lab.ContainerIfName}
+	rt := &libcni.RuntimeConf{ContainerID: name, NetNS: nsPath, IfName: lab.ContainerIfName, Args: args}
 	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

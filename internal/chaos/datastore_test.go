@@ -37,8 +37,8 @@ func TestPrivilegedChaosDatastoreOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			e := e.sub(t)
 			outage := 10 * time.Second
-			ping := e.startPing(a, b, outage+8*time.Second)
-			flow := e.startIperf(b, a, int((outage + 8*time.Second).Seconds()))
+			ping := e.startPing(a, b, outage+5*time.Second)
+			flow := e.startIperf(b, a, int((outage + 5*time.Second).Seconds()))
 			time.Sleep(2 * time.Second)
 
 			resume := e.stopDatastore(mode)

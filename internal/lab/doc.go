@@ -20,6 +20,10 @@
 // /etc/netns/NS files. Processes are killed only by recorded PID (checked
 // against the start time) or as members of the lab's own namespaces.
 //
+// Probe tries every pair of containers with real traffic (the
+// who-can-reach-whom matrix of `tabby lab probe`), opening each socket
+// inside the source container's namespace from the caller's process.
+//
 // The pure halves (naming, addressing plan, Mesos state, Marathon names)
 // do no I/O. lab must not import internal/ctl, the agent or the DNS
 // server; it talks to them as processes, through the CNI plugin and the

@@ -248,48 +248,61 @@ func (l *Lab) Probe(ctx context.Context, spec ProbeSpec) (*Reachability, error) 
 			}
 		}
 	}
-	// The pairs.
-	var (
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, spec.Concurrency)
-	)
+	// The pairs: every result is in place before any probe starts.
+	type job struct {
+		i        int
+		src      Container
+		addr     netip.AddrPort
+		runnable bool
+	}
+	var jobs []job
 	for _, src := range from {
 		for _, dst := range to {
 			if src.Name == dst.Name {
 				continue
 			}
-			i := len(r.Results)
-			addr := netip.AddrPortFrom(dst.IP(), uint16(spec.Port))
-			r.Results = append(r.Results, PairResult{From: src.Name, To: dst.Name, Address: addr.String()})
+			j := job{i: len(r.Results), src: src, addr: netip.AddrPortFrom(dst.IP(), uint16(spec.Port))}
+			res := PairResult{From: src.Name, To: dst.Name, Address: j.addr.String()}
 			if spec.Protocol == ProbeICMP {
-				r.Results[i].Address = dst.IP().String()
+				res.Address = dst.IP().String()
 			}
-			if e, ok := listenErr[dst.Name]; ok {
-				r.Results[i].Error = e
-				continue
+			switch e, ok := listenErr[dst.Name]; {
+			case ok:
+				res.Error = e
+			case !src.IP().IsValid():
+				res.Error = "the source container has no address"
+			default:
+				j.runnable = true
 			}
-			if !src.IP().IsValid() {
-				r.Results[i].Error = "the source container has no address"
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					r.Results[i].Error = ctx.Err().Error()
-					return
-				}
-				defer func() { <-sem }()
-				o := ProbeOnce(ctx, ProbeTarget{NS: src.NetNS, Protocol: spec.Protocol, Dst: addr, Timeout: spec.Timeout})
-				res := &r.Results[i]
-				res.Allowed, res.Detail, res.Ms = o.Allowed, o.Detail, float64(o.RTT.Microseconds())/1000
-				if o.Err != nil {
-					res.Allowed, res.Error = false, o.Err.Error()
-				}
-			}()
+			r.Results = append(r.Results, res)
+			jobs = append(jobs, j)
 		}
+	}
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, spec.Concurrency)
+	)
+	for _, j := range jobs {
+		if !j.runnable {
+			continue
+		}
+		res := &r.Results[j.i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				res.Error = ctx.Err().Error()
+				return
+			}
+			defer func() { <-sem }()
+			o := ProbeOnce(ctx, ProbeTarget{NS: j.src.NetNS, Protocol: spec.Protocol, Dst: j.addr, Timeout: spec.Timeout})
+			res.Allowed, res.Detail, res.Ms = o.Allowed, o.Detail, float64(o.RTT.Microseconds())/1000
+			if o.Err != nil {
+				res.Allowed, res.Error = false, o.Err.Error()
+			}
+		}()
 	}
 	wg.Wait()
 	r.Took = time.Since(t0)

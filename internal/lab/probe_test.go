@@ -205,3 +205,31 @@ func TestListenProbeErrors(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 }
+
+// FuzzICMPReply feeds arbitrary packets to the echo-reply matcher (what a
+// raw socket hands the probe): it never panics, and accepts only a reply
+// with our identifier.
+func FuzzICMPReply(f *testing.F) {
+	req := icmpRequest(8, 0x1234)(1)
+	f.Add(append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1}, append([]byte{0, 0}, req[2:]...)...), true)
+	f.Add([]byte{0x4f}, true)
+	f.Add([]byte{129, 0, 0, 0, 0x12, 0x34, 0, 1}, false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, pkt []byte, v4 bool) {
+		typ := byte(129)
+		if v4 {
+			typ = 0
+		}
+		ok := icmpReply(typ, 0x1234, v4)(pkt)
+		if !ok {
+			return
+		}
+		body := pkt
+		if v4 {
+			body = pkt[int(pkt[0]&0x0f)*4:]
+		}
+		if body[0] != typ || body[4] != 0x12 || body[5] != 0x34 {
+			t.Fatalf("accepted %x", pkt)
+		}
+	})
+}

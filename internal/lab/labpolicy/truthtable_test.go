@@ -220,3 +220,23 @@ func TestCompare(t *testing.T) {
 		t.Errorf("comparison table: got %q, want %q", table, wantTable)
 	}
 }
+
+// FuzzParseTable: any text is parsed or rejected, never a panic, and a
+// parsed table prints as text that parses back to it.
+func FuzzParseTable(f *testing.F) {
+	f.Add("a -.X\nb .-.\nc X X -")
+	f.Add("a -..\na -..\nc ..-")
+	f.Add("")
+	f.Add("\n\n a\tb c")
+	f.Fuzz(func(t *testing.T, text string) {
+		names := []string{"a", "b", "c"}
+		tt, err := parseTable(names, 2, text)
+		if err != nil {
+			return
+		}
+		back, err := parseTable(names, 2, tt.String())
+		if err != nil || !back.equal(tt) {
+			t.Fatalf("%q parsed, but its String %q does not read back (%v)", text, tt.String(), err)
+		}
+	})
+}
