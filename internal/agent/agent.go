@@ -61,7 +61,7 @@ type Agent struct {
 	cache  *cache
 	m      *metrics
 
-	nodeIP netip.Prefix
+	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools
 
 	pending  pendingEndpoints

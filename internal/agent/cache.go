@@ -25,6 +25,10 @@ type cache struct {
 	synced  map[string]bool
 	version uint64 // bumped on every change
 
+	// tombstones keep deleted WorkloadEndpoints in the dataplane's view for
+	// a short while (see tombstoneTTL).
+	tombstones map[string]tombstone
+
 	changed chan struct{} // coalescing change signal (capacity 1)
 	ready   chan struct{} // closed once every kind has been listed
 	once    sync.Once
@@ -131,10 +135,61 @@ func (c *cache) put(kind string, r api.Resource) {
 
 func (c *cache) remove(kind string, r api.Resource) {
 	c.mu.Lock()
-	delete(c.objs[kind], objKey(r))
+	k := objKey(r)
+	if old, ok := c.objs[kind][k]; ok && kind == "WorkloadEndpoint" {
+		if c.tombstones == nil {
+			c.tombstones = map[string]tombstone{}
+		}
+		c.tombstones[k] = tombstone{w: old.(*api.WorkloadEndpoint), until: time.Now().Add(tombstoneTTL)}
+	}
+	delete(c.objs[kind], k)
 	c.version++
 	c.mu.Unlock()
 	c.signal()
+}
+
+// tombstoneTTL is how long a deleted endpoint's policy state outlives it.
+// Removing nftables elements and chains costs the kernel an RCU grace
+// period per transaction (~10 ms); holding removals back lets a burst of
+// DELs share one transaction and keeps them out of the way of ADDs, which
+// wait for their own policy. The endpoint's interface is already gone, so
+// its chains match nothing; its address lingers in selector sets only
+// while no live endpoint holds it (see liveTombstones).
+const tombstoneTTL = 300 * time.Millisecond
+
+type tombstone struct {
+	w     *api.WorkloadEndpoint
+	until time.Time
+}
+
+// liveTombstones returns the tombstones still within their TTL whose
+// addresses no endpoint in live holds, drops the expired ones, and says
+// when the next one expires (zero: none left).
+func (c *cache) liveTombstones(now time.Time, live map[string]bool) ([]*api.WorkloadEndpoint, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*api.WorkloadEndpoint
+	var next time.Time
+	for k, t := range c.tombstones {
+		if !now.Before(t.until) {
+			delete(c.tombstones, k)
+			continue
+		}
+		if next.IsZero() || t.until.Before(next) {
+			next = t.until
+		}
+		if live[k] {
+			continue
+		}
+		reused := false
+		for _, n := range t.w.Spec.IPNetworks {
+			reused = reused || live["ip:"+n]
+		}
+		if !reused {
+			out = append(out, t.w)
+		}
+	}
+	return out, next
 }
 
 func (c *cache) signal() {

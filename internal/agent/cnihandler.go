@@ -93,10 +93,12 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 		ipReq.IPv6 = 1
 		ipReq.Pools6 = conf.IPAM.IPv6Pools
 	}
+	tIPAM := time.Now()
 	allocs, err := a.ipam.Allocate(ctx, ipReq)
 	if err != nil {
 		return nil, ipamError(err)
 	}
+	dIPAM := time.Since(tIPAM)
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -120,11 +122,14 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	w := a.buildEndpoint(id, name, hostIf, allocs)
 	a.pending.add(w)
 	defer a.pending.done(w)
+	tPolicy := time.Now()
 	if err = a.requestSync(ctx); err != nil {
 		return nil, cni.Errorf(types.ErrInternal, "program policy for %s: %v", hostIf, err)
 	}
 
 	// 4. The veth.
+	tWire := time.Now()
+	dPolicy := tWire.Sub(tPolicy)
 	wres, err := a.wirer.Add(ctx, a.wireConfig(req, id, w))
 	if err != nil {
 		return nil, cni.Errorf(types.ErrInternal, "wire %s: %v", hostIf, err)
@@ -137,11 +142,14 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	w.Spec.MAC = wres.ContainerMAC
 
 	// 5. The WorkloadEndpoint.
+	tStore := time.Now()
+	dWire := tStore.Sub(tWire)
 	if err = a.writeEndpoint(ctx, w); err != nil {
 		return nil, cni.Errorf(types.ErrTryAgainLater, "write endpoint %s: %v", name, err)
 	}
 	a.m.endpoints.Inc()
-	a.log.Info("container attached", "endpoint", name, "containerID", id.ContainerID, "ips", w.Spec.IPNetworks, "interface", hostIf)
+	a.log.Info("container attached", "endpoint", name, "containerID", id.ContainerID, "ips", w.Spec.IPNetworks, "interface", hostIf,
+		"took", time.Since(start), "ipam", dIPAM, "policy", dPolicy, "wire", dWire, "store", time.Since(tStore))
 	res = a.result(req, w, hostIf)
 	res.Interfaces[0].Mac = wres.HostMAC
 	return res, nil
@@ -320,16 +328,12 @@ func (a *Agent) Del(ctx context.Context, req *cni.Request) (err error) {
 // removeEndpoint undoes an attachment: veth first (so the address carries
 // no more traffic), conntrack, policy, then the addresses and the endpoint.
 func (a *Agent) removeEndpoint(ctx context.Context, namespace, name, containerID, ifName, netns, handle string) error {
-	key := namespace + "/" + name
-	a.pending.startRemove(key)
-	defer a.pending.endRemove(key)
 	var addrs []netip.Addr
 	if r, ok := a.cache.get("WorkloadEndpoint", namespace, name); ok {
 		w := r.(*api.WorkloadEndpoint)
 		if w.Spec.ContainerID != containerID && containerID != "" {
 			// A newer container holds this endpoint name; leave it alone
 			// but still release what the old one may hold.
-			a.pending.endRemove(key)
 			if err := a.wirer.Del(ctx, containerID, ifName, netns); err != nil {
 				return cni.Errorf(types.ErrInternal, "remove veth: %v", err)
 			}

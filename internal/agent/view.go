@@ -29,14 +29,12 @@ type View struct {
 	BGPPeers          []*api.BGPPeer
 }
 
-// pendingEndpoints are local endpoints whose ADD is in progress (included in
-// the view before their WorkloadEndpoint is written, so policy is in place
-// before the container's interface exists) or whose DEL is in progress
-// (excluded even while the cache still has them).
+// pendingEndpoints are local endpoints whose ADD is in progress: included
+// in the view before their WorkloadEndpoint is written, so policy is in
+// place before the container's interface exists.
 type pendingEndpoints struct {
-	mu       sync.Mutex
-	m        map[string]*api.WorkloadEndpoint // namespace/name → endpoint being added
-	removing map[string]bool
+	mu sync.Mutex
+	m  map[string]*api.WorkloadEndpoint // namespace/name → endpoint being added
 }
 
 func (p *pendingEndpoints) add(w *api.WorkloadEndpoint) {
@@ -51,23 +49,16 @@ func (p *pendingEndpoints) done(w *api.WorkloadEndpoint) {
 	delete(p.m, objKey(w))
 }
 
-func (p *pendingEndpoints) startRemove(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.removing == nil {
-		p.removing = map[string]bool{}
-	}
-	p.removing[key] = true
-}
-
-func (p *pendingEndpoints) endRemove(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.removing, key)
-}
-
-// view builds a snapshot from the cache and the pending endpoints.
+// view builds a snapshot from the cache, the pending endpoints and the
+// tombstones of recently deleted ones.
 func (a *Agent) view() *View {
+	v, _ := a.viewAt(time.Now())
+	return v
+}
+
+// viewAt is view at a given time; it also says when the next tombstone
+// expires (zero: none).
+func (a *Agent) viewAt(now time.Time) (*View, time.Time) {
 	c := a.cache
 	v := &View{
 		Node:              a.cfg.Node,
@@ -87,9 +78,6 @@ func (a *Agent) view() *View {
 	seen := map[string]bool{}
 	for _, w := range eps {
 		k := objKey(w)
-		if a.pending.removing[k] {
-			continue
-		}
 		if p, ok := a.pending.m[k]; ok {
 			w = p
 		}
@@ -102,6 +90,15 @@ func (a *Agent) view() *View {
 		}
 	}
 	a.pending.mu.Unlock()
+	live := make(map[string]bool, 2*len(v.Endpoints))
+	for _, w := range v.Endpoints {
+		live[objKey(w)] = true
+		for _, n := range w.Spec.IPNetworks {
+			live["ip:"+n] = true
+		}
+	}
+	dead, next := c.liveTombstones(now, live)
+	v.Endpoints = append(v.Endpoints, dead...)
 	sort.Slice(v.Endpoints, func(i, j int) bool { return objKey(v.Endpoints[i]) < objKey(v.Endpoints[j]) })
 
 	// FelixConfiguration: "default", overridden field by field by "node.<name>".
@@ -114,7 +111,7 @@ func (a *Agent) view() *View {
 	if r, ok := c.get("BGPConfiguration", "", "default"); ok {
 		v.BGPConfig = r.(*api.BGPConfiguration).Spec
 	}
-	return v
+	return v, next
 }
 
 func mergeFelix(dst, src *api.FelixConfigurationSpec) {
@@ -134,16 +131,23 @@ func mergeFelix(dst, src *api.FelixConfigurationSpec) {
 
 // syncDataplane programs the kernel from the current view.
 func (a *Agent) syncDataplane(ctx context.Context) error {
+	_, err := a.syncDataplaneNext(ctx)
+	return err
+}
+
+// syncDataplaneNext syncs and says when the next tombstone expires.
+func (a *Agent) syncDataplaneNext(ctx context.Context) (time.Time, error) {
 	if a.dp == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	start := time.Now()
-	err := a.dp.Sync(ctx, a.view())
+	v, next := a.viewAt(start)
+	err := a.dp.Sync(ctx, v)
 	a.m.syncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.syncErrors.Inc()
 	}
-	return err
+	return next, err
 }
 
 // requestSync asks the dataplane loop for a sync that starts after this
@@ -167,6 +171,10 @@ func (a *Agent) requestSync(ctx context.Context) error {
 func (a *Agent) dataplaneLoop(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.ResyncInterval)
 	defer t.Stop()
+	// expiry fires when the next tombstone expires (a stopped timer when none).
+	expiry := time.NewTimer(time.Hour)
+	expiry.Stop()
+	defer expiry.Stop()
 	for {
 		var waiters []chan error
 		select {
@@ -176,6 +184,7 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 			waiters = append(waiters, w)
 		case <-a.cache.changed:
 		case <-t.C:
+		case <-expiry.C:
 		}
 		// Take every request queued so far: they share this sync.
 	drain:
@@ -187,11 +196,14 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 				break drain
 			}
 		}
-		err := a.syncDataplane(ctx)
+		next, err := a.syncDataplaneNext(ctx)
 		if err != nil {
 			a.log.Warn("dataplane sync failed", "error", err)
 		} else {
 			a.synced.Store(true)
+		}
+		if !next.IsZero() {
+			expiry.Reset(time.Until(next) + time.Millisecond)
 		}
 		for _, w := range waiters {
 			w <- err
