@@ -203,10 +203,15 @@ func (a *Agent) buildEndpoint(id *cni.Identity, name, hostIf string, allocs []ip
 	return w
 }
 
-// writeEndpoint creates or replaces the WorkloadEndpoint.
+// writeEndpoint creates the WorkloadEndpoint (one round trip), or
+// replaces it when one of that name is left from an earlier container.
 func (a *Agent) writeEndpoint(ctx context.Context, w *api.WorkloadEndpoint) error {
 	c := *w
-	_, _, err := a.client.Apply(ctx, &c)
+	_, err := a.client.Create(ctx, &c)
+	if errors.Is(err, datastore.ErrExists) {
+		c = *w
+		_, _, err = a.client.Apply(ctx, &c)
+	}
 	return err
 }
 
