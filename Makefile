@@ -33,7 +33,7 @@ fuzz:
 	./scripts/fuzz.sh 10s
 
 # Faults, load and attacks (internal/chaos, docs/reliability.md): the full
-# form of every chaos and security scenario in labs (about 20 minutes on
+# form of every chaos and security scenario in labs (about 13 minutes on
 # 2 cores; root, iproute2, iperf3, nftables). `make test` runs the short
 # forms. The measured figures go to bin/chaos-figures.tsv.
 chaos: build

@@ -252,3 +252,12 @@ func TestKeepLogs(t *testing.T) {
 		t.Errorf("keepLogs of no logs = %q, want empty", got)
 	}
 }
+
+func TestWaitExit(t *testing.T) {
+	if WaitExit(os.Getpid(), 0) {
+		t.Errorf("WaitExit(self) = true, want false: this process runs")
+	}
+	if !WaitExit(1<<30, 0) {
+		t.Errorf("WaitExit(no such pid) = false, want true")
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/tabbynet/tabby/internal/netns"
 )
@@ -282,4 +283,24 @@ func procStart(pid int) (uint64, error) {
 func alive(p ProcRef) bool {
 	st, err := procStart(p.PID)
 	return err == nil && st == p.Start
+}
+
+// WaitExit waits until process pid has exited (gone, or a zombie whose
+// sockets are closed), at most d; it reports whether it did.
+func WaitExit(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] == 'Z' {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

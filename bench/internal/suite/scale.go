@@ -418,6 +418,10 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 	if err := s.l.StopAgent(h.Name, true); err != nil {
 		return 0, 0, 0, err
 	}
+	// The new agent binds the old one's ports: wait for the kill to land.
+	if !harness.WaitExit(h.PID, 30*time.Second) {
+		return 0, 0, 0, fmt.Errorf("the killed agent of %s (pid %d) is still running", h.Name, h.PID)
+	}
 	t0 := time.Now()
 	if err := s.l.StartAgent(ctx, h.Name); err != nil {
 		return 0, 0, 0, err
