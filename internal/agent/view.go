@@ -49,15 +49,9 @@ func (p *pendingEndpoints) done(w *api.WorkloadEndpoint) {
 	delete(p.m, objKey(w))
 }
 
-// view builds a snapshot from the cache, the pending endpoints and the
-// tombstones of recently deleted ones.
-func (a *Agent) view() *View {
-	v, _ := a.viewAt(time.Now())
-	return v
-}
-
-// viewAt is view at a given time; it also says when the next tombstone
-// expires (zero: none).
+// viewAt builds a snapshot from the cache, the pending endpoints and the
+// tombstones of recently deleted ones, as of now; it also says when the
+// next tombstone expires (zero: none).
 func (a *Agent) viewAt(now time.Time) (*View, time.Time) {
 	c := a.cache
 	v := &View{

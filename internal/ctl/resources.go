@@ -304,7 +304,7 @@ func newDeleteCommand(g *globals) *cobra.Command {
 					docs = append(docs, document{source: "args", res: r})
 				}
 			default:
-				return errors.New("delete needs -f FILE or KIND NAME...")
+				return errors.New("delete needs -f FILE or KIND NAME")
 			}
 			store, err := g.connect()
 			if err != nil {

@@ -3,7 +3,6 @@ package ctl
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -260,6 +259,6 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	if out := c.ok("completion", "bash"); !strings.Contains(out, "bash completion") {
-		t.Fatal(fmt.Sprintf("bash completion script missing: %.200s", out))
+		t.Fatalf("bash completion script missing: %.200s", out)
 	}
 }
