@@ -285,8 +285,10 @@ func alive(p ProcRef) bool {
 	return err == nil && st == p.Start
 }
 
-// WaitExit waits until process pid has exited (gone, or a zombie whose
-// sockets are closed), at most d; it reports whether it did.
+// WaitExit waits until process pid has exited — gone, or a zombie with no
+// thread left (the leader of a multi-threaded process shows as a zombie
+// while its other threads, which share its open sockets, still exit) — at
+// most d; it reports whether it did.
 func WaitExit(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
@@ -296,7 +298,9 @@ func WaitExit(pid int, d time.Duration) bool {
 		}
 		s := string(b)
 		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] == 'Z' {
-			return true
+			if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err != nil || len(tasks) <= 1 {
+				return true
+			}
 		}
 		if time.Now().After(deadline) {
 			return false

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,7 +103,7 @@ Memory, CPU and datastore size have no baseline; the plots show how each grows w
 a 10 s window after programming settled. The same labs feed the propagation section below.`,
 	Systems: []report.System{{Key: report.Tabby, Label: "Tabby"}, {Key: "nftload", Label: "nft -f of the same ruleset", Baseline: true}},
 	Metrics: scaleMetrics(),
-	Needs:   []string{"ip", "nft"},
+	Needs:   []string{"ip", "nft", "ss"},
 	Budget:  16 * time.Minute, QuickBudget: 100 * time.Second,
 	Run:  runScale,
 	Also: []harness.Benchmark{Propagation},
@@ -235,7 +236,7 @@ func scaleOne(ctx context.Context, env *harness.Env, rec *harness.Recorder, n in
 	restarts := harness.Pick(env, 3, 1)
 	var resyncs, reroutes []float64
 	for i := range min(restarts, n) {
-		t, rt, base, err := s.resync(ctx, s.hosts[i])
+		t, rt, base, err := s.resync(ctx, rec, s.hosts[i], n*perHost)
 		if err != nil {
 			return err
 		}
@@ -405,12 +406,19 @@ func datastoreSize(ctx context.Context, store datastore.Store) (float64, int, er
 // set elements (policy), then its routes to the other hosts' container
 // blocks (routes; NaN when not back within the wait), are back; then it
 // times `nft -f` of its ruleset into an empty namespace. Seconds.
-func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float64, float64, error) {
+func (s *scaleLab) resync(ctx context.Context, rec *harness.Recorder, h lab.NodeStatus, wantElems int) (float64, float64, float64, error) {
 	p := s.probes[h.Name]
 	chains, elems, err := settled(ctx, p)
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	if elems != wantElems {
+		// Every container is in exactly one app set and the probe
+		// endpoints are gone: anything else is stale (or missing) state.
+		rec.Note("%d hosts: before the restart of %s its selector sets held %d addresses, %d expected (one per container); the restart is judged against %d.",
+			len(s.hosts), h.Name, elems, wantElems, wantElems)
+	}
+	elems = wantElems
 	routes, err := p.LearnedRoutes(lab.DefaultPool)
 	if err != nil {
 		return 0, 0, 0, err
@@ -421,6 +429,9 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 	// The new agent binds the old one's ports: wait for the kill to land.
 	if !harness.WaitExit(h.PID, 30*time.Second) {
 		return 0, 0, 0, fmt.Errorf("the killed agent of %s (pid %d) is still running", h.Name, h.PID)
+	}
+	if err := waitNoListener(h.Namespace, 30*time.Second); err != nil {
+		return 0, 0, 0, err
 	}
 	t0 := time.Now()
 	if err := s.l.StartAgent(ctx, h.Name); err != nil {
@@ -474,6 +485,22 @@ func (s *scaleLab) resync(ctx context.Context, h lab.NodeStatus) (float64, float
 }
 
 var commentRe = regexp.MustCompile(`(?m)[ \t]*comment ".*"$`)
+
+// waitNoListener waits until nothing listens on TCP in ns (the killed
+// agent's health and BGP ports are free again).
+func waitNoListener(ns string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		out, err := harness.Run(context.Background(), harness.InNS(ns, "ss", "-Hltn")...)
+		if err == nil && strings.TrimSpace(string(out)) == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: still listening after the agent was killed: %s", ns, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // settled waits until a host's policy chains and set elements read the
 // same twice in a row, half a second apart (the deletes of the last
