@@ -2,8 +2,6 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,26 +9,19 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tabbynet/tabby/internal/lab/labtest"
 )
 
 // The privileged tests run the real binaries: they are built once into a
 // temporary directory, removed when the tests end.
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	labtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -47,62 +38,13 @@ func requireRoot(t testing.TB) {
 	}
 }
 
-func testBinaries(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "tabby-lab-bin-")
-		if binErr != nil {
-			return
-		}
-		goCmd, err := exec.LookPath("go")
-		if err != nil {
-			binErr = err
-			return
-		}
-		for _, pkg := range []string{"tabby", "tabby-cni"} {
-			cmd := exec.Command(goCmd, "build", "-o", filepath.Join(binDir, pkg), "github.com/tabbynet/tabby/cmd/"+pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = errors.New("go build " + pkg + ": " + err.Error() + "\n" + string(out))
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
+func testBinaries(t testing.TB) string { return labtest.Binaries(t) }
 
 // uniqueName is prefix plus 4 random hex digits: labs of concurrent test
 // runs never share a name.
-func uniqueName(prefix string) string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+func uniqueName(prefix string) string { return labtest.Name(prefix) }
 
-type testLogWriter struct {
-	t  testing.TB
-	mu *sync.Mutex
-	ok *bool
-}
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if *w.ok {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	ok := true
-	mu := &sync.Mutex{}
-	t.Cleanup(func() { mu.Lock(); ok = false; mu.Unlock() })
-	return slog.New(slog.NewTextHandler(testLogWriter{t, mu, &ok}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func testLogger(t testing.TB) *slog.Logger { return labtest.Logger(t, slog.LevelWarn) }
 
 // testDNS runs `tabby dns` on the master as `tabby lab up` does.
 var testDNS = &DNSConfig{Args: func(ip netip.Addr, datastore, mesos string) []string {

@@ -3,8 +3,6 @@ package labpolicy
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/tabbynet/tabby/internal/lab/labtest"
+
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/lab"
@@ -25,17 +25,10 @@ import (
 )
 
 // The tests run the real binaries, built once into a temporary directory.
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	labtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -52,56 +45,12 @@ func requirePrivileged(t testing.TB) {
 	}
 }
 
-func testBinaries(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "tabby-labpolicy-bin-")
-		if binErr != nil {
-			return
-		}
-		for _, pkg := range []string{"tabby", "tabby-cni"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/tabbynet/tabby/cmd/"+pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
+func testBinaries(t testing.TB) string { return labtest.Binaries(t) }
 
 // uniqueName is prefix plus 4 random hex digits (lab names are at most 8).
-func uniqueName(prefix string) string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+func uniqueName(prefix string) string { return labtest.Name(prefix) }
 
-type testLogWriter struct {
-	t  testing.TB
-	mu *sync.Mutex
-	ok *bool
-}
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if *w.ok {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	ok := true
-	mu := &sync.Mutex{}
-	t.Cleanup(func() { mu.Lock(); ok = false; mu.Unlock() })
-	return slog.New(slog.NewTextHandler(testLogWriter{t, mu, &ok}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func testLogger(t testing.TB) *slog.Logger { return labtest.Logger(t, slog.LevelWarn) }
 
 // world is a lab brought up for one test function, with its datastore
 // client and containers.

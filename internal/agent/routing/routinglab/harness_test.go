@@ -3,8 +3,6 @@ package routinglab
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tabbynet/tabby/internal/lab/labtest"
 
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
 	"github.com/tabbynet/tabby/internal/api"
@@ -28,17 +27,9 @@ import (
 // labWait bounds every wait for convergence (the machine is shared).
 const labWait = 90 * time.Second
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	labtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -53,54 +44,12 @@ func requireRoot(t testing.TB) {
 }
 
 // binaries builds tabby and tabby-cni once per test binary.
-func binaries(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "tabby-routinglab-"); binErr != nil {
-			return
-		}
-		for _, pkg := range []string{"tabby", "tabby-cni"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/tabbynet/tabby/cmd/"+pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
+func binaries(t testing.TB) string { return labtest.Binaries(t) }
 
 // labName is prefix plus 4 random hex digits (lab names are at most 8).
-func labName(prefix string) string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+func labName(prefix string) string { return labtest.Name(prefix) }
 
-type testWriter struct {
-	t  testing.TB
-	mu *sync.Mutex
-	on *bool
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if *w.on {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	on, mu := true, &sync.Mutex{}
-	t.Cleanup(func() { mu.Lock(); on = false; mu.Unlock() })
-	return slog.New(slog.NewTextHandler(testWriter{t, mu, &on}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func testLogger(t testing.TB) *slog.Logger { return labtest.Logger(t, slog.LevelWarn) }
 
 // env is a lab under test.
 type env struct {
