@@ -47,7 +47,7 @@ checked by dnsperf's response-code counts (lost queries are noted).`,
 		{Key: "addres-p99", Label: "ADD start → resolvable p99", Unit: "ms", LowerIsBetter: true},
 	},
 	Needs:  []string{"ip", "dnsperf", "dnsmasq"},
-	Budget: 4 * time.Minute, QuickBudget: 75 * time.Second,
+	Budget: 3 * time.Minute, QuickBudget: 75 * time.Second,
 	Run: runDNS,
 }
 
@@ -129,8 +129,8 @@ func runDNS(ctx context.Context, env *harness.Env, rec *harness.Recorder) error 
 	if err != nil {
 		return err
 	}
-	secs := harness.Pick(env, 10, 3)
-	samples := harness.Pick(env, 30, 10)
+	secs := harness.Pick(env, 8, 3)
+	samples := harness.Pick(env, 20, 10)
 	for r := 1; r <= env.Rounds; r++ {
 		for _, sys := range harness.Order(r, report.Tabby, "dnsmasq") {
 			addr := map[string]string{report.Tabby: tabbyAddr, "dnsmasq": dnsmasqAddr}[sys]

@@ -104,7 +104,7 @@ a 10 s window after programming settled. The same labs feed the propagation sect
 	Systems: []report.System{{Key: report.Tabby, Label: "Tabby"}, {Key: "nftload", Label: "nft -f of the same ruleset", Baseline: true}},
 	Metrics: scaleMetrics(),
 	Needs:   []string{"ip", "nft", "ss"},
-	Budget:  16 * time.Minute, QuickBudget: 100 * time.Second,
+	Budget:  20 * time.Minute, QuickBudget: 100 * time.Second,
 	Run:  runScale,
 	Also: []harness.Benchmark{Propagation},
 }
@@ -233,7 +233,10 @@ func scaleOne(ctx context.Context, env *harness.Env, rec *harness.Recorder, n in
 	if err := s.propagation(ctx, rec.Section("propagation"), n, largest); err != nil {
 		return err
 	}
-	restarts := harness.Pick(env, 3, 1)
+	restarts := 1
+	if largest {
+		restarts = harness.Pick(env, 3, 1)
+	}
 	var resyncs, reroutes []float64
 	for i := range min(restarts, n) {
 		t, rt, base, err := s.resync(ctx, rec, s.hosts[i], n*perHost)
@@ -555,9 +558,9 @@ func nftReload(ctx context.Context, env *harness.Env, ns string) (float64, error
 // propagation takes the policy, endpoint and route samples in this lab.
 func (s *scaleLab) propagation(ctx context.Context, rec *harness.Recorder, n int, largest bool) error {
 	env := s.env
-	rounds, perRound := 1, harness.Pick(env, 5, 3)
+	rounds, perRound := 1, 3
 	if largest {
-		rounds, perRound = env.Rounds, harness.Pick(env, 8, 4)
+		rounds, perRound = env.Rounds, harness.Pick(env, 5, 4)
 	}
 	// The push baseline's own table and set on every host.
 	for _, h := range s.hosts {

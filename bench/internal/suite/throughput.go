@@ -111,8 +111,8 @@ func runPolicyThroughput(ctx context.Context, env *harness.Env, rec *harness.Rec
 			return err
 		}
 	}
-	secs := harness.Pick(env, 4, 2)
-	crrDur := harness.Pick(env, 3*time.Second, time.Second)
+	secs := harness.Pick(env, 3, 2)
+	crrDur := harness.Pick(env, 2*time.Second, time.Second)
 	systems := []string{report.Tabby, "veth", "ipt", "open"}
 	if !env.Quick {
 		systems = append(systems, "iptnoct")

@@ -87,7 +87,7 @@ func runCrossHost(ctx context.Context, env *harness.Env, rec *harness.Recorder) 
 		targets[e.key] = target{cli.NetNS, ip.String()}
 		modes = append(modes, e.key)
 	}
-	secs := harness.Pick(env, 4, 2)
+	secs := harness.Pick(env, 3, 2)
 	for r := 1; r <= env.Rounds; r++ {
 		for _, sys := range harness.Order(r, append([]string{"routed"}, modes...)...) {
 			t := targets[sys]
