@@ -47,6 +47,10 @@ type Peer struct {
 	Passive bool
 	// Description is shown in status only (e.g. the peer type).
 	Description string
+	// Agent: the peer is another Tabby agent, whose restarts close the
+	// session; a session that ends by its hold timer means the host is
+	// lost, and its routes are withdrawn at once (see lost.go).
+	Agent bool
 }
 
 // String describes a peer without its password.

@@ -198,15 +198,23 @@ func (s *Speaker) startServer(cfg *Config) error {
 		return fmt.Errorf("start BGP (router-id %s, as %d, port %d): %w", cfg.RouterID, cfg.ASN, cfg.ListenPort, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
+	peerEvent := make(chan struct{}, 1)
 	err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{
-		OnBestPath:   func([]*apiutil.Path, time.Time) { s.signal() },
-		OnPathEor:    func(*apiutil.Path, time.Time) { s.signal() },
-		OnPeerUpdate: func(*apiutil.WatchEventMessage_PeerEvent, time.Time) { s.signal() },
+		OnBestPath: func([]*apiutil.Path, time.Time) { s.signal() },
+		OnPathEor:  func(*apiutil.Path, time.Time) { s.signal() },
+		OnPeerUpdate: func(*apiutil.WatchEventMessage_PeerEvent, time.Time) {
+			s.signal()
+			select {
+			case peerEvent <- struct{}{}:
+			default:
+			}
+		},
 	}, server.WatchBestPath(false), server.WatchPeer(), server.WatchEor(false))
 	if err != nil {
 		cancel()
 		return fmt.Errorf("watch BGP events: %w", err)
 	}
+	go s.watchLost(wctx, srv, peerEvent)
 	s.stopWatch = cancel
 	s.cur = &Config{RouterID: cfg.RouterID, ASN: cfg.ASN, ListenAddr: cfg.ListenAddr, ListenPort: cfg.ListenPort, ClusterID: cfg.ClusterID}
 	s.keep = nil

@@ -361,6 +361,7 @@ func (r *Router) bgpConfig(p *routing.Plan) (*bgp.Config, []string) {
 			Password: pw, RouteReflectorClient: pr.RouteReflectorClient, KeepOriginalNextHop: pr.KeepOriginalNextHop,
 			RestartTime: pr.MaxRestartTime, Keepalive: pr.KeepaliveTime, TTLSecurity: pr.TTLSecurity,
 			AllowOwnAS: uint8(min(max(pr.AllowOwnAS, 0), 255)), Passive: pr.Passive, Description: string(pr.Type),
+			Agent: pr.Node != "",
 		})
 	}
 	return c, problems
