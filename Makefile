@@ -28,9 +28,11 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Short fuzzing pass over every fuzz target (seed corpora live in testdata/fuzz).
+# Short fuzzing pass over every fuzz target (seed corpora live in
+# testdata/fuzz). CI runs it with FUZZTIME=3s after `make test`.
+FUZZTIME ?= 10s
 fuzz:
-	./scripts/fuzz.sh 10s
+	./scripts/fuzz.sh $(FUZZTIME)
 
 # Faults, load and attacks (internal/chaos, docs/reliability.md): the full
 # form of every chaos and security scenario in labs (about 13 minutes on
