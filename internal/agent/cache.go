@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -127,10 +128,32 @@ func (c *cache) replace(kind string, list []api.Resource) {
 
 func (c *cache) put(kind string, r api.Resource) {
 	c.mu.Lock()
-	c.objs[kind][objKey(r)] = r
+	k := objKey(r)
+	quiet := statusOnly(c.objs[kind][k], r)
+	c.objs[kind][k] = r
+	if quiet {
+		c.mu.Unlock()
+		return
+	}
 	c.version++
 	c.mu.Unlock()
 	c.signal()
+}
+
+// statusOnly reports whether an update of a Node changes only its status —
+// the heartbeat every agent writes every 30 s — which nothing the
+// dataplane computes reads: such an update is stored without waking the
+// dataplane, or every agent would recompile everything every 30 s / hosts.
+func statusOnly(old, cur api.Resource) bool {
+	o, ok := old.(*api.Node)
+	n, ok2 := cur.(*api.Node)
+	if !ok || !ok2 {
+		return false
+	}
+	oc, nc := *o, *n
+	oc.Status, nc.Status = api.NodeStatus{}, api.NodeStatus{}
+	oc.ResourceVersion, nc.ResourceVersion = "", ""
+	return reflect.DeepEqual(oc, nc)
 }
 
 func (c *cache) remove(kind string, r api.Resource) {

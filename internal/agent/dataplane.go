@@ -15,6 +15,9 @@ import (
 type PolicyDriver interface {
 	Apply(ctx context.Context, rs *policy.Ruleset) error
 	FlushConntrack(addrs []netip.Addr) error
+	// Current reports whether the kernel still holds exactly what the
+	// last Apply committed.
+	Current() bool
 }
 
 // KernelDataplane is the production Dataplane: nftables policy (and, with
@@ -85,6 +88,12 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	}
 	d.logWarnings(rs.Warnings)
 	return d.Policy.Apply(ctx, rs)
+}
+
+// Current reports whether the kernel's policy is what the last Sync
+// programmed (routes are the router's, which re-checks them itself).
+func (d *KernelDataplane) Current() bool {
+	return d.Policy == nil || d.Policy.Current()
 }
 
 // logWarnings logs the compiler's warnings when they change (not on every

@@ -21,6 +21,7 @@ type metrics struct {
 	endpoints    prometheus.Gauge
 	syncDuration prometheus.Histogram
 	syncErrors   prometheus.Counter
+	syncSkipped  prometheus.Counter
 	gcReleased   prometheus.Counter
 }
 
@@ -44,11 +45,14 @@ func newMetrics() *metrics {
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_dataplane_sync_errors_total", Help: "Dataplane syncs that failed.",
 		}),
+		syncSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tabby_dataplane_resyncs_skipped_total", Help: "Periodic resyncs skipped: nothing changed and the kernel was untouched.",
+		}),
 		gcReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_ipam_gc_released_total", Help: "Leaked addresses released by GC.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.gcReleased,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

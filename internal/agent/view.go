@@ -33,20 +33,29 @@ type View struct {
 // in the view before their WorkloadEndpoint is written, so policy is in
 // place before the container's interface exists.
 type pendingEndpoints struct {
-	mu sync.Mutex
-	m  map[string]*api.WorkloadEndpoint // namespace/name → endpoint being added
+	mu      sync.Mutex
+	m       map[string]*api.WorkloadEndpoint // namespace/name → endpoint being added
+	version uint64                           // bumped on every change
 }
 
 func (p *pendingEndpoints) add(w *api.WorkloadEndpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.m[objKey(w)] = w
+	p.version++
 }
 
 func (p *pendingEndpoints) done(w *api.WorkloadEndpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.m, objKey(w))
+	p.version++
+}
+
+func (p *pendingEndpoints) ver() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.version
 }
 
 // viewAt builds a snapshot from the cache, the pending endpoints and the
@@ -161,7 +170,22 @@ func (a *Agent) requestSync(ctx context.Context) error {
 	}
 }
 
+// Current is implemented by a Dataplane that can tell cheaply that the
+// kernel still holds exactly what its last Sync programmed (nobody has
+// touched it since).
+type Current interface {
+	Current() bool
+}
+
+// inputs identifies what a view is built from, short of the clock (the
+// tombstones' expiry has its own wake-up).
+type inputs struct{ cache, pending uint64 }
+
 // dataplaneLoop syncs on datastore changes, on request, and periodically.
+// A periodic sync is skipped when nothing it would compile has changed and
+// the dataplane reports the kernel untouched since the last sync: the
+// resync is there to repair drift, and a full compile of every policy for
+// every endpoint is most of an idle agent's CPU.
 func (a *Agent) dataplaneLoop(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.ResyncInterval)
 	defer t.Stop()
@@ -169,8 +193,11 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 	expiry := time.NewTimer(time.Hour)
 	expiry.Stop()
 	defer expiry.Stop()
+	var last inputs
+	haveLast := false
 	for {
 		var waiters []chan error
+		periodic := false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -178,6 +205,7 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 			waiters = append(waiters, w)
 		case <-a.cache.changed:
 		case <-t.C:
+			periodic = true
 		case <-expiry.C:
 		}
 		// Take every request queued so far: they share this sync.
@@ -190,11 +218,18 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 				break drain
 			}
 		}
+		in := inputs{cache: a.cache.Version(), pending: a.pending.ver()}
+		if periodic && len(waiters) == 0 && haveLast && in == last && a.dataplaneCurrent() {
+			a.m.syncSkipped.Inc()
+			continue
+		}
 		next, err := a.syncDataplaneNext(ctx)
 		if err != nil {
 			a.log.Warn("dataplane sync failed", "error", err)
+			haveLast = false
 		} else {
 			a.synced.Store(true)
+			last, haveLast = in, true
 		}
 		if !next.IsZero() {
 			expiry.Reset(time.Until(next) + time.Millisecond)
@@ -203,4 +238,11 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 			w <- err
 		}
 	}
+}
+
+// dataplaneCurrent reports whether the dataplane says the kernel holds
+// what it last programmed; a dataplane that cannot tell is never current.
+func (a *Agent) dataplaneCurrent() bool {
+	c, ok := a.dp.(Current)
+	return ok && c.Current()
 }

@@ -188,6 +188,23 @@ func (d *Driver) conn(p *plan) (*nftables.Conn, error) {
 	return nftables.New(opts...)
 }
 
+// Current reports whether the kernel's table is exactly what the last
+// Apply committed: nobody has committed since, or (with Run's monitor)
+// nobody has touched the table. Applying the same Ruleset again would then
+// change nothing, so callers may skip the compile.
+func (d *Driver) Current() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.valid || d.applied == nil {
+		return false
+	}
+	gen, err := d.generation()
+	if err != nil {
+		return false
+	}
+	return gen == d.gen || d.monitor != nil && d.monitor.clean(d.gen, gen)
+}
+
 // apply runs one attempt.
 func (d *Driver) apply(ctx context.Context, rs *policy.Ruleset, rebuild bool) (Change, error) {
 	gen, err := d.generation()

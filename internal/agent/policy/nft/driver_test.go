@@ -365,7 +365,13 @@ func TestPrivilegedMonitor(t *testing.T) {
 		}
 	}
 	rs := mustCompile(t, PortMappings())
+	if d.Current() {
+		t.Error("Current before the first Apply: true, want false")
+	}
 	mustApply(t, d, rs)
+	if !d.Current() {
+		t.Error("Current right after Apply: false, want true")
+	}
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns.fd.Fd())))
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +389,9 @@ func TestPrivilegedMonitor(t *testing.T) {
 	mustApply(t, d, rs)
 	for i := 2; i <= 4; i++ {
 		foreign(fmt.Sprintf("other%d", i))
+		if !d.Current() {
+			t.Errorf("Current after a commit to another table (other%d): false, want true", i)
+		}
 		if ch := mustApply(t, d, rs); ch.Resynced || ch.Committed {
 			t.Errorf("Apply after a commit to another table: %+v, want no resync", ch)
 		}
@@ -390,6 +399,11 @@ func TestPrivilegedMonitor(t *testing.T) {
 	c.FlushChain(&nftables.Chain{Name: "forward", Table: tableRef()})
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	// A hand edit of our table: the agent's periodic resync must not be
+	// skipped.
+	if d.Current() {
+		t.Error("Current after a hand edit of our table: true, want false")
 	}
 	if ch := mustApply(t, d, rs); !ch.Resynced || ch.ChainsRewritten != 1 {
 		t.Errorf("Apply after a hand edit of our table: %+v, want a resync rewriting one chain", ch)
