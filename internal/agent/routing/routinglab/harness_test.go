@@ -1,12 +1,10 @@
 package routinglab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -197,42 +195,9 @@ func (e *env) reach(a, b *lab.Container) {
 	if out, err := e.in(a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", b.IP().String()); err != nil {
 		e.t.Fatalf("ICMP from %s to %s lost packets: %v\n%s", a.Name, b.Name, err, out)
 	}
-	if err := tcpEcho(a, b); err != nil {
+	if err := lab.TCPEcho(a, b); err != nil {
 		e.t.Fatalf("TCP from %s (%s) to %s (%s): %v", a.Name, a.IP(), b.Name, b.IP(), err)
 	}
-}
-
-// tcpEcho sends a message over TCP from a to a listener in b and reads it back.
-func tcpEcho(a, b *lab.Container) error {
-	ln, err := lab.ListenIn(b.NetNS, "tcp4", netip.AddrPortFrom(b.IP(), 0).String())
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = io.CopyN(conn, conn, 5)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := lab.DialIn(ctx, a.NetNS, "tcp4", ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte("tabby")); err != nil {
-		return err
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(conn, buf); err != nil || !bytes.Equal(buf, []byte("tabby")) {
-		return fmt.Errorf("echo: got %q: %v", buf, err)
-	}
-	return nil
 }
 
 // status runs `tabby node status -o json` on node, as an operator would
