@@ -12,8 +12,12 @@ import (
 // TCPEcho checks that a TCP connection from container a reaches a
 // listener on b's address and carries a message there and back, within
 // 10 s.
-func TCPEcho(a, b *Container) error {
-	ln, err := ListenIn(b.NetNS, "tcp4", netip.AddrPortFrom(b.IP(), 0).String())
+func TCPEcho(a, b *Container) error { return TCPEchoIn(a.NetNS, b.NetNS, b.IP()) }
+
+// TCPEchoIn is TCPEcho between two named network namespaces: from dials a
+// listener on addr in to.
+func TCPEchoIn(from, to string, addr netip.Addr) error {
+	ln, err := ListenIn(to, "tcp4", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		return err
 	}
@@ -28,7 +32,7 @@ func TCPEcho(a, b *Container) error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := DialIn(ctx, a.NetNS, "tcp4", ln.Addr().String())
+	conn, err := DialIn(ctx, from, "tcp4", ln.Addr().String())
 	if err != nil {
 		return err
 	}

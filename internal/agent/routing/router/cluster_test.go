@@ -27,7 +27,7 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
 	"github.com/tabbynet/tabby/internal/ipam"
-	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/lab"
 )
 
 // clusterWait bounds every wait for convergence (generous: the machine
@@ -252,50 +252,9 @@ func (c *cluster) reach(from string, to string, addr netip.Addr) {
 	if err := routingtest.Ping(from, addr, 3); err != nil {
 		c.t.Fatal(err)
 	}
-	if err := tcpEcho(from, to, addr); err != nil {
+	if err := lab.TCPEchoIn(from, to, addr); err != nil {
 		c.t.Fatalf("TCP from %s to %s: %v", from, addr, err)
 	}
-}
-
-// tcpEcho listens in container to, connects from container from and
-// checks a message comes back.
-func tcpEcho(from, to string, addr netip.Addr) error {
-	var ln net.Listener
-	err := netns.Do(netns.Path(to), func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		buf := make([]byte, 64)
-		n, _ := conn.Read(buf)
-		_, _ = conn.Write(buf[:n])
-	}()
-	return netns.Do(netns.Path(from), func() error {
-		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := conn.Write([]byte("tabby")); err != nil {
-			return err
-		}
-		buf := make([]byte, 5)
-		if _, err := conn.Read(buf); err != nil || string(buf) != "tabby" {
-			return fmt.Errorf("echo: got %q, %v", buf, err)
-		}
-		return nil
-	})
 }
 
 func ipPool(name, cidr, ipip, vxlan string) *api.IPPool {
