@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,15 +18,16 @@ import (
 
 // TestPrivilegedCrashedContainerReleased: a container killed without CNI
 // DEL (processes killed, namespace deleted) has its endpoint and address
-// gone within 10 s on the live agent; its address is handed out again
-// only after that; two other containers' ping and TCP never notice; the
-// late DEL (lab rm) succeeds.
+// gone within 10 s on the live agent, and the other host's policy sets no
+// longer hold its address; its address is handed out again only after
+// that; two other containers' ping and TCP (across hosts) never notice;
+// the late DEL (lab rm) succeeds.
 func TestPrivilegedCrashedContainerReleased(t *testing.T) {
 	requireRoot(t)
-	l := upLab(t, Config{Name: uniqueName("cr"), Nodes: 1})
+	l := upLab(t, Config{Name: uniqueName("cr"), Nodes: 2})
 	ctx := context.Background()
-	for _, n := range []string{"a", "b", "dead"} {
-		if _, err := l.Run(ctx, RunSpec{Name: n, Node: "h1", Command: []string{"sleep", "infinity"}}); err != nil {
+	for _, n := range []struct{ name, node string }{{"a", "h1"}, {"b", "h2"}, {"dead", "h1"}} {
+		if _, err := l.Run(ctx, RunSpec{Name: n.name, Node: n.node, Command: []string{"sleep", "infinity"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,6 +41,19 @@ func TestPrivilegedCrashedContainerReleased(t *testing.T) {
 	defer s.Close()
 	client, m := datastore.NewClient(s), ipam.New(s, nil)
 
+	// a reaches b (the route to h2's new block is learned over BGP first).
+	for reachDeadline := time.Now().Add(60 * time.Second); ; {
+		cmd, err := l.ContainerCommand(ctx, "a", []string{"ping", "-n", "-c", "1", "-W", "1", b.IP().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cmd.Run() == nil {
+			break
+		}
+		if time.Now().After(reachDeadline) {
+			t.Fatalf("a does not reach b (%s) before the crash", b.IP())
+		}
+	}
 	// a pings b all along (75 × 0.2 s: well past the 10 s bound).
 	ping, err := l.ContainerCommand(ctx, "a", []string{"ping", "-n", "-q", "-i", "0.2", "-c", "75", b.IP().String()})
 	if err != nil {
@@ -56,6 +71,21 @@ func TestPrivilegedCrashedContainerReleased(t *testing.T) {
 	reuse := ipam.Request{Handle: "labtest.reuse.eth0", Node: "h1", Static: []netip.Addr{deadIP}}
 	if _, err := m.Allocate(ctx, reuse); err == nil {
 		t.Fatalf("%s was handed out again while its container lives", deadIP)
+	}
+	inSets := func() bool {
+		t.Helper()
+		cmd, err := l.NodeCommand(ctx, "h2", []string{"nft", "list", "ruleset"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list ruleset on h2: %v\n%s", err, out)
+		}
+		return strings.Contains(string(out), deadIP.String())
+	}
+	if !inSets() {
+		t.Fatalf("h2's policy does not hold %s before the crash: the test cannot see it go", deadIP)
 	}
 	start := time.Now()
 	if err := l.Crash(ctx, "dead"); err != nil {
@@ -81,6 +111,12 @@ func TestPrivilegedCrashedContainerReleased(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("10 s after the crash: endpoint present %v, %s not yet free (%v)", present, deadIP, allocErr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for inSets() {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the crash, h2's policy sets still hold %s", deadIP)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
