@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,14 +23,21 @@ import (
 // fakeDeadKernel answers NetNSGone from a set of removed paths; its link
 // events are fed by the test through pass.
 type fakeDeadKernel struct {
-	mu   sync.Mutex
-	gone map[string]bool
-	err  error
+	mu     sync.Mutex
+	gone   map[string]bool
+	err    error
+	events chan string // link deletes Run sees (nil: none)
 }
 
-func (k *fakeDeadKernel) WatchLinkDeletes(ctx context.Context, _ func(string)) error {
-	<-ctx.Done()
-	return nil
+func (k *fakeDeadKernel) WatchLinkDeletes(ctx context.Context, gone func(string)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case n := <-k.events:
+			gone(n)
+		}
+	}
 }
 
 func (k *fakeDeadKernel) NetNSGone(path string) (bool, error) {
@@ -323,4 +331,65 @@ func TestReaperInterfaceBack(t *testing.T) {
 	g.pass(5 * time.Second)
 	g.pass(5 * time.Second)
 	g.wantExists("interface back", e, true, true)
+}
+
+// TestConfigDeadEndpointBounds: the reaper's settings default, and bad
+// values are refused naming the flag.
+func TestConfigDeadEndpointBounds(t *testing.T) {
+	base := Config{Node: "n1", NodeIP: netip.MustParsePrefix("10.0.0.1/24")}
+	d := base.WithDefaults()
+	if d.DeadEndpointGrace != DefaultDeadEndpointGrace || d.DeadEndpointSweep != DefaultDeadEndpointSweep {
+		t.Errorf("defaults: grace %s, sweep %s; want %s, %s", d.DeadEndpointGrace, d.DeadEndpointSweep, DefaultDeadEndpointGrace, DefaultDeadEndpointSweep)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"grace too short", func(c *Config) { c.DeadEndpointGrace = 100 * time.Millisecond }, "dead-endpoint-grace: 100ms"},
+		{"grace negative", func(c *Config) { c.DeadEndpointGrace = -time.Second }, "dead-endpoint-grace: -1s"},
+		{"sweep too long", func(c *Config) { c.DeadEndpointSweep = 2 * time.Hour }, "dead-endpoint-sweep: 2h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base.WithDefaults()
+			tc.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReaperRun: Run turns a link event into a removal once the grace has
+// passed (real clock, short grace), and returns when its context ends.
+func TestReaperRun(t *testing.T) {
+	g := newReaperRig(t)
+	g.r.now = time.Now
+	g.r.grace = 20 * time.Millisecond
+	g.kernel.events = make(chan string)
+	e := g.attach("run1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.r.Run(ctx) }()
+	g.kill(e)
+	g.kernel.events <- "eth9" // not a workload interface: ignored
+	g.kernel.events <- e.hostIf
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ep, addrs := g.exists(e); !ep && !addrs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead container was not removed within 10 s of its link event")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
 }
