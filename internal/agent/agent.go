@@ -60,6 +60,7 @@ type Agent struct {
 	dp     Dataplane
 	cache  *cache
 	m      *metrics
+	reaper *reaper // removes endpoints of containers that died without DEL
 
 	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools
@@ -102,6 +103,7 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 		syncReqs: make(chan chan error, 256),
 		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
+	a.reaper = newReaper(a, kernelDeadKernel{})
 	return a, nil
 }
 
@@ -166,6 +168,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("dataplane", a.dataplaneLoop)
 	run("heartbeat", a.heartbeatLoop)
 	run("gc", a.gcLoop)
+	run("reaper", a.reaper.Run)
 
 	ln, err := cni.Listen(a.cfg.Socket)
 	if err != nil {

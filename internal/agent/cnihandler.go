@@ -64,6 +64,7 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	if req.NetNS == "" {
 		return nil, cni.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS: required for ADD")
 	}
+	defer a.reaper.holdAdd(id.IPAMHandle)() // no reaping of this handle meanwhile
 	conf := req.NetConf
 	name := a.endpointName(id)
 	hostIf := endpoint.HostIfName(id.ContainerID, id.InterfaceName)
@@ -120,6 +121,7 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 
 	// 3. Policy for the interface before the interface exists.
 	w := a.buildEndpoint(id, name, hostIf, allocs)
+	w.Spec.NetNS = req.NetNS // how the reaper tells a dead container from a broken interface
 	a.pending.add(w)
 	defer a.pending.done(w)
 	tPolicy := time.Now()

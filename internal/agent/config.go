@@ -16,6 +16,8 @@ const (
 	DefaultResyncInterval    = 30 * time.Second
 	DefaultGCInterval        = time.Minute
 	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultDeadEndpointGrace = 5 * time.Second
+	DefaultDeadEndpointSweep = 30 * time.Second
 )
 
 // Config is everything the agent needs; flags and environment are merged
@@ -43,6 +45,13 @@ type Config struct {
 	GCInterval time.Duration
 	// HeartbeatInterval is how often the Node's status is refreshed.
 	HeartbeatInterval time.Duration
+	// DeadEndpointGrace is how long a local endpoint must have been dead
+	// (host interface and network namespace both gone) before the agent
+	// removes it and releases its addresses; DeadEndpointSweep is how
+	// often every local endpoint is checked, the safety net under the
+	// netlink link events (see reaper.go).
+	DeadEndpointGrace time.Duration
+	DeadEndpointSweep time.Duration
 	// DisablePolicy, DisableRouting turn dataplane parts off (for tests of
 	// other parts; production leaves both on).
 	DisablePolicy  bool
@@ -66,6 +75,12 @@ func (c Config) WithDefaults() Config {
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
+	if c.DeadEndpointGrace == 0 {
+		c.DeadEndpointGrace = DefaultDeadEndpointGrace
+	}
+	if c.DeadEndpointSweep == 0 {
+		c.DeadEndpointSweep = DefaultDeadEndpointSweep
+	}
 	return c
 }
 
@@ -88,6 +103,12 @@ func (c Config) Validate() error {
 	}
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		errs = append(errs, fmt.Errorf("mtu: %d is outside 576–65535", c.MTU))
+	}
+	if c.DeadEndpointGrace < time.Second || c.DeadEndpointGrace > time.Hour {
+		errs = append(errs, fmt.Errorf("dead-endpoint-grace: %s is outside 1s–1h", c.DeadEndpointGrace))
+	}
+	if c.DeadEndpointSweep < time.Second || c.DeadEndpointSweep > time.Hour {
+		errs = append(errs, fmt.Errorf("dead-endpoint-sweep: %s is outside 1s–1h", c.DeadEndpointSweep))
 	}
 	return errors.Join(errs...)
 }

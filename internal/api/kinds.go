@@ -122,6 +122,11 @@ type WorkloadEndpointSpec struct {
 	Network string `json:"network,omitempty"`
 	// IPAMHandle is the IPAM handle holding the endpoint's addresses (Tabby extension).
 	IPAMHandle string `json:"ipamHandle,omitempty"`
+	// NetNS is the container's network namespace as the runtime named it
+	// to CNI ADD (CNI_NETNS, e.g. /var/run/netns/cni-… or /proc/PID/ns/net;
+	// Tabby extension). The node's agent uses it to tell a dead container
+	// (namespace gone) from a deleted interface of a live one.
+	NetNS string `json:"netns,omitempty"`
 	// Mesos carries what Mesos told the plugin about the task (Tabby extension).
 	Mesos *MesosInfo `json:"mesos,omitempty"`
 }

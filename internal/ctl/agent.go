@@ -81,6 +81,10 @@ func newAgentCommand(g *globals) *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", 0, "MTU of container interfaces (0: the uplink's minus encapsulation overhead)")
 	f.DurationVar(&cfg.ResyncInterval, "resync-interval", agent.DefaultResyncInterval, "how often the dataplane is fully re-checked")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", agent.DefaultGCInterval, "how often leaked addresses are looked for")
+	f.DurationVar(&cfg.DeadEndpointGrace, "dead-endpoint-grace", agent.DefaultDeadEndpointGrace,
+		"how long a container's interface and network namespace must both be gone before its endpoint and addresses are released (no CNI DEL came)")
+	f.DurationVar(&cfg.DeadEndpointSweep, "dead-endpoint-sweep", agent.DefaultDeadEndpointSweep,
+		"how often every local endpoint is checked for a dead container (besides netlink link events)")
 	f.DurationVar(&g.requestTimeout, "datastore-timeout", DefaultAgentDatastoreTimeout,
 		"bound on each datastore request: when the datastore does not answer, CNI ADD and DEL fail this soon with code 11 (try again later)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not program nftables policy (not for production)")

@@ -51,6 +51,29 @@ func Exists(path string) bool {
 	return true
 }
 
+// Gone reports whether path certainly no longer refers to a namespace: it
+// does not exist (a bind mount that was removed, /proc/PID/ns/net of a
+// process that has exited), or it is an ordinary file that no namespace is
+// mounted on any more (a bind mount unmounted but not removed). A path
+// that is a namespace file is not gone, whatever its type. An error means
+// the answer is unknown (permission denied, too many open files, …), and
+// a caller must not treat the namespace as gone. Gone opens nothing, so it
+// never holds a dying namespace alive.
+func Gone(path string) (bool, error) {
+	if path == "" {
+		return false, errors.New("netns path is empty")
+	}
+	var st unix.Statfs_t
+	err := unix.Statfs(path, &st)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return st.Type != unix.NSFS_MAGIC, nil
+}
+
 // Open opens the network namespace at path, for APIs that take a namespace
 // file descriptor (such as a veth peer's IFLA_NET_NS_FD). It does not enter
 // the namespace. The caller closes the file.

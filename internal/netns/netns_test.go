@@ -341,3 +341,61 @@ func TestPrivilegedDoDiscardsThreadWhenRestoreFails(t *testing.T) {
 	}
 	allThreadsIn(t, orig)
 }
+
+// TestPrivilegedGone covers each way a namespace path can end: removed,
+// unmounted but left as a file, a process's namespace after it exits; and
+// the paths that still are namespaces.
+func TestPrivilegedGone(t *testing.T) {
+	requireRoot(t)
+	gone := func(path string) bool {
+		t.Helper()
+		g, err := Gone(path)
+		if err != nil {
+			t.Fatalf("Gone(%q): %v", path, err)
+		}
+		return g
+	}
+	name := uniqueName(t, "tbyt-gone-")
+	path, err := Create(name)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { Delete(name) })
+	if gone(path) {
+		t.Errorf("Gone(%q) = true for a live bind-mounted namespace, want false", path)
+	}
+	if gone("/proc/self/ns/net") {
+		t.Errorf("Gone(/proc/self/ns/net) = true, want false")
+	}
+	// Unmounted but the file left behind: no namespace is there.
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatalf("unmount: %v", err)
+	}
+	if !gone(path) {
+		t.Errorf("Gone(%q) = false for an unmounted, not removed, namespace file, want true", path)
+	}
+	if err := Delete(name); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(path) {
+		t.Errorf("Gone(%q) = false after Delete, want true", path)
+	}
+
+	// A process's namespace: there while it runs, gone once it exited.
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pidPath := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	if gone(pidPath) {
+		t.Errorf("Gone(%q) = true while the process runs, want false", pidPath)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if !gone(pidPath) {
+		t.Errorf("Gone(%q) = false after the process exited, want true", pidPath)
+	}
+	if _, err := Gone(""); err == nil {
+		t.Errorf("Gone(\"\") = nil error, want one")
+	}
+}
