@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/ctl.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/version.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/dns"
+	"github.com/tabbynet/tabby/internal/version"
 )
 
 // newDNSCommand is `tabby dns`: the discovery daemon. Flags override the
@@ -108,7 +109,7 @@ Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
 				}
 				defer store.Close()
 			}
-			srv, err := dns.New(cfg, dns.Options{Store: store, Logger: log, Version: Version})
+			srv, err := dns.New(cfg, dns.Options{Store: store, Logger: log, Version: version.String()})
 			if err != nil {
 				return err
 			}
