@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// binDir holds the built plugin as "tabby" and a "tabby-ipam" symlink.
+// binDir holds the built plugin as "tabby" and a "tabby-ipam" symlink,
+// and the test plugin firstplugin.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -45,6 +46,13 @@ func build(dir string) int {
 	}
 	if err := os.Symlink("tabby", filepath.Join(dir, "tabby-ipam")); err != nil {
 		fmt.Fprintf(os.Stderr, "symlink tabby-ipam: %v\n", err)
+		return 1
+	}
+	// The plugin that runs before tabby in the chain tests.
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "firstplugin"), "./testdata/firstplugin")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the test plugin firstplugin: %v\n", err)
 		return 1
 	}
 	return 0
