@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/ctl.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/version.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
@@ -24,6 +24,7 @@ test-short:
 
 lint:
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

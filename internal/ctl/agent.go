@@ -14,6 +14,7 @@ import (
 	"github.com/tabbynet/tabby/internal/agent"
 	"github.com/tabbynet/tabby/internal/agent/endpoint"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/version"
 )
 
 func newAgentCommand(g *globals) *cobra.Command {
@@ -53,7 +54,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return err
 			}
-			agent.Version = Version
+			agent.Version = version.String()
 			store, err := connectWithRetry(cmd, g, log)
 			if err != nil {
 				return err

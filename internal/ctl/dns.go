@@ -15,6 +15,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/dns"
+	"github.com/tabbynet/tabby/internal/version"
 )
 
 // newDNSCommand is `tabby dns`: the discovery daemon. Flags override the
@@ -32,6 +33,9 @@ func newDNSCommand(g *globals) *cobra.Command {
 		refresh     time.Duration
 		noDatastore bool
 		logLevel    string
+		fwdAllow    string
+		fwdAny      bool
+		maxForwards int
 	)
 	cmd := &cobra.Command{
 		Use:   "dns",
@@ -40,9 +44,12 @@ func newDNSCommand(g *globals) *cobra.Command {
 leader/master/slave) and the DC/OS zone (*.dcos.thisdcos.directory) from the
 Tabby datastore's WorkloadEndpoints and Nodes (watched: a new container
 resolves within a second) and, with --mesos-master, from the Mesos master's
-state. Other names are forwarded to the upstream servers. The HTTP API has
-Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
-/v1/services/{service}, /v1/enumerate) and /metrics.
+state. Other names are forwarded to the upstream servers, only for clients
+on loopback, in an IPPool's CIDR or in a Node's network (--forward-allow
+widens that; others get REFUSED for those names), with at most
+--max-forwards in flight. The HTTP API (on loopback unless --http-listen
+says otherwise) has Mesos-DNS's paths (/v1/version, /v1/config,
+/v1/hosts/{name}, /v1/services/{service}, /v1/enumerate) and /metrics.
 
 --config reads a Mesos-DNS config.json (same field names); flags override it.`,
 		Args: cobra.NoArgs,
@@ -87,6 +94,15 @@ Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
 			if f.Changed("refresh") {
 				cfg.RefreshSeconds = refresh.Seconds()
 			}
+			if f.Changed("forward-allow") {
+				cfg.ForwardAllow = splitList(fwdAllow)
+			}
+			if f.Changed("forward-allow-any") {
+				cfg.ForwardAllowAny = fwdAny
+			}
+			if f.Changed("max-forwards") {
+				cfg.MaxForwardsInFlight = maxForwards
+			}
 			if f.Changed("upstream") {
 				cfg.Resolvers = splitList(upstreams)
 			} else if len(cfg.Resolvers) == 0 && cfg.ExternalOn {
@@ -108,7 +124,7 @@ Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
 				}
 				defer store.Close()
 			}
-			srv, err := dns.New(cfg, dns.Options{Store: store, Logger: log, Version: Version})
+			srv, err := dns.New(cfg, dns.Options{Store: store, Logger: log, Version: version.String()})
 			if err != nil {
 				return err
 			}
@@ -118,7 +134,7 @@ Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
 	fl := cmd.Flags()
 	fl.StringVar(&configFile, "config", "", "Mesos-DNS style JSON config file")
 	fl.StringVar(&listen, "listen", "0.0.0.0:53", "DNS address (UDP and TCP)")
-	fl.StringVar(&httpListen, "http-listen", "0.0.0.0:8123", "HTTP API address")
+	fl.StringVar(&httpListen, "http-listen", "127.0.0.1:8123", "HTTP API address (it enumerates every record: keep it private)")
 	fl.StringVar(&domain, "domain", "mesos", "the Mesos domain")
 	fl.StringVar(&ipSources, "ip-sources", "netinfo,host", "task IP sources in order: netinfo (container IPs), host (agent IP), mesos, docker")
 	fl.StringVar(&upstreams, "upstream", "", "upstream DNS servers IP[:PORT],... (default: the nameservers of /etc/resolv.conf; empty: forward nothing)")
@@ -127,6 +143,9 @@ Mesos-DNS's paths (/v1/version, /v1/config, /v1/hosts/{name},
 	fl.DurationVar(&refresh, "refresh", time.Second, "how often the Mesos master state is read")
 	fl.BoolVar(&noDatastore, "no-datastore", false, "serve records from the Mesos master only")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&fwdAllow, "forward-allow", "", "more client networks CIDR,... that names outside our zones are forwarded for (always: loopback, IPPool CIDRs, Node networks)")
+	fl.BoolVar(&fwdAny, "forward-allow-any", false, "forward for every client (an open resolver)")
+	fl.IntVar(&maxForwards, "max-forwards", dns.DefaultMaxForwardsInFlight, "forwarded queries waiting for upstreams at once; more get SERVFAIL")
 	return cmd
 }
 

@@ -19,10 +19,8 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
+	"github.com/tabbynet/tabby/internal/version"
 )
-
-// Version is set at build time with -ldflags "-X github.com/tabbynet/tabby/internal/ctl.Version=…".
-var Version = "dev"
 
 // DefaultDatastore is used when neither --datastore nor TABBY_DATASTORE is set.
 const DefaultDatastore = "http://127.0.0.1:2379"
@@ -114,7 +112,7 @@ func newVersionCommand(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(g.stdout, "tabby %s\n", Version)
+			fmt.Fprintf(g.stdout, "tabby %s\n", version.String())
 			return nil
 		},
 	}

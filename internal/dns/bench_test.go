@@ -132,7 +132,7 @@ func BenchmarkRebuild10k(b *testing.B) {
 		}
 		ds.weps[resourceKey(ep)] = ep
 	}
-	ds.synced[kindEndpoint], ds.synced[kindNode] = true, true
+	ds.synced[kindEndpoint], ds.synced[kindNode], ds.synced[kindPool] = true, true, true
 	b.ReportAllocs()
 	for b.Loop() {
 		srv.rebuild()

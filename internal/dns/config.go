@@ -28,12 +28,15 @@ type Config struct {
 	// Port and Listener are where DNS is served (53, 0.0.0.0).
 	Port     int
 	Listener string
-	// Timeout is the upstream query timeout in seconds (5).
+	// Timeout bounds one forwarded query in seconds (5): every upstream it
+	// tries shares this deadline.
 	Timeout int
 	// StateTimeoutSeconds bounds one fetch of the master state.
 	// Tabby default 10 (Mesos-DNS: 300).
 	StateTimeoutSeconds int
-	// HTTPPort and HTTPListener are where the HTTP API is served (8123, 0.0.0.0).
+	// HTTPPort and HTTPListener are where the HTTP API is served (8123;
+	// Tabby default 127.0.0.1, Mesos-DNS: 0.0.0.0: the API enumerates every
+	// record, so it stays on loopback unless asked).
 	HTTPPort     int `json:"HttpPort"`
 	HTTPListener string
 	// TTL of the records in Domain (60).
@@ -83,6 +86,19 @@ type Config struct {
 	DCOSDomain string
 	// DCOSTTL is the TTL of DC/OS names (5).
 	DCOSTTL int32
+
+	// ForwardAllow are the client networks (CIDRs) names outside our zones
+	// are forwarded for, besides loopback and the networks derived from
+	// the datastore: every IPPool's CIDR and every Node's BGP address
+	// network (Tabby extension). Other clients get REFUSED for those
+	// names; our zones are answered for anyone.
+	ForwardAllow []string
+	// ForwardAllowAny forwards for every client: an open resolver, as
+	// Mesos-DNS (false).
+	ForwardAllowAny bool
+	// MaxForwardsInFlight bounds the forwarded queries waiting for an
+	// upstream at once (256); a query over the bound gets SERVFAIL.
+	MaxForwardsInFlight int
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -94,7 +110,7 @@ func DefaultConfig() Config {
 		Timeout:                5,
 		StateTimeoutSeconds:    10,
 		HTTPPort:               8123,
-		HTTPListener:           "0.0.0.0",
+		HTTPListener:           "127.0.0.1",
 		TTL:                    60,
 		SOARefresh:             60,
 		SOARetry:               600,
@@ -111,8 +127,12 @@ func DefaultConfig() Config {
 		SetTruncateBit:         true,
 		DCOSDomain:             "dcos.thisdcos.directory",
 		DCOSTTL:                5,
+		MaxForwardsInFlight:    DefaultMaxForwardsInFlight,
 	}
 }
+
+// DefaultMaxForwardsInFlight is Config.MaxForwardsInFlight's default.
+const DefaultMaxForwardsInFlight = 256
 
 // ParseConfig reads a Mesos-DNS style JSON config over the defaults.
 func ParseConfig(data []byte) (Config, error) {
@@ -220,6 +240,14 @@ func (c *Config) Validate() error {
 		if _, _, err := masterURL(m); err != nil {
 			bad("Masters", strconv.Quote(m), err.Error())
 		}
+	}
+	for _, n := range c.ForwardAllow {
+		if _, err := parseClientNet(n); err != nil {
+			bad("ForwardAllow", strconv.Quote(n), "is not a CIDR or IP address")
+		}
+	}
+	if c.MaxForwardsInFlight < 1 {
+		bad("MaxForwardsInFlight", c.MaxForwardsInFlight, "must be at least 1")
 	}
 	return errors.Join(errs...)
 }

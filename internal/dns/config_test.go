@@ -74,6 +74,8 @@ func TestConfigErrors(t *testing.T) {
 		{"refresh", `{"refreshSeconds": 0}`, "RefreshSeconds: 0 must be more than 0"},
 		{"ttl", `{"ttl": -1}`, "TTL: -1 must not be negative"},
 		{"two errors", `{"ttl": -1, "port": -1}`, "Port: -1 is not a port\nTTL: -1"},
+		{"forward allow", `{"ForwardAllow": ["10.0.0.0/8", "corp"]}`, `ForwardAllow: "corp" is not a CIDR or IP address`},
+		{"max forwards", `{"MaxForwardsInFlight": 0}`, "MaxForwardsInFlight: 0 must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseConfig([]byte(tc.json))
@@ -100,5 +102,15 @@ func TestMasterURL(t *testing.T) {
 		if err != nil || base != tc.base || hp != tc.hostPort {
 			t.Errorf("masterURL(%q) = %q, %q, %v; want %q, %q", tc.in, base, hp, err, tc.base, tc.hostPort)
 		}
+	}
+}
+
+// The safe defaults: the HTTP API on loopback, forwarding only for the
+// cluster's clients, a bound on forwards in flight.
+func TestSafeDefaults(t *testing.T) {
+	c := DefaultConfig()
+	if c.HTTPListener != "127.0.0.1" || c.ForwardAllowAny || len(c.ForwardAllow) != 0 || c.MaxForwardsInFlight != DefaultMaxForwardsInFlight {
+		t.Errorf("defaults: HTTPListener %q, ForwardAllowAny %v, ForwardAllow %v, MaxForwardsInFlight %d; want 127.0.0.1, false, none, %d",
+			c.HTTPListener, c.ForwardAllowAny, c.ForwardAllow, c.MaxForwardsInFlight, DefaultMaxForwardsInFlight)
 	}
 }

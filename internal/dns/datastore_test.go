@@ -145,7 +145,7 @@ func TestDatastoreCompaction(t *testing.T) {
 	go src.run(ctx)
 	mustCreate(t, c, testEndpoint("shop", "b", "agent-1", "b", "172.29.1.2"))
 	waitFor(t, "both endpoints", func() bool {
-		eps, _, synced := src.inputs()
+		eps, _, _, synced := src.inputs()
 		return synced && len(eps) == 2
 	})
 }

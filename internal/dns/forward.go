@@ -15,20 +15,26 @@ import (
 // forwarder relays queries for names outside our zones to upstream
 // servers: over UDP when the client came over UDP (retrying over TCP when
 // the upstream's answer is truncated), over TCP otherwise, trying the
-// upstreams in order.
+// upstreams in order. A forward has one deadline for all the upstreams it
+// tries (each gets an equal share of what is left), and at most
+// cap(slots) forwards wait for upstreams at once.
 type forwarder struct {
-	def   []string            // "ip:port"
-	zones map[string][]string // lower-case FQDN zone → upstreams
-	udp   *mdns.Client
-	tcp   *mdns.Client
+	def      []string            // "ip:port"
+	zones    map[string][]string // lower-case FQDN zone → upstreams
+	udp      *mdns.Client
+	tcp      *mdns.Client
+	deadline time.Duration
+	slots    chan struct{}
 }
 
-func newForwarder(def []string, zoneResolvers map[string][]string, timeout time.Duration) *forwarder {
+func newForwarder(def []string, zoneResolvers map[string][]string, deadline time.Duration, maxInFlight int) *forwarder {
 	f := &forwarder{
-		def:   def,
-		zones: map[string][]string{},
-		udp:   &mdns.Client{Net: "udp", Timeout: timeout, UDPSize: mdns.MaxMsgSize},
-		tcp:   &mdns.Client{Net: "tcp", Timeout: timeout},
+		def:      def,
+		zones:    map[string][]string{},
+		udp:      &mdns.Client{Net: "udp", Timeout: deadline, UDPSize: mdns.MaxMsgSize},
+		tcp:      &mdns.Client{Net: "tcp", Timeout: deadline},
+		deadline: deadline,
+		slots:    make(chan struct{}, maxInFlight),
 	}
 	for zone, rs := range zoneResolvers {
 		var ups []string
@@ -54,20 +60,37 @@ func (f *forwarder) upstreams(name string) []string {
 	return ups
 }
 
-var errNoUpstream = errors.New("no upstream server for this name")
+var (
+	errNoUpstream = errors.New("no upstream server for this name")
+	errBusy       = errors.New("too many forwarded queries in flight")
+)
 
 func (f *forwarder) exchange(ctx context.Context, req *mdns.Msg, udp bool) (*mdns.Msg, error) {
 	ups := f.upstreams(strings.ToLower(req.Question[0].Name))
 	if len(ups) == 0 {
 		return nil, errNoUpstream
 	}
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	default:
+		return nil, errBusy
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.deadline)
+	defer cancel()
+	end, _ := ctx.Deadline()
 	var errs []error
-	for _, up := range ups {
-		resp, err := f.exchangeOne(ctx, req.Copy(), up, udp)
+	for i, up := range ups {
+		share, cancelOne := context.WithTimeout(ctx, time.Until(end)/time.Duration(len(ups)-i))
+		resp, err := f.exchangeOne(share, req.Copy(), up, udp)
+		cancelOne()
 		if err == nil {
 			return resp, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", up, err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	return nil, errors.Join(errs...)
 }

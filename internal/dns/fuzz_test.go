@@ -75,7 +75,7 @@ func FuzzHandler(f *testing.F) {
 			return
 		}
 		for _, udp := range []bool{true, false} {
-			resp := h.respond(context.Background(), req, udp)
+			resp := h.respond(context.Background(), req, netip.MustParseAddr("127.0.0.1"), udp)
 			if resp == nil {
 				if !req.Response {
 					t.Fatalf("no answer to a query: %v", req)
@@ -103,6 +103,6 @@ func BenchmarkRespond(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		h.respond(ctx, req, true)
+		h.respond(ctx, req, netip.MustParseAddr("127.0.0.1"), true)
 	}
 }

@@ -2,7 +2,10 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -15,10 +18,12 @@ import (
 const ednsSize = 1232
 
 // handler answers queries: from the current snapshot for our zones and
-// known PTR names, by forwarding for everything else.
+// known PTR names, by forwarding for everything else — for the clients
+// the filter allows; others get REFUSED for those names.
 type handler struct {
 	snap     *atomic.Pointer[snapshot]
 	fwd      *forwarder // nil: forwarding is off
+	clients  atomic.Pointer[clientFilter]
 	m        *metrics
 	log      *slog.Logger
 	recurse  bool
@@ -36,13 +41,25 @@ func (h *handler) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		}
 	}()
 	udp := w.LocalAddr() != nil && strings.HasPrefix(w.LocalAddr().Network(), "udp")
-	if resp := h.respond(context.Background(), req, udp); resp != nil {
+	if resp := h.respond(context.Background(), req, remoteAddr(w), udp); resp != nil {
 		_ = w.WriteMsg(resp)
 	}
 }
 
-// respond computes the reply to req as it would be sent over UDP or TCP.
-func (h *handler) respond(ctx context.Context, req *mdns.Msg, udp bool) *mdns.Msg {
+// remoteAddr is the client's address (invalid when unknown: not allowed).
+func remoteAddr(w mdns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// respond computes the reply to client's req as it would be sent over UDP
+// or TCP.
+func (h *handler) respond(ctx context.Context, req *mdns.Msg, client netip.Addr, udp bool) *mdns.Msg {
 	if req.Response {
 		return nil
 	}
@@ -72,6 +89,11 @@ func (h *handler) respond(ctx context.Context, req *mdns.Msg, udp bool) *mdns.Ms
 			h.m.result(resultAnswer)
 			return h.finish(m, req, udp)
 		}
+	}
+	if h.fwd != nil && !h.clients.Load().allows(client) {
+		h.m.result(resultRefused)
+		h.m.forwardDenied.Inc()
+		return h.finish(new(mdns.Msg).SetRcode(req, mdns.RcodeRefused), req, udp)
 	}
 	return h.forward(ctx, req, udp)
 }
@@ -175,6 +197,9 @@ func (h *handler) forward(ctx context.Context, req *mdns.Msg, udp bool) *mdns.Ms
 		return h.finish(m, req, udp)
 	}
 	resp, err := h.fwd.exchange(ctx, req, udp)
+	if errors.Is(err, errBusy) {
+		h.m.forwardBusy.Inc()
+	}
 	if err != nil {
 		h.log.Debug("forwarding failed", "name", req.Question[0].Name, "error", err)
 		h.m.result(resultServfail)

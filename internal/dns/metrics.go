@@ -40,6 +40,8 @@ type metrics struct {
 	dsResyncs       prometheus.Counter
 	dsSynced        prometheus.Gauge
 	datastoreDecErr prometheus.Counter
+	forwardDenied   prometheus.Counter
+	forwardBusy     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -91,13 +93,20 @@ func newMetrics() *metrics {
 		Name: "tabby_dns_datastore_resyncs_total", Help: "Full re-lists of the datastore after a compacted or broken watch.",
 	})
 	m.dsSynced = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tabby_dns_datastore_synced", Help: "1 once WorkloadEndpoints and Nodes were listed.",
+		Name: "tabby_dns_datastore_synced", Help: "1 once WorkloadEndpoints, Nodes and IPPools were listed.",
+	})
+	m.forwardDenied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tabby_dns_forward_denied_total", Help: "Queries for names outside our zones REFUSED because the client is in no allowed network (ForwardAllow).",
+	})
+	m.forwardBusy = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tabby_dns_forward_busy_total", Help: "Queries answered SERVFAIL because MaxForwardsInFlight forwards were waiting for upstreams.",
 	})
 	m.datastoreDecErr = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tabby_dns_datastore_decode_errors_total", Help: "Datastore values that could not be decoded (ignored).",
 	})
 	reg.MustRegister(responses, m.malformed, m.names, m.serial, m.warnings, m.builds, m.buildSeconds, m.ready,
 		fetches, m.mesosStale, m.mesosLastOK, m.dsEvents, m.dsResyncs, m.dsSynced, m.datastoreDecErr,
+		m.forwardDenied, m.forwardBusy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

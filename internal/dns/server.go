@@ -29,6 +29,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/dns/records"
 )
@@ -84,10 +85,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.rc = cfg.recordsConfig(nil)
 	s.h = &handler{snap: &s.snap, m: s.m, log: log, recurse: cfg.RecurseOn, truncBit: cfg.SetTruncateBit}
 	if cfg.ExternalOn {
-		if f := newForwarder(cfg.upstreams(), cfg.ZoneResolvers, time.Duration(cfg.Timeout)*time.Second); f.hasUpstreams() {
+		if f := newForwarder(cfg.upstreams(), cfg.ZoneResolvers, time.Duration(cfg.Timeout)*time.Second, cfg.MaxForwardsInFlight); f.hasUpstreams() {
 			s.h.fwd = f
 		}
 	}
+	s.h.clients.Store(newClientFilter(cfg.ForwardAllowAny, cfg.staticNets(), nil, nil))
 	if opts.Store != nil {
 		s.ds = newDatastoreSource(opts.Store, log, s.m, s.changed)
 	}
@@ -265,7 +267,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	s.log.Info("serving", "dns", s.DNSAddr(), "http", s.HTTPAddr(), "domain", s.cfg.Domain, "dcos_domain", s.cfg.DCOSDomain,
-		"ip_sources", s.cfg.IPSources, "datastore", s.ds != nil, "mesos_masters", s.cfg.Masters, "upstreams", s.cfg.upstreams())
+		"ip_sources", s.cfg.IPSources, "datastore", s.ds != nil, "mesos_masters", s.cfg.Masters, "upstreams", s.cfg.upstreams(),
+		"forward_allow_any", s.cfg.ForwardAllowAny, "forward_allow", s.cfg.ForwardAllow, "max_forwards_in_flight", s.cfg.MaxForwardsInFlight)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -328,8 +331,10 @@ func (s *Server) rebuild() {
 	ready := true
 	if s.ds != nil {
 		var synced bool
-		in.Endpoints, in.Nodes, synced = s.ds.inputs()
+		var pools []*api.IPPool
+		in.Endpoints, in.Nodes, pools, synced = s.ds.inputs()
 		ready = ready && synced
+		s.h.clients.Store(newClientFilter(s.cfg.ForwardAllowAny, s.cfg.staticNets(), pools, in.Nodes))
 	}
 	if s.ms != nil {
 		var attempted bool

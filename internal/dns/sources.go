@@ -16,9 +16,10 @@ import (
 	"github.com/tabbynet/tabby/internal/dns/mesos"
 )
 
-// datastoreSource keeps every WorkloadEndpoint and Node of the datastore in
-// memory: listed once, then watched; listed again when the watch breaks or
-// its revision was compacted.
+// datastoreSource keeps every WorkloadEndpoint, Node and IPPool of the
+// datastore in memory: listed once, then watched; listed again when the
+// watch breaks or its revision was compacted. Endpoints and nodes make
+// records; pools and nodes say which clients may have names forwarded.
 type datastoreSource struct {
 	client  *datastore.Client
 	log     *slog.Logger
@@ -28,25 +29,29 @@ type datastoreSource struct {
 	mu     sync.Mutex
 	weps   map[string]*api.WorkloadEndpoint // "namespace/name"
 	nodes  map[string]*api.Node
+	pools  map[string]*api.IPPool
 	synced map[string]bool // kind → listed at least once
 }
 
 const (
 	kindEndpoint = "WorkloadEndpoint"
 	kindNode     = "Node"
+	kindPool     = "IPPool"
 )
+
+var sourceKinds = []string{kindEndpoint, kindNode, kindPool}
 
 func newDatastoreSource(store datastore.Store, log *slog.Logger, m *metrics, changed func()) *datastoreSource {
 	return &datastoreSource{
 		client: datastore.NewClient(store), log: log.With("source", "datastore"), m: m, changed: changed,
-		weps: map[string]*api.WorkloadEndpoint{}, nodes: map[string]*api.Node{}, synced: map[string]bool{},
+		weps: map[string]*api.WorkloadEndpoint{}, nodes: map[string]*api.Node{}, pools: map[string]*api.IPPool{}, synced: map[string]bool{},
 	}
 }
 
-// run lists and watches both kinds until ctx ends.
+// run lists and watches every kind until ctx ends.
 func (s *datastoreSource) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, kind := range []string{kindEndpoint, kindNode} {
+	for _, kind := range sourceKinds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -95,13 +100,15 @@ func (s *datastoreSource) list(ctx context.Context, kind string) (int64, error) 
 		s.weps = make(map[string]*api.WorkloadEndpoint, len(items))
 	case kindNode:
 		s.nodes = make(map[string]*api.Node, len(items))
+	case kindPool:
+		s.pools = make(map[string]*api.IPPool, len(items))
 	}
 	for _, r := range items {
 		s.set(r)
 	}
 	first := !s.synced[kind]
 	s.synced[kind] = true
-	all := s.synced[kindEndpoint] && s.synced[kindNode]
+	all := s.allSynced()
 	s.mu.Unlock()
 	if first {
 		s.log.Info("listed", "kind", kind, "count", len(items), "revision", rev)
@@ -156,6 +163,8 @@ func (s *datastoreSource) set(r api.Resource) {
 		s.weps[resourceKey(v)] = v
 	case *api.Node:
 		s.nodes[v.Name] = v
+	case *api.IPPool:
+		s.pools[v.Name] = v
 	}
 }
 
@@ -165,12 +174,25 @@ func (s *datastoreSource) remove(r api.Resource) {
 		delete(s.weps, resourceKey(v))
 	case *api.Node:
 		delete(s.nodes, v.Name)
+	case *api.IPPool:
+		delete(s.pools, v.Name)
 	}
 }
 
-// inputs returns the current endpoints and nodes (shared, never modified:
-// every event brings a new value) and whether both kinds were listed.
-func (s *datastoreSource) inputs() ([]*api.WorkloadEndpoint, []*api.Node, bool) {
+// allSynced needs s.mu.
+func (s *datastoreSource) allSynced() bool {
+	for _, k := range sourceKinds {
+		if !s.synced[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// inputs returns the current endpoints, nodes and pools (shared, never
+// modified: every event brings a new value) and whether every kind was
+// listed.
+func (s *datastoreSource) inputs() ([]*api.WorkloadEndpoint, []*api.Node, []*api.IPPool, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	eps := make([]*api.WorkloadEndpoint, 0, len(s.weps))
@@ -181,7 +203,11 @@ func (s *datastoreSource) inputs() ([]*api.WorkloadEndpoint, []*api.Node, bool) 
 	for _, n := range s.nodes {
 		nodes = append(nodes, n)
 	}
-	return eps, nodes, s.synced[kindEndpoint] && s.synced[kindNode]
+	pools := make([]*api.IPPool, 0, len(s.pools))
+	for _, p := range s.pools {
+		pools = append(pools, p)
+	}
+	return eps, nodes, pools, s.allSynced()
 }
 
 // mesosSource polls <master>/master/state and keeps the last good state:

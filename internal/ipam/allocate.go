@@ -67,6 +67,9 @@ type plan struct {
 	claimed *[]*block // blocks claimed for this request, across attempts
 
 	checkedHandle bool
+	// dryRun plans without writing: a block it would claim is made in
+	// memory only, and the handle is not looked at (see Available).
+	dryRun bool
 }
 
 type planItem struct {
@@ -238,7 +241,7 @@ func (m *IPAM) planRequest(ctx context.Context, pl *plan) error {
 // checkHandleFirst looks for an existing handle once per attempt, before
 // the slow paths (which could fail or claim blocks for nothing).
 func (m *IPAM) checkHandleFirst(ctx context.Context, pl *plan) error {
-	if pl.checkedHandle {
+	if pl.checkedHandle || pl.dryRun {
 		return nil
 	}
 	pl.checkedHandle = true
@@ -452,6 +455,9 @@ func (m *IPAM) claimNext(ctx context.Context, pl *plan, cl *clusterView, pools [
 // sharing an affinity).
 func (m *IPAM) claimBlock(ctx context.Context, pl *plan, cl *clusterView, p *pool, cidr netip.Prefix) (*block, error) {
 	node := pl.req.Node
+	if pl.dryRun {
+		return newBlock(cidr, node, pl.v.config.strict), nil
+	}
 	akey := affinityKey(node, cidr)
 	now := m.now()
 	pending := mustJSON(affinityValue{State: StatePending, PendingSince: &now})

@@ -29,6 +29,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/datastore/embedded"
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
 	"github.com/tabbynet/tabby/internal/netns"
@@ -106,6 +107,7 @@ func RandName(prefix string) string {
 type Cluster struct {
 	t       testing.TB
 	Bin     string
+	Etcd    *embedded.Server // Stop and Start it to simulate an outage
 	Store   datastore.Store
 	Client  *datastore.Client
 	EtcdURL string // unix://… reachable from any namespace
@@ -117,7 +119,7 @@ type Cluster struct {
 func NewCluster(t testing.TB, pool string) *Cluster {
 	t.Helper()
 	bin := Binaries(t)
-	_, cfg := etcdtest.NewServerWith(t, etcdtest.Options{Unix: true})
+	srv, cfg := etcdtest.NewServerWith(t, etcdtest.Options{Unix: true})
 	store, err := etcd.New(cfg)
 	if err != nil {
 		t.Fatalf("connect to etcd: %v", err)
@@ -128,7 +130,7 @@ func NewCluster(t testing.TB, pool string) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	c := &Cluster{t: t, Bin: bin, Store: store, Client: datastore.NewClient(store), EtcdURL: cfg.Endpoints[0], Dir: dir}
+	c := &Cluster{t: t, Bin: bin, Etcd: srv, Store: store, Client: datastore.NewClient(store), EtcdURL: cfg.Endpoints[0], Dir: dir}
 	if pool != "" {
 		c.Apply(&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.IPPoolSpec{CIDR: pool}})
 	}

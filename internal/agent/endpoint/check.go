@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 	"github.com/tabbynet/tabby/internal/netns"
 )
 
@@ -77,7 +78,7 @@ func checkHost(cfg Config) (problems []string, index int, err error) {
 	if a.MTU != cfg.MTU {
 		problems = append(problems, fmt.Sprintf("host interface %s has MTU %d, want %d", name, a.MTU, cfg.MTU))
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, 0, fmt.Errorf("list addresses of %s: %w", name, err)
 	}
@@ -144,7 +145,7 @@ func checkContainer(cfg Config, hostIndex int) (problems []string, err error) {
 	if a.MTU != cfg.MTU {
 		problems = append(problems, fmt.Sprintf("container interface %s has MTU %d, want %d", name, a.MTU, cfg.MTU))
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
 	}
@@ -157,7 +158,7 @@ func checkContainer(cfg Config, hostIndex int) (problems []string, err error) {
 			problems = append(problems, fmt.Sprintf("container interface %s lacks address %s", name, p))
 		}
 	}
-	routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(link, netlink.FAMILY_ALL) })
+	routes, err := netlinkdump.Retry(func() ([]netlink.Route, error) { return h.RouteList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes of %s: %w", name, err)
 	}

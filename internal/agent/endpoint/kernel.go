@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 )
 
 // sysctl is one /proc/sys setting, key relative to /proc/sys.
@@ -101,22 +103,6 @@ func newHandle() (*netlink.Handle, error) {
 	return h, nil
 }
 
-// dumpAttempts bounds retries of a netlink dump that the kernel flagged as
-// interrupted (NLM_F_DUMP_INTR: something changed during the dump).
-const dumpAttempts = 5
-
-func retryDump[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range dumpAttempts {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, fmt.Errorf("netlink dump interrupted %d times: %w", dumpAttempts, err)
-}
-
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
@@ -171,7 +157,7 @@ func family(a netip.Addr) int {
 
 // routesTo lists the main-table routes whose destination is exactly p.
 func routesTo(h *netlink.Handle, p netip.Prefix) ([]netlink.Route, error) {
-	rs, err := retryDump(func() ([]netlink.Route, error) {
+	rs, err := netlinkdump.Retry(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(family(p.Addr()), &netlink.Route{Dst: ipNet(p)}, netlink.RT_FILTER_DST)
 	})
 	if err != nil {

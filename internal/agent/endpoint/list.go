@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 )
 
 // List returns every host-side workload interface (veths named tby…) in
@@ -24,7 +26,7 @@ func (w *Wirer) List(ctx context.Context) ([]HostEndpoint, error) {
 		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
 	defer h.Close()
-	links, err := retryDump(h.LinkList)
+	links, err := netlinkdump.Retry(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: list links: %w", err)
 	}
@@ -43,7 +45,7 @@ func (w *Wirer) List(ctx context.Context) ([]HostEndpoint, error) {
 	if len(out) == 0 {
 		return nil, nil
 	}
-	routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := netlinkdump.Retry(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: list routes: %w", err)
 	}
@@ -82,7 +84,7 @@ func DetectMTU(nodeIP netip.Addr) (int, error) {
 	}
 	defer h.Close()
 	if nodeIP.IsValid() {
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
+		addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 		if err != nil {
 			return 0, fmt.Errorf("detect MTU: list addresses: %w", err)
 		}
@@ -98,7 +100,7 @@ func DetectMTU(nodeIP netip.Addr) (int, error) {
 		return 0, fmt.Errorf("detect MTU: node IP %s is not on any interface", nodeIP)
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(nil, fam) })
+		routes, err := netlinkdump.Retry(func() ([]netlink.Route, error) { return h.RouteList(nil, fam) })
 		if err != nil {
 			return 0, fmt.Errorf("detect MTU: list routes: %w", err)
 		}

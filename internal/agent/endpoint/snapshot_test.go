@@ -11,6 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -47,7 +49,7 @@ type nsSnapshot struct {
 func snapshot(keys ...string) (nsSnapshot, error) {
 	s := nsSnapshot{Links: map[string]linkView{}, Index: map[string]int{}, Addrs: map[string][]string{},
 		LL: map[string][]string{}, Routes: map[string][]routeView{}, Neighs: map[string][]string{}, Sysctls: map[string]string{}}
-	links, err := retryDump(netlink.LinkList)
+	links, err := netlinkdump.Retry(netlink.LinkList)
 	if err != nil {
 		return s, err
 	}
@@ -55,7 +57,7 @@ func snapshot(keys ...string) (nsSnapshot, error) {
 		a := l.Attrs()
 		s.Links[a.Name] = linkView{Name: a.Name, Type: l.Type(), MAC: a.HardwareAddr.String(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
 		s.Index[a.Name] = a.Index
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
+		addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return s, err
 		}
@@ -66,7 +68,7 @@ func snapshot(keys ...string) (nsSnapshot, error) {
 			}
 			s.Addrs[a.Name] = append(s.Addrs[a.Name], ad.IPNet.String())
 		}
-		routes, err := retryDump(func() ([]netlink.Route, error) { return netlink.RouteList(l, netlink.FAMILY_ALL) })
+		routes, err := netlinkdump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return s, err
 		}
@@ -84,7 +86,7 @@ func snapshot(keys ...string) (nsSnapshot, error) {
 			s.Routes[a.Name] = append(s.Routes[a.Name], v)
 		}
 		slices.SortFunc(s.Routes[a.Name], func(x, y routeView) int { return strings.Compare(x.Dst, y.Dst) })
-		neighs, err := retryDump(func() ([]netlink.Neigh, error) { return netlink.NeighList(a.Index, netlink.FAMILY_ALL) })
+		neighs, err := netlinkdump.Retry(func() ([]netlink.Neigh, error) { return netlink.NeighList(a.Index, netlink.FAMILY_ALL) })
 		if err != nil {
 			return s, err
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 )
 
 // ioDeadline bounds every network exchange in these tests; it is a
@@ -176,7 +178,7 @@ func TestPrivilegedTraffic(t *testing.T) {
 			}
 			deadline := time.Now().Add(ioDeadline)
 			for {
-				ns, err := retryDump(func() ([]netlink.Neigh, error) { return netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4) })
+				ns, err := netlinkdump.Retry(func() ([]netlink.Neigh, error) { return netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4) })
 				if err != nil {
 					return err
 				}

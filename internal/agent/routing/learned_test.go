@@ -2,8 +2,6 @@ package routing_test
 
 import (
 	"net/netip"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -105,24 +103,6 @@ func TestTunnelNeedHas(t *testing.T) {
 	}{{"10.244.3.4", true}, {"10.245.0.1", false}} {
 		if got := p.VXLANTunnel.Has(netip.MustParseAddr(tc.addr)); got != tc.want {
 			t.Errorf("VXLANTunnel.Has(%s) = %v, want %v", tc.addr, got, tc.want)
-		}
-	}
-}
-
-// TestPureImports keeps the package pure: no kernel, BGP, datastore or
-// agent code among its dependencies.
-func TestPureImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	forbidden := []string{"github.com/vishvananda/netlink", "github.com/osrg/gobgp", "go.etcd.io",
-		"github.com/tabbynet/tabby/internal/datastore", "github.com/tabbynet/tabby/internal/agent\n",
-		"github.com/tabbynet/tabby/internal/ipam", "github.com/google/nftables"}
-	deps := string(out) + "\n"
-	for _, f := range forbidden {
-		if strings.Contains(deps, f) {
-			t.Errorf("routing depends on %s", strings.TrimSpace(f))
 		}
 	}
 }

@@ -160,7 +160,7 @@ func (a *Agent) Del(_ context.Context, req *cni.Request) error {
 }
 
 // Check verifies the attachment exists and that prevResult holds its
-// addresses.
+// addresses on its interface.
 func (a *Agent) Check(_ context.Context, req *cni.Request) error {
 	if err := a.record(req); err != nil {
 		return err
@@ -178,13 +178,21 @@ func (a *Agent) Check(_ context.Context, req *cni.Request) error {
 	if prev == nil {
 		return cni.Errorf(types.ErrInvalidNetworkConfig, "fake agent: CHECK without prevResult")
 	}
-	if len(prev.IPs) != len(have.IPs) {
-		return cni.Errorf(types.ErrInternal, "fake agent: prevResult has %d addresses, the attachment %d", len(prev.IPs), len(have.IPs))
-	}
-	for i := range prev.IPs {
-		if prev.IPs[i].Address.String() != have.IPs[i].Address.String() {
-			return cni.Errorf(types.ErrInternal, "fake agent: prevResult address %s is not the attachment's %s",
-				prev.IPs[i].Address.String(), have.IPs[i].Address.String())
+	// prevResult is the whole chain's result: it must hold each of the
+	// attachment's addresses, and an interface index it gives must name
+	// the attachment's interface.
+	for _, ip := range have.IPs {
+		i := slices.IndexFunc(prev.IPs, func(p *types100.IPConfig) bool { return p.Address.String() == ip.Address.String() })
+		if i < 0 {
+			return cni.Errorf(types.ErrInternal, "fake agent: prevResult lacks the attachment's address %s", ip.Address.String())
+		}
+		got := prev.IPs[i].Interface
+		if ip.Interface == nil || got == nil {
+			continue // a prevResult may carry addresses only
+		}
+		want := have.Interfaces[*ip.Interface].Name
+		if *got < 0 || *got >= len(prev.Interfaces) || prev.Interfaces[*got].Name != want {
+			return cni.Errorf(types.ErrInternal, "fake agent: prevResult puts %s on interface index %v, not on %s", ip.Address.String(), got, want)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/agent/routing"
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 )
 
 // defaultUplinkMTU is assumed when the node address is on no local link.
@@ -21,7 +22,7 @@ func (d *Driver) uplink(addr netip.Addr) (netlink.Link, error) {
 	if !addr.IsValid() {
 		return nil, nil
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return d.h.AddrList(nil, family(addr)) })
+	addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return d.h.AddrList(nil, family(addr)) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -150,7 +151,7 @@ func (d *Driver) syncLinkAttrs(l netlink.Link, mtu int, mac net.HardwareAddr, re
 // syncTunnelAddr leaves exactly addr/32 as the link's IPv4 address.
 func (d *Driver) syncTunnelAddr(l netlink.Link, addr netip.Addr, rep *Report) error {
 	name := l.Attrs().Name
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return d.h.AddrList(l, netlink.FAMILY_V4) })
+	addrs, err := netlinkdump.Retry(func() ([]netlink.Addr, error) { return d.h.AddrList(l, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", name, err)
 	}
@@ -200,7 +201,7 @@ func (d *Driver) syncVXLANPeers(l netlink.Link, peers []routing.VXLANPeer, rep *
 		want map[entry]bool
 		name string
 	}{{unix.AF_INET, wantARP, "neighbor"}, {unix.AF_BRIDGE, wantFDB, "fdb entry"}} {
-		cur, err := retryDump(func() ([]netlink.Neigh, error) { return d.h.NeighList(idx, kind.fam) })
+		cur, err := netlinkdump.Retry(func() ([]netlink.Neigh, error) { return d.h.NeighList(idx, kind.fam) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list %ss of %s: %w", kind.name, l.Attrs().Name, err))
 			continue

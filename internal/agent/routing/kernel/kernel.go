@@ -15,8 +15,9 @@
 // The driver enters a namespace only through internal/netns, to open its
 // netlink socket there; the socket stays bound to that namespace.
 //
-// This package imports internal/agent/routing (types), internal/netns and
-// netlink; it must not import GoBGP, the datastore or internal/agent.
+// This package imports internal/agent/routing (types), internal/netns,
+// internal/netlinkdump and netlink; it must not import GoBGP, the
+// datastore or internal/agent.
 package kernel
 
 import (
@@ -34,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/agent/routing"
+	"github.com/tabbynet/tabby/internal/netlinkdump"
 	"github.com/tabbynet/tabby/internal/netns"
 )
 
@@ -189,25 +191,11 @@ func (d *Driver) Routes() ([]routing.Route, error) {
 
 // ---- routes ----
 
-const dumpAttempts = 5
-
-func retryDump[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range dumpAttempts {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, fmt.Errorf("netlink dump interrupted %d times: %w", dumpAttempts, err)
-}
-
 // ownRoutes lists the main-table routes carrying RouteProtocol.
 func (d *Driver) ownRoutes() ([]netlink.Route, error) {
 	var out []netlink.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := retryDump(func() ([]netlink.Route, error) {
+		rs, err := netlinkdump.Retry(func() ([]netlink.Route, error) {
 			return d.h.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
 				netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 		})
