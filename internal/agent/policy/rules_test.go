@@ -222,4 +222,3 @@ func TestRuleFields(t *testing.T) {
 		})
 	}
 }
-
