@@ -64,10 +64,11 @@ type Agent struct {
 	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools
 
-	pending  pendingEndpoints
-	syncReqs chan chan error
-	ready    atomic.Bool
-	synced   atomic.Bool
+	pending    pendingEndpoints
+	quarantine quarantineState
+	syncReqs   chan chan error
+	ready      atomic.Bool
+	synced     atomic.Bool
 
 	extraHandlers map[string]http.Handler
 }
@@ -102,6 +103,7 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 		syncReqs: make(chan chan error, 256),
 		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
+	a.quarantine.dirty = make(chan struct{}, 1)
 	return a, nil
 }
 
@@ -283,6 +285,7 @@ func (a *Agent) writeNode(ctx context.Context) error {
 		n.Status.AgentVersion = Version
 		n.Status.LastHeartbeat = time.Now().UTC().Format(time.RFC3339)
 		n.Status.MTU = a.workloadMTU()
+		n.Status.QuarantinedPolicies = a.quarantineStatus()
 		if n.ResourceVersion == "" {
 			_, err = a.client.Create(ctx, n)
 			if errors.Is(err, datastore.ErrExists) {
@@ -307,9 +310,10 @@ func (a *Agent) heartbeatLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := a.writeNode(ctx); err != nil && ctx.Err() == nil {
-				a.log.Warn("heartbeat failed", "error", err)
-			}
+		case <-a.quarantine.dirty: // the status changed: write it now
+		}
+		if err := a.writeNode(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat failed", "error", err)
 		}
 	}
 }

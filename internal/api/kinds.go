@@ -46,6 +46,18 @@ type NodeStatus struct {
 	AgentVersion  string `json:"agentVersion,omitempty"`  // Tabby extension
 	LastHeartbeat string `json:"lastHeartbeat,omitempty"` // RFC 3339; Tabby extension
 	MTU           int    `json:"mtu,omitempty"`           // workload MTU; Tabby extension
+	// QuarantinedPolicies are the policies and profiles this node's
+	// agent could not compile: the endpoints they select fail closed
+	// (docs/design/policy.md "Quarantine"). Tabby extension.
+	QuarantinedPolicies []QuarantinedPolicy `json:"quarantinedPolicies,omitempty"`
+}
+
+// QuarantinedPolicy names a policy or profile a node quarantined, and why.
+type QuarantinedPolicy struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
 }
 
 // ---- IPAM configuration ----

@@ -128,10 +128,10 @@ func labelString(l map[string]string) string {
 }
 
 // printTable writes resources as an aligned table.
-func printTable(w io.Writer, k api.KindInfo, rs []api.Resource, wide, showNS bool) error {
+func printTable(w io.Writer, k api.KindInfo, rs []api.Resource, wide, showNS bool, extra ...column) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	var cols []column
-	for _, c := range columns(k) {
+	for _, c := range append(columns(k), extra...) {
 		if !c.wide || wide {
 			cols = append(cols, c)
 		}
