@@ -35,7 +35,7 @@ var Version = "dev"
 // watchedKinds are the resources the agent mirrors.
 var watchedKinds = []string{
 	"Node", "IPPool", "IPAMConfig", "WorkloadEndpoint", "HostEndpoint", "Profile",
-	"NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
+	"Tier", "NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
 	"FelixConfiguration", "BGPConfiguration", "BGPPeer",
 }
 

@@ -63,6 +63,7 @@ func PolicyState(v *View) *policy.State {
 		Profiles:          v.Profiles,
 		Policies:          v.Policies,
 		GlobalPolicies:    v.GlobalPolicies,
+		Tiers:             v.Tiers,
 		NetworkSets:       v.NetworkSets,
 		GlobalNetworkSets: v.GlobalNetworkSets,
 		Pools:             v.Pools,

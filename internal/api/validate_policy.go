@@ -2,6 +2,7 @@ package api
 
 import (
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -260,5 +261,44 @@ func (p *problems) checkEntity(f string, e *EntityRule) {
 				p.add(index(at(f, "serviceAccounts.names"), i), "is empty")
 			}
 		}
+	}
+}
+
+// checkTier checks a Tier; the built-in ones keep Calico's order and
+// default action.
+func (p *problems) checkTier(name string, s *TierSpec) {
+	if len(name) > maxLabelLen || !labelNameRegex.MatchString(name) {
+		p.add("metadata.name", "%s is not a tier name: use at most 63 lowercase letters, digits and '-'", quote(name))
+	}
+	if s.Order != nil && (math.IsNaN(*s.Order) || math.IsInf(*s.Order, 0)) {
+		p.add("spec.order", "%v is not a number", *s.Order)
+	}
+	if s.DefaultAction != "" {
+		p.oneOf("spec.defaultAction", s.DefaultAction, ActionDeny, ActionPass)
+	}
+	b, ok := BuiltInTiers()[name]
+	if !ok {
+		return
+	}
+	if s.Order == nil || *s.Order != *b.Order {
+		got := "unset"
+		if s.Order != nil {
+			got = strconv.FormatFloat(*s.Order, 'f', -1, 64)
+		}
+		p.add("spec.order", "%s: the %s tier's order is %s (built in, as in Calico)", got, name, strconv.FormatFloat(*b.Order, 'f', -1, 64))
+	}
+	if s.DefaultAction != "" && s.DefaultAction != b.DefaultAction {
+		p.add("spec.defaultAction", "%s: the %s tier's default action is %s (built in, as in Calico)", quote(s.DefaultAction), name, b.DefaultAction)
+	}
+}
+
+// checkTieredName applies Calico's naming of tiered policies: a policy in
+// a tier other than default is named "<tier>.<name>".
+func (p *problems) checkTieredName(name, tier string) {
+	if tier == "" || tier == DefaultTierName || name == "" {
+		return
+	}
+	if !strings.HasPrefix(name, tier+".") {
+		p.add("metadata.name", "%s: a policy in tier %s must be named \"%s.<name>\" (as in Calico)", quote(name), quote(tier), tier)
 	}
 }

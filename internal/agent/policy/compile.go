@@ -17,11 +17,14 @@ type State struct {
 	Node string
 	// Endpoints are all workload endpoints of the cluster: remote ones
 	// only feed selector sets.
-	Endpoints         []*api.WorkloadEndpoint
-	HostEndpoints     []*api.HostEndpoint
-	Profiles          []*api.Profile
-	Policies          []*api.NetworkPolicy
-	GlobalPolicies    []*api.GlobalNetworkPolicy
+	Endpoints      []*api.WorkloadEndpoint
+	HostEndpoints  []*api.HostEndpoint
+	Profiles       []*api.Profile
+	Policies       []*api.NetworkPolicy
+	GlobalPolicies []*api.GlobalNetworkPolicy
+	// Tiers are the stored Tier objects; the built-in tiers (default,
+	// kube-admin, kube-baseline) exist without one.
+	Tiers             []*api.Tier
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
 	Pools             []*api.IPPool
@@ -58,21 +61,23 @@ var (
 )
 
 type compiler struct {
-	state       *State
-	profiles    map[string]*api.Profile
-	selectors   map[string]*selector.Selector
-	entities    []*entity
-	local       []*endpoint
-	hostEPs     []*hostEndpoint
-	policies    []*policyInfo
-	sets        map[string]*Set
-	memberCache map[string][]*entity
-	chains      map[string]*Chain
-	maps        map[string]*Map
-	warnings    []string
-	ifPrefixes  []string
-	profRules   map[string]*[2][]*parsedRule // profile name → parsed ingress, egress; nil: quarantined
-	quarantine  []Quarantine
+	state        *State
+	profiles     map[string]*api.Profile
+	selectors    map[string]*selector.Selector
+	entities     []*entity
+	local        []*endpoint
+	hostEPs      []*hostEndpoint
+	policies     []*policyInfo
+	tiers        map[string]*tierInfo
+	missingTiers map[string]*tierInfo // named by quarantined policies only
+	sets         map[string]*Set
+	memberCache  map[string][]*entity
+	chains       map[string]*Chain
+	maps         map[string]*Map
+	warnings     []string
+	ifPrefixes   []string
+	profRules    map[string]*[2][]*parsedRule // profile name → parsed ingress, egress; nil: quarantined
+	quarantine   []Quarantine
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -163,6 +168,9 @@ func (c *compiler) compile() error {
 			c.warnf("WorkloadEndpoint %s/%s: interface %q does not start with an interface prefix (%s); its traffic is not policed",
 				e.Namespace, e.Name, e.IfName, strings.Join(c.ifPrefixes, ","))
 		}
+	}
+	if err := c.loadTiers(); err != nil {
+		return err
 	}
 	if err := c.loadPolicies(); err != nil {
 		return err
@@ -277,33 +285,27 @@ var (
 	clearMarks     = Rule{Stmts: []Stmt{SetMark{And: ^markBits}}}
 	returnIfAccept = Rule{Matches: []Match{Mark{Mask: MarkAccept, Value: MarkAccept}}, Verdict: Verdict{Kind: Return}}
 	passClear      = Mark{Mask: MarkPass, Value: 0}
+	clearPass      = Rule{Stmts: []Stmt{SetMark{And: ^MarkPass}}}
 	dropInvalid    = Rule{Matches: []Match{CtState{State: CtInvalid}}, Verdict: Verdict{Kind: Drop}}
 )
 
 // endpointRules is the body shared by workload and host endpoint chains:
-// the applicable policies in order, then (when no policy applies, or one
-// passed the packet) the profiles, then drop. Allowed packets return with
-// MarkAccept set.
+// the applicable policies tier by tier (tierRules), then (when no policy
+// applies, or the last tier passed the packet) the profiles, then drop.
+// Allowed packets return with MarkAccept set.
 func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []string) []Rule {
 	var rules []Rule
-	if len(pols) > 0 {
-		passPossible := false
-		for _, p := range pols {
-			ch := c.policyChain(p, ingress)
-			jump := Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}
-			if passPossible {
-				jump.Matches = []Match{passClear}
-			}
-			rules = append(rules, jump, returnIfAccept)
-			if (ingress && p.passIn) || (!ingress && p.passOut) {
-				passPossible = true
-			}
+	for len(pols) > 0 {
+		n := 1
+		for n < len(pols) && pols[n].tier == pols[0].tier {
+			n++
 		}
-		if !passPossible {
-			// End of the tier: no policy allowed the packet.
-			return append(rules, Rule{Verdict: Verdict{Kind: Drop}})
+		tier, ended := c.tierRules(pols[:n], ingress, n < len(pols))
+		rules = append(rules, tier...)
+		if ended {
+			return rules
 		}
-		rules = append(rules, Rule{Matches: []Match{passClear}, Verdict: Verdict{Kind: Drop}})
+		pols = pols[n:]
 	}
 	for _, name := range profiles {
 		pr, ok := c.profiles[name]

@@ -15,6 +15,7 @@ import (
 type policyInfo struct {
 	kind, namespace, name string
 	id                    string // "default/web" or "web": ties in order sort by it
+	tier                  *tierInfo
 	order                 float64
 	sel, nsSel, saSel     *selector.Selector // sel nil: every endpoint in scope (quarantine only)
 	global                bool
@@ -109,12 +110,7 @@ func (c *compiler) loadPolicies() error {
 		c.addPolicy(p, policySpec{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress},
 			func() error { return c.globalOnly(p, &gp.Spec) })
 	}
-	slices.SortStableFunc(c.policies, func(a, b *policyInfo) int {
-		if c := cmp.Compare(a.order, b.order); c != 0 {
-			return c
-		}
-		return strings.Compare(a.id, b.id)
-	})
+	slices.SortStableFunc(c.policies, compareTiered)
 	return nil
 }
 
@@ -158,8 +154,9 @@ func (c *compiler) globalOnly(p *policyInfo, sp *api.GlobalNetworkPolicySpec) er
 // it applies on this node, so that a bad policy is quarantined on every
 // node alike.
 func (c *compiler) parsePolicy(p *policyInfo, sp policySpec, extra func() error) error {
-	if sp.tier != "" && sp.tier != "default" {
-		return fmt.Errorf("%s: spec.tier: %q: tiers are not supported (only \"default\")", p.owner(), sp.tier)
+	var err error
+	if p.tier, err = c.tierOf(p, sp.tier); err != nil {
+		return err
 	}
 	if extra != nil {
 		if err := extra(); err != nil {
@@ -173,11 +170,9 @@ func (c *compiler) parsePolicy(p *policyInfo, sp policySpec, extra func() error)
 		}
 		p.order = *sp.order
 	}
-	sel, err := c.parseSelector("spec.selector", sp.selector)
-	if err != nil {
+	if p.sel, err = c.parseSelector("spec.selector", sp.selector); err != nil {
 		return fmt.Errorf("%s: %w", p.owner(), err)
 	}
-	p.sel = sel
 	if sp.saSelector != "" {
 		if p.saSel, err = c.parseSelector("spec.serviceAccountSelector", sp.saSelector); err != nil {
 			return fmt.Errorf("%s: %w", p.owner(), err)
@@ -204,6 +199,13 @@ func (c *compiler) parsePolicy(p *policyInfo, sp policySpec, extra func() error)
 func (c *compiler) quarantinePolicy(p *policyInfo, sp policySpec, err error) {
 	p.quarantined = err.Error()
 	p.passIn, p.passOut, p.parsedIn, p.parsedOut = false, false, nil, nil
+	if p.tier, err = c.tierOf(p, sp.tier); err != nil {
+		// A tier that does not exist (yet) comes first.
+		if c.missingTiers[sp.tier] == nil {
+			c.missingTiers[sp.tier] = &tierInfo{name: sp.tier, order: math.Inf(-1)}
+		}
+		p.tier = c.missingTiers[sp.tier]
+	}
 	p.order = math.Inf(1)
 	if sp.order != nil {
 		p.order = *sp.order
@@ -242,6 +244,107 @@ func (c *compiler) parseRules(owner, ns, chainIn, chainOut string, ingress, egre
 		}
 	}
 	return in, out, nil
+}
+
+// tierInfo is a tier: the built-in ones, or a stored Tier object.
+type tierInfo struct {
+	name  string
+	order float64 // unset: +Inf (after every ordered tier)
+	pass  bool    // defaultAction Pass (else Deny)
+}
+
+// loadTiers reads the built-in tiers and the stored Tier objects. A stored
+// built-in tier keeps its built-in order and action (validation refuses
+// others); a bad order is taken as unset and a bad default action as Deny,
+// with a warning.
+func (c *compiler) loadTiers() error {
+	c.tiers, c.missingTiers = map[string]*tierInfo{}, map[string]*tierInfo{}
+	for name, s := range api.BuiltInTiers() {
+		c.tiers[name] = &tierInfo{name: name, order: *s.Order, pass: s.DefaultAction == api.ActionPass}
+	}
+	for i, t := range c.state.Tiers {
+		if t == nil {
+			return fmt.Errorf("tiers[%d] is nil", i)
+		}
+		if _, builtIn := c.tiers[t.Name]; builtIn {
+			continue
+		}
+		ti := &tierInfo{name: t.Name, order: math.Inf(1)}
+		if o := t.Spec.Order; o != nil {
+			if math.IsNaN(*o) {
+				c.warnf("Tier %s: spec.order is not a number; the tier is applied last", t.Name)
+			} else {
+				ti.order = *o
+			}
+		}
+		switch strings.ToLower(t.Spec.DefaultAction) {
+		case "", "deny":
+		case "pass":
+			ti.pass = true
+		default:
+			c.warnf("Tier %s: spec.defaultAction: %q is not Deny or Pass; using Deny", t.Name, t.Spec.DefaultAction)
+		}
+		c.tiers[t.Name] = ti
+	}
+	return nil
+}
+
+// tierOf finds a policy's tier.
+func (c *compiler) tierOf(p *policyInfo, name string) (*tierInfo, error) {
+	if name == "" {
+		name = api.DefaultTierName
+	}
+	if t, ok := c.tiers[name]; ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("%s: spec.tier: %q: no such Tier (create the Tier first)", p.owner(), name)
+}
+
+// compareTiered orders policies as Calico does: by tier (order, then
+// name), then by policy order (unset last), then by name.
+func compareTiered(a, b *policyInfo) int {
+	if c := cmp.Compare(a.tier.order, b.tier.order); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.tier.name, b.tier.name); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.order, b.order); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+// tierRules evaluates one tier's applicable policies in order. Allow
+// returns, Deny drops; a Pass sets MarkPass, which skips the tier's
+// remaining policies. At the end of the tier a packet no policy decided
+// gets the tier's default action: Deny drops it (then ended is true when
+// nothing can follow), Pass goes on to the next tier (more: there is one,
+// so MarkPass is cleared for it) or, after the last tier, to the profiles.
+func (c *compiler) tierRules(pols []*policyInfo, ingress, more bool) (rules []Rule, ended bool) {
+	passPossible := false
+	for _, p := range pols {
+		ch := c.policyChain(p, ingress)
+		jump := Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}
+		if passPossible {
+			jump.Matches = []Match{passClear}
+		}
+		rules = append(rules, jump, returnIfAccept)
+		if (ingress && p.passIn) || (!ingress && p.passOut) {
+			passPossible = true
+		}
+	}
+	if !pols[0].tier.pass {
+		if !passPossible {
+			// End of the tier: no policy allowed the packet.
+			return append(rules, Rule{Verdict: Verdict{Kind: Drop}}), true
+		}
+		rules = append(rules, Rule{Matches: []Match{passClear}, Verdict: Verdict{Kind: Drop}})
+	}
+	if passPossible && more {
+		rules = append(rules, clearPass)
+	}
+	return rules, false
 }
 
 // quarantinedChain is the body of a quarantined policy's or profile's
