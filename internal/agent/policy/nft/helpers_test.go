@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"os"
 	"os/exec"
 	"strings"
@@ -92,11 +93,18 @@ func mustDump(t testing.TB, d *Driver) string {
 	return s
 }
 
+// splitFamilies runs the package's tests on the per-family form of every
+// compiled ruleset (policy.SplitFamilies): go test -split-families.
+var splitFamilies = flag.Bool("split-families", false, "test the per-family form of every compiled ruleset (policy.SplitFamilies)")
+
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
 	rs, err := policy.Compile(s)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
+	}
+	if *splitFamilies {
+		rs = policy.SplitFamilies(rs)
 	}
 	return rs
 }
