@@ -1,11 +1,16 @@
 package policy_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tabbynet/tabby/internal/agent/policy"
 	. "github.com/tabbynet/tabby/internal/agent/policy/policytest"
+	"github.com/tabbynet/tabby/internal/api"
 )
 
 // TestSplitFamiliesEquivalent: on random states and packets, the
@@ -82,3 +87,133 @@ func TestSplitFamiliesWalksOneFamily(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestMergeRulesEquivalent: on random states and packets, merging runs
+// (alone, and after the per-family split) decides every packet as the
+// reference compiler's ruleset does and leaves a well-formed ruleset.
+func TestMergeRulesEquivalent(t *testing.T) {
+	var refRules, flatRules, refCount, mergedCount, flatCount int
+	for seed := uint64(1); seed <= 20; seed++ {
+		g := NewRandom(seed)
+		s := g.State()
+		r := rand.New(rand.NewPCG(seed, 11))
+		for step := 0; step < 30; step++ {
+			what := g.Mutate(s)
+			if r.IntN(2) == 0 {
+				// Random states seldom hold rules that differ only in
+				// ports or peers; dense policies do.
+				s.Policies = append(s.Policies, densePolicy(r, fmt.Sprintf("dense-%d-%d", seed, step)))
+				what += ", add a dense policy"
+			}
+			ref, err := policy.Compile(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forms := map[string]*policy.Ruleset{
+				"merged":       policy.MergeRules(ref),
+				"split+merged": policy.MergeRules(policy.SplitFamilies(ref)),
+			}
+			for name, rs := range forms {
+				if err := Check(rs); err != nil {
+					t.Fatalf("seed %d step %d (%s): %s: ill-formed: %v\n%s", seed, step, what, name, err, rs.Render())
+				}
+			}
+			refCount += countRules(ref)
+			mergedCount += countRules(forms["merged"])
+			flatCount += countRules(forms["split+merged"])
+			for _, p := range g.Packets(s, 100) {
+				want, err := Walk(ref, p)
+				if err != nil {
+					t.Fatalf("seed %d step %d (%s): reference: %v", seed, step, what, err)
+				}
+				for name, rs := range forms {
+					got, err := Walk(rs, p)
+					if err != nil {
+						t.Fatalf("seed %d step %d (%s): %s: %v", seed, step, what, name, err)
+					}
+					if got.Accept != want.Accept {
+						t.Fatalf("seed %d step %d (%s): %s: %s: accept=%v, reference %v\nreference trace %v\n%s trace %v",
+							seed, step, what, name, p, got.Accept, want.Accept, want.Trace, name, got.Trace)
+					}
+					if name == "split+merged" {
+						flatRules += got.Evaluated
+					}
+				}
+				refRules += want.Evaluated
+			}
+		}
+	}
+	t.Logf("rules in the rulesets: reference %d, merged %d, split+merged %d; rules evaluated: reference %d, split+merged %d (%.2f×)",
+		refCount, mergedCount, flatCount, refRules, flatRules, float64(flatRules)/float64(refRules))
+	if mergedCount >= refCount {
+		t.Errorf("merging removed no rule (%d, reference %d): the test does not exercise it", mergedCount, refCount)
+	}
+}
+
+func countRules(rs *policy.Ruleset) int {
+	n := 0
+	for _, c := range rs.Chains {
+		n += len(c.Rules)
+	}
+	return n
+}
+
+// densePolicy is a policy of 4 to 12 rules drawn from a small vocabulary
+// (two protocols, four ports, three peers, mostly Allow with some Deny
+// and Log), so that many rules differ only in their ports or peers.
+func densePolicy(r *rand.Rand, name string) *api.NetworkPolicy {
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	var rules []api.Rule
+	for range 4 + r.IntN(9) {
+		rule := api.Rule{Action: pick("Allow", "Allow", "Allow", "Allow", "Deny", "Log"), Protocol: Proto(pick("TCP", "UDP"))}
+		rule.Destination.Ports = Ports(pick("80", "443", "8000:8050", "53"))
+		switch r.IntN(3) {
+		case 0:
+			rule.Source.Selector = pick("app == 'web'", "app == 'db'", "has(trusted)")
+		case 1:
+			rule.Source.Nets = []string{pick("10.65.0.0/24", "192.0.2.0/24", "10.65.0.9/32")}
+		}
+		rules = append(rules, rule)
+	}
+	var in, out []api.Rule
+	if r.IntN(2) == 0 {
+		in = rules
+	} else {
+		out = rules
+	}
+	return NP(pick("default", "dev"), name, float64(r.IntN(5)), pick("all()", "app == 'web'", "has(calico)"), in, out)
+}
+
+// TestMergeRulesGroupsRuns: a run of Allow rules is merged by ports, then
+// by peers; a Deny ends the run, and rules after it merge on their own.
+func TestMergeRulesGroupsRuns(t *testing.T) {
+	tcp := func(action, sel, port string) api.Rule {
+		return api.Rule{Action: action, Protocol: Proto("TCP"), Source: api.EntityRule{Selector: sel}, Destination: api.EntityRule{Ports: Ports(port)}}
+	}
+	s := ruleState()
+	s.Policies = []*api.NetworkPolicy{NP("default", "p", 1, "app == 'web'", []api.Rule{
+		tcp("Allow", "app == 'web'", "80"),
+		tcp("Allow", "app == 'web'", "443"),
+		tcp("Allow", "app == 'db'", "80"),
+		tcp("Allow", "app == 'api'", "80"), // matches nobody in namespace default
+		tcp("Allow", "has(app)", "80"),
+		tcp("Deny", "app == 'db'", "22"),
+		tcp("Allow", "app == 'db'", "8080"),
+	}, nil)}
+	ref, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := policy.MergeRules(policy.SplitFamilies(ref))
+	got := chainRules(t, merged, "pi-default/p:4")
+	want := []string{
+		"meta l4proto tcp th dport {80, 443} ip saddr {10.0.0.1} " + allow,
+		// db, api (another namespace: nobody) and has(app) (web, db).
+		"meta l4proto tcp th dport 80 ip saddr {10.0.0.1, 10.0.0.2} " + allow,
+		"meta l4proto tcp th dport 22 ip saddr {10.0.0.2} drop",
+		"meta l4proto tcp th dport 8080 ip saddr {10.0.0.2} " + allow,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pi-default/p:4 (-want +got):\n%s\nreference:\n%s", diff, ref.Chain("pi-default/p"))
+	}
+}

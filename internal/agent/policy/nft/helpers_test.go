@@ -93,9 +93,10 @@ func mustDump(t testing.TB, d *Driver) string {
 	return s
 }
 
-// splitFamilies runs the package's tests on the per-family form of every
-// compiled ruleset (policy.SplitFamilies): go test -split-families.
-var splitFamilies = flag.Bool("split-families", false, "test the per-family form of every compiled ruleset (policy.SplitFamilies)")
+// flatForm runs the package's tests on the flat-cost form of every
+// compiled ruleset (policy.MergeRules of policy.SplitFamilies):
+// go test ./internal/agent/policy/nft -args -flat-form.
+var flatForm = flag.Bool("flat-form", false, "test the flat-cost form of every compiled ruleset (policy.SplitFamilies, then policy.MergeRules)")
 
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
@@ -103,8 +104,8 @@ func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
-	if *splitFamilies {
-		rs = policy.SplitFamilies(rs)
+	if *flatForm {
+		rs = policy.MergeRules(policy.SplitFamilies(rs))
 	}
 	return rs
 }

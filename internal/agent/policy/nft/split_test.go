@@ -9,7 +9,8 @@ import (
 
 // TestPrivilegedSplitFamiliesApplies: the per-family form of every
 // representative state (chains named "<chain>:4"/":6", per-family dispatch
-// maps) is accepted by the kernel and reads back as written; moving from
+// maps), and that form with its runs merged (policy.MergeRules), is
+// accepted by the kernel and reads back as written; moving from
 // the reference form to it and back ends where a fresh apply does.
 func TestPrivilegedSplitFamiliesApplies(t *testing.T) {
 	requireRoot(t)
@@ -23,6 +24,12 @@ func TestPrivilegedSplitFamiliesApplies(t *testing.T) {
 			d.valid = false
 			if ch := mustApply(t, d, split); ch.Committed || !ch.Resynced {
 				t.Errorf("Apply after reading the kernel back: %+v, want no commit", ch)
+			}
+			flat := policy.MergeRules(split)
+			mustApply(t, d, flat)
+			d.valid = false
+			if ch := mustApply(t, d, flat); ch.Committed || !ch.Resynced {
+				t.Errorf("merged form: Apply after reading the kernel back: %+v, want no commit", ch)
 			}
 			mustApply(t, d, ref)
 			d.valid = false
