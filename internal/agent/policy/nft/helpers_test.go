@@ -93,10 +93,10 @@ func mustDump(t testing.TB, d *Driver) string {
 	return s
 }
 
-// flatForm runs the package's tests on the flat-cost form of every
-// compiled ruleset (policy.MergeRules of policy.SplitFamilies):
-// go test ./internal/agent/policy/nft -args -flat-form.
-var flatForm = flag.Bool("flat-form", false, "test the flat-cost form of every compiled ruleset (policy.SplitFamilies, then policy.MergeRules)")
+// form runs the package's tests on a flat-cost form of every compiled
+// ruleset: "split" (policy.SplitFamilies) or "split+merge" (then
+// policy.MergeRules): go test ./internal/agent/policy/nft -args -form=split.
+var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split" or "split+merge"`)
 
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
@@ -104,8 +104,14 @@ func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
-	if *flatForm {
+	switch *form {
+	case "":
+	case "split":
+		rs = policy.SplitFamilies(rs)
+	case "split+merge":
 		rs = policy.MergeRules(policy.SplitFamilies(rs))
+	default:
+		t.Fatalf("-form: %q is not split or split+merge", *form)
 	}
 	return rs
 }
