@@ -217,3 +217,84 @@ func TestMergeRulesGroupsRuns(t *testing.T) {
 		t.Errorf("pi-default/p:4 (-want +got):\n%s\nreference:\n%s", diff, ref.Chain("pi-default/p"))
 	}
 }
+
+// TestShareEndpointChainsEquivalent: sharing endpoint chains (alone and
+// after the per-family split) decides every random packet as the
+// reference does, and holds fewer chains.
+func TestShareEndpointChainsEquivalent(t *testing.T) {
+	var refChains, sharedChains int
+	for seed := uint64(1); seed <= 20; seed++ {
+		g := NewRandom(seed)
+		s := g.State()
+		for step := 0; step < 30; step++ {
+			what := g.Mutate(s)
+			ref, err := policy.Compile(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forms := map[string]*policy.Ruleset{
+				"shared":       policy.ShareEndpointChains(ref),
+				"split+shared": policy.ShareEndpointChains(policy.SplitFamilies(ref)),
+			}
+			refChains += len(ref.Chains)
+			sharedChains += len(forms["shared"].Chains)
+			for name, rs := range forms {
+				if err := Check(rs); err != nil {
+					t.Fatalf("seed %d step %d (%s): %s: ill-formed: %v", seed, step, what, name, err)
+				}
+			}
+			for _, p := range g.Packets(s, 100) {
+				want, err := Walk(ref, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for name, rs := range forms {
+					got, err := Walk(rs, p)
+					if err != nil {
+						t.Fatalf("seed %d step %d (%s): %s: %v", seed, step, what, name, err)
+					}
+					if got.Accept != want.Accept {
+						t.Fatalf("seed %d step %d (%s): %s: %s: accept=%v, reference %v", seed, step, what, name, p, got.Accept, want.Accept)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("chains: reference %d, shared %d", refChains, sharedChains)
+	if sharedChains >= refChains {
+		t.Errorf("sharing saved no chain (%d, reference %d)", sharedChains, refChains)
+	}
+}
+
+// TestSharedChainsMakeANewEndpointElementsOnly: with shared chains, a
+// new local endpoint with the labels and profile of an existing one adds
+// no chain and changes none: only map and set elements.
+func TestSharedChainsMakeANewEndpointElementsOnly(t *testing.T) {
+	s := CNINetwork()
+	before, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Endpoints = append(s.Endpoints, WEP(Node, "default", "node--a-cni-web3-eth0", "tby00000web3", []string{"10.65.0.9/32"}, map[string]string{"app": "web"}, "calico"))
+	after, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Chains) != len(before.Chains)+2 {
+		t.Fatalf("reference: %d chains after, %d before; want its own two", len(after.Chains), len(before.Chains))
+	}
+	b, a := policy.ShareEndpointChains(before), policy.ShareEndpointChains(after)
+	if len(a.Chains) != len(b.Chains) {
+		t.Fatalf("shared: %d chains after, %d before; want none added", len(a.Chains), len(b.Chains))
+	}
+	for i := range a.Chains {
+		if a.Chains[i].Name != b.Chains[i].Name || !policy.RulesEqual(a.Chains[i].Rules, b.Chains[i].Rules) {
+			t.Errorf("chain %s changed", a.Chains[i].Name)
+		}
+	}
+	for _, m := range []string{policy.MapFromWorkload, policy.MapToWorkload} {
+		if n := len(a.Map(m).Elements) - len(b.Map(m).Elements); n != 1 {
+			t.Errorf("map %s: %d elements added, want 1", m, n)
+		}
+	}
+}

@@ -94,9 +94,10 @@ func mustDump(t testing.TB, d *Driver) string {
 }
 
 // form runs the package's tests on a flat-cost form of every compiled
-// ruleset: "split" (policy.SplitFamilies) or "split+merge" (then
-// policy.MergeRules): go test ./internal/agent/policy/nft -args -form=split.
-var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split" or "split+merge"`)
+// ruleset: "split" (policy.SplitFamilies), "split+merge" (then
+// policy.MergeRules), "share" (policy.ShareEndpointChains) or
+// "split+share": go test ./internal/agent/policy/nft -args -form=split.
+var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split", "split+merge", "share" or "split+share"`)
 
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
@@ -110,8 +111,12 @@ func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 		rs = policy.SplitFamilies(rs)
 	case "split+merge":
 		rs = policy.MergeRules(policy.SplitFamilies(rs))
+	case "share":
+		rs = policy.ShareEndpointChains(rs)
+	case "split+share":
+		rs = policy.ShareEndpointChains(policy.SplitFamilies(rs))
 	default:
-		t.Fatalf("-form: %q is not split or split+merge", *form)
+		t.Fatalf("-form: %q is not split, split+merge, share or split+share", *form)
 	}
 	return rs
 }

@@ -9,7 +9,8 @@ import (
 
 // TestPrivilegedSplitFamiliesApplies: the per-family form of every
 // representative state (chains named "<chain>:4"/":6", per-family dispatch
-// maps), and that form with its runs merged (policy.MergeRules), is
+// maps), that form with its runs merged (policy.MergeRules) and with its
+// endpoint chains shared (policy.ShareEndpointChains), is
 // accepted by the kernel and reads back as written; moving from
 // the reference form to it and back ends where a fresh apply does.
 func TestPrivilegedSplitFamiliesApplies(t *testing.T) {
@@ -30,6 +31,12 @@ func TestPrivilegedSplitFamiliesApplies(t *testing.T) {
 			d.valid = false
 			if ch := mustApply(t, d, flat); ch.Committed || !ch.Resynced {
 				t.Errorf("merged form: Apply after reading the kernel back: %+v, want no commit", ch)
+			}
+			shared := policy.ShareEndpointChains(split)
+			mustApply(t, d, shared)
+			d.valid = false
+			if ch := mustApply(t, d, shared); ch.Committed || !ch.Resynced {
+				t.Errorf("shared form: Apply after reading the kernel back: %+v, want no commit", ch)
 			}
 			mustApply(t, d, ref)
 			d.valid = false
