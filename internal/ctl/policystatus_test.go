@@ -65,3 +65,36 @@ spec: {selector: all()}
 		t.Errorf("STATUS without -o wide:\n%s", out)
 	}
 }
+
+// TestGetTiers: tiers list with their order and default action, and
+// policies with their tier.
+func TestGetTiers(t *testing.T) {
+	c := newCLI(t)
+	c.stdin = `
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.p}
+spec: {tier: security, selector: all()}
+`
+	c.ok("apply", "-f", "-")
+	if out := c.ok("get", "tiers"); !strings.Contains(out, "DEFAULTACTION") || !strings.Contains(out, "security  100    Deny") {
+		t.Errorf("get tiers:\n%s", out)
+	}
+	if out := c.ok("get", "gnp"); !strings.Contains(out, "security.p  security  ") {
+		t.Errorf("get gnp:\n%s", out)
+	}
+	c.stdin = `
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec: {tier: security, selector: all()}
+`
+	if errs := c.fail("apply", "-f", "-"); !strings.Contains(errs, "metadata.name") || !strings.Contains(errs, "security.<name>") {
+		t.Errorf("apply of a tiered policy without the tier prefix: %s", errs)
+	}
+}
