@@ -145,7 +145,7 @@ func familyOfAddr(a netip.Addr) int {
 // mergeOn groups the rules of a run that are equal but for their slot's
 // match and replaces each group of two or more with one rule whose slot
 // matches the union (built by union), at the place of its first member.
-func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match) Match) []Rule {
+func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match) (Match, bool)) []Rule {
 	keys := make([]string, len(run))
 	slots := make([]int, len(run))
 	groups := map[string][]int{} // key → members, in order
@@ -159,43 +159,60 @@ func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match
 		keys[i] = kind + "|" + itoa(idx) + "|" + Rule{Matches: rest}.String()
 		groups[keys[i]] = append(groups[keys[i]], i)
 	}
+	unions := map[string]Match{} // key → the union of its group, when it pays
+	for k, g := range groups {
+		if len(g) < 2 {
+			continue
+		}
+		_, kind := sl(run[g[0]].Matches)
+		var members []Match
+		for _, j := range g {
+			members = append(members, run[j].Matches[slots[j]])
+		}
+		if u, ok := union(kind, members); ok {
+			unions[k] = u
+		}
+	}
 	var out []Rule
 	for i, r := range run {
-		g := groups[keys[i]]
+		u, merged := unions[keys[i]]
 		switch {
-		case keys[i] == "" || len(g) < 2:
+		case keys[i] == "" || !merged:
 			out = append(out, r)
-		case g[0] == i:
-			_, kind := sl(r.Matches)
-			var members []Match
-			for _, j := range g {
-				members = append(members, run[j].Matches[slots[j]])
-			}
+		case groups[keys[i]][0] == i:
 			ms := slices.Clone(r.Matches)
-			ms[slots[i]] = union(kind, members)
+			ms[slots[i]] = u
 			out = append(out, Rule{Matches: ms, Stmts: r.Stmts, Verdict: r.Verdict})
 		}
 	}
 	return out
 }
 
-// unionPorts merges port matches into one Port or a port set.
-func (m *merger) unionPorts(_ string, ms []Match) Match {
+// unionPorts merges port matches into one Port or a port set. Rules that
+// each compare one port range are merged only when the union is one range
+// too: in the kernel a set lookup costs more than a few compares, which
+// fail fast before the rule's address lookup (BenchmarkConnRate measured
+// merging them into a set as slower).
+func (m *merger) unionPorts(_ string, ms []Match) (Match, bool) {
 	var ranges []Element
 	var dir Direction
+	anySet := false
 	for _, x := range ms {
 		switch x := x.(type) {
 		case Port:
 			dir = x.Dir
 			ranges = append(ranges, Element{Port: x.Min, PortEnd: x.Max})
 		case PortSet:
-			dir = x.Dir
+			dir, anySet = x.Dir, true
 			ranges = append(ranges, m.sets[x.Set].Elements...)
 		}
 	}
 	ranges = portRanges(ranges)
 	if len(ranges) == 1 {
-		return Port{Dir: dir, Min: ranges[0].Port, Max: ranges[0].PortEnd}
+		return Port{Dir: dir, Min: ranges[0].Port, Max: ranges[0].PortEnd}, true
+	}
+	if !anySet {
+		return nil, false
 	}
 	var key strings.Builder
 	for i, e := range ranges {
@@ -208,13 +225,13 @@ func (m *merger) unionPorts(_ string, ms []Match) Match {
 	if m.sets[name] == nil {
 		m.sets[name] = &Set{Name: name, Type: SetPort, Comment: truncateComment("ports " + key.String()), Elements: ranges}
 	}
-	return PortSet{Dir: dir, Set: name}
+	return PortSet{Dir: dir, Set: name}, true
 }
 
 // unionAddrs merges address matches into one union set, named after its
 // members (set names and literal prefixes), so the same union keeps its
 // name when the members' elements change.
-func (m *merger) unionAddrs(_ string, ms []Match) Match {
+func (m *merger) unionAddrs(_ string, ms []Match) (Match, bool) {
 	var nets []netip.Prefix
 	var names []string
 	var dir Direction
@@ -239,7 +256,7 @@ func (m *merger) unionAddrs(_ string, ms []Match) Match {
 	if m.sets[name] == nil {
 		m.sets[name] = &Set{Name: name, Type: addrSetType(family), Comment: truncateComment("union of " + strings.Join(names, " ")), Elements: prefixElements(nets)}
 	}
-	return AddrSet{Family: family, Dir: dir, Set: name}
+	return AddrSet{Family: family, Dir: dir, Set: name}, true
 }
 
 func truncateComment(s string) string {

@@ -184,8 +184,10 @@ func densePolicy(r *rand.Rand, name string) *api.NetworkPolicy {
 	return NP(pick("default", "dev"), name, float64(r.IntN(5)), pick("all()", "app == 'web'", "has(calico)"), in, out)
 }
 
-// TestMergeRulesGroupsRuns: a run of Allow rules is merged by ports, then
-// by peers; a Deny ends the run, and rules after it merge on their own.
+// TestMergeRulesGroupsRuns: a run of Allow rules is merged by peers, and
+// by ports only where the union is one range (a port set would cost more
+// than the compares); a Deny ends the run, and rules after it merge on
+// their own.
 func TestMergeRulesGroupsRuns(t *testing.T) {
 	tcp := func(action, sel, port string) api.Rule {
 		return api.Rule{Action: action, Protocol: Proto("TCP"), Source: api.EntityRule{Selector: sel}, Destination: api.EntityRule{Ports: Ports(port)}}
@@ -198,7 +200,8 @@ func TestMergeRulesGroupsRuns(t *testing.T) {
 		tcp("Allow", "app == 'api'", "80"), // matches nobody in namespace default
 		tcp("Allow", "has(app)", "80"),
 		tcp("Deny", "app == 'db'", "22"),
-		tcp("Allow", "app == 'db'", "8080"),
+		tcp("Allow", "app == 'db'", "9000"),
+		tcp("Allow", "app == 'db'", "9001"),
 	}, nil)}
 	ref, err := policy.Compile(s)
 	if err != nil {
@@ -207,11 +210,11 @@ func TestMergeRulesGroupsRuns(t *testing.T) {
 	merged := policy.MergeRules(policy.SplitFamilies(ref))
 	got := chainRules(t, merged, "pi-default/p:4")
 	want := []string{
-		"meta l4proto tcp th dport {80, 443} ip saddr {10.0.0.1} " + allow,
-		// db, api (another namespace: nobody) and has(app) (web, db).
+		// web, db, api (nobody) and has(app) (web, db) on port 80.
 		"meta l4proto tcp th dport 80 ip saddr {10.0.0.1, 10.0.0.2} " + allow,
+		"meta l4proto tcp th dport 443 ip saddr {10.0.0.1} " + allow,
 		"meta l4proto tcp th dport 22 ip saddr {10.0.0.2} drop",
-		"meta l4proto tcp th dport 8080 ip saddr {10.0.0.2} " + allow,
+		"meta l4proto tcp th dport 9000-9001 ip saddr {10.0.0.2} " + allow,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pi-default/p:4 (-want +got):\n%s\nreference:\n%s", diff, ref.Chain("pi-default/p"))
