@@ -16,7 +16,8 @@ import (
 // Log or Pass rule, or a jump, ends a run. Inside a run the order of the
 // rules does not matter — whichever matches, the outcome is the same — so
 // rules whose matches are equal but for their ports are merged into one
-// rule matching the union of the ports (a port set), and then rules equal
+// rule matching the union of the ports (when that is one range, or a
+// member already was a port set; see unionPorts), and then rules equal
 // but for one address match into one rule matching the union of the
 // addresses (a union set, named after its members so that membership
 // changes stay element updates). rs is not modified.
