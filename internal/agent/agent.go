@@ -35,7 +35,7 @@ var Version = "dev"
 // watchedKinds are the resources the agent mirrors.
 var watchedKinds = []string{
 	"Node", "IPPool", "IPAMConfig", "WorkloadEndpoint", "HostEndpoint", "Profile",
-	"NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
+	"Tier", "NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
 	"FelixConfiguration", "BGPConfiguration", "BGPPeer",
 }
 
@@ -65,10 +65,11 @@ type Agent struct {
 	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools
 
-	pending  pendingEndpoints
-	syncReqs chan chan error
-	ready    atomic.Bool
-	synced   atomic.Bool
+	pending    pendingEndpoints
+	quarantine quarantineState
+	syncReqs   chan chan error
+	ready      atomic.Bool
+	synced     atomic.Bool
 
 	extraHandlers map[string]http.Handler
 }
@@ -104,6 +105,7 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
 	a.reaper = newReaper(a, kernelDeadKernel{})
+	a.quarantine.dirty = make(chan struct{}, 1)
 	return a, nil
 }
 
@@ -286,6 +288,7 @@ func (a *Agent) writeNode(ctx context.Context) error {
 		n.Status.AgentVersion = Version
 		n.Status.LastHeartbeat = time.Now().UTC().Format(time.RFC3339)
 		n.Status.MTU = a.workloadMTU()
+		n.Status.QuarantinedPolicies = a.quarantineStatus()
 		if n.ResourceVersion == "" {
 			_, err = a.client.Create(ctx, n)
 			if errors.Is(err, datastore.ErrExists) {
@@ -310,9 +313,10 @@ func (a *Agent) heartbeatLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := a.writeNode(ctx); err != nil && ctx.Err() == nil {
-				a.log.Warn("heartbeat failed", "error", err)
-			}
+		case <-a.quarantine.dirty: // the status changed: write it now
+		}
+		if err := a.writeNode(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat failed", "error", err)
 		}
 	}
 }

@@ -25,6 +25,7 @@ type PolicyDriver interface {
 type KernelDataplane struct {
 	mu           sync.Mutex
 	lastWarnings string
+	quarantined  []policy.Quarantine
 
 	Policy PolicyDriver // nil: policy disabled
 	Router Router       // nil: routing disabled
@@ -62,6 +63,7 @@ func PolicyState(v *View) *policy.State {
 		Profiles:          v.Profiles,
 		Policies:          v.Policies,
 		GlobalPolicies:    v.GlobalPolicies,
+		Tiers:             v.Tiers,
 		NetworkSets:       v.NetworkSets,
 		GlobalNetworkSets: v.GlobalNetworkSets,
 		Pools:             v.Pools,
@@ -87,7 +89,41 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 		return err
 	}
 	d.logWarnings(rs.Warnings)
+	d.noteQuarantine(rs.Quarantined)
 	return d.Policy.Apply(ctx, rs)
+}
+
+// noteQuarantine keeps the last compile's quarantined policies and logs
+// each one when it enters or leaves quarantine.
+func (d *KernelDataplane) noteQuarantine(qs []policy.Quarantine) {
+	d.mu.Lock()
+	old := d.quarantined
+	d.quarantined = qs
+	d.mu.Unlock()
+	if d.Log == nil {
+		return
+	}
+	was := map[policy.Quarantine]bool{}
+	for _, q := range old {
+		was[q] = true
+	}
+	for _, q := range qs {
+		if !was[q] {
+			d.Log.Error("policy quarantined: the endpoints it selects are denied in its directions until it is fixed",
+				"policy", q.ID(), "reason", q.Reason)
+		}
+		delete(was, q)
+	}
+	for q := range was {
+		d.Log.Info("policy no longer quarantined", "policy", q.ID())
+	}
+}
+
+// Quarantined returns the policies the last compile quarantined.
+func (d *KernelDataplane) Quarantined() []policy.Quarantine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.quarantined
 }
 
 // Current reports whether the kernel's policy is what the last Sync

@@ -23,6 +23,7 @@ type metrics struct {
 	syncErrors   prometheus.Counter
 	syncSkipped  prometheus.Counter
 	gcReleased   prometheus.Counter
+	quarantined  *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -51,8 +52,11 @@ func newMetrics() *metrics {
 		gcReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_ipam_gc_released_total", Help: "Leaked addresses released by GC.",
 		}),
+		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tabby_agent_policy_quarantined", Help: "1 for each policy or profile this agent could not compile (the endpoints it selects fail closed).",
+		}, []string{"policy"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -22,6 +22,7 @@ type View struct {
 	Profiles          []*api.Profile
 	Policies          []*api.NetworkPolicy
 	GlobalPolicies    []*api.GlobalNetworkPolicy
+	Tiers             []*api.Tier
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
 	Felix             api.FelixConfigurationSpec
@@ -72,6 +73,7 @@ func (a *Agent) viewAt(now time.Time) (*View, time.Time) {
 		Profiles:          listOf[*api.Profile](c, "Profile"),
 		Policies:          listOf[*api.NetworkPolicy](c, "NetworkPolicy"),
 		GlobalPolicies:    listOf[*api.GlobalNetworkPolicy](c, "GlobalNetworkPolicy"),
+		Tiers:             listOf[*api.Tier](c, "Tier"),
 		NetworkSets:       listOf[*api.NetworkSet](c, "NetworkSet"),
 		GlobalNetworkSets: listOf[*api.GlobalNetworkSet](c, "GlobalNetworkSet"),
 		BGPPeers:          listOf[*api.BGPPeer](c, "BGPPeer"),
@@ -146,6 +148,7 @@ func (a *Agent) syncDataplaneNext(ctx context.Context) (time.Time, error) {
 	start := time.Now()
 	v, next := a.viewAt(start)
 	err := a.dp.Sync(ctx, v)
+	a.noteQuarantine()
 	a.m.syncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.syncErrors.Inc()

@@ -83,6 +83,39 @@ spec:
   egress:
   - action: Allow
 `,
+	"tier": `apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: internal-access
+spec:
+  order: 100
+  defaultAction: Pass
+`,
+	"tieredpolicy": `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: platform.cluster-dns-allow-all
+spec:
+  tier: platform
+  order: 1
+  selector: ''
+  namespaceSelector: ''
+  serviceAccountSelector: ''
+  ingress:
+    - action: Allow
+      protocol: UDP
+      source:
+        namespaceSelector: all()
+      destination:
+        selector: k8s-app == "kube-dns"
+        ports:
+          - '53'
+  doNotTrack: false
+  applyOnForward: false
+  preDNAT: false
+  types:
+    - Ingress
+`,
 	"profile": `apiVersion: projectcalico.org/v3
 kind: Profile
 metadata:

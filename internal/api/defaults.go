@@ -54,6 +54,16 @@ func SetDefaults(r Resource) {
 			t := true
 			r.Spec.AutoAllocateBlocks = &t
 		}
+	case *Tier:
+		if r.Spec.DefaultAction == "" {
+			r.Spec.DefaultAction = ActionDeny
+			if b, ok := BuiltInTiers()[r.Name]; ok {
+				r.Spec.DefaultAction = b.DefaultAction
+			}
+		}
+		if b, ok := BuiltInTiers()[r.Name]; ok && r.Spec.Order == nil {
+			r.Spec.Order = b.Order
+		}
 	case *NetworkPolicy:
 		r.Spec.Types = defaultTypes(r.Spec.Types, r.Spec.Ingress, r.Spec.Egress)
 		normalizeRules(r.Spec.Ingress)

@@ -46,6 +46,18 @@ type NodeStatus struct {
 	AgentVersion  string `json:"agentVersion,omitempty"`  // Tabby extension
 	LastHeartbeat string `json:"lastHeartbeat,omitempty"` // RFC 3339; Tabby extension
 	MTU           int    `json:"mtu,omitempty"`           // workload MTU; Tabby extension
+	// QuarantinedPolicies are the policies and profiles this node's
+	// agent could not compile: the endpoints they select fail closed
+	// (docs/design/policy.md "Quarantine"). Tabby extension.
+	QuarantinedPolicies []QuarantinedPolicy `json:"quarantinedPolicies,omitempty"`
+}
+
+// QuarantinedPolicy names a policy or profile a node quarantined, and why.
+type QuarantinedPolicy struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
 }
 
 // ---- IPAM configuration ----
@@ -201,6 +213,42 @@ type ProfileSpec struct {
 	Ingress       []Rule            `json:"ingress,omitempty"`
 	Egress        []Rule            `json:"egress,omitempty"`
 	LabelsToApply map[string]string `json:"labelsToApply,omitempty"`
+}
+
+// Tier is an ordered group of policies (Calico v3.29+): tiers apply in
+// order, a Pass moves to the next tier, and a tier that selected an
+// endpoint but decided nothing applies its defaultAction.
+type Tier struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       TierSpec `json:"spec"`
+}
+
+type TierSpec struct {
+	Order         *float64 `json:"order,omitempty"`         // unset: after every ordered tier
+	DefaultAction string   `json:"defaultAction,omitempty"` // Deny (default) or Pass
+}
+
+// The built-in tiers, as Calico defines them: they exist whether or not a
+// Tier object is stored, and a stored one must keep their order and
+// default action.
+const (
+	DefaultTierName       = "default"
+	DefaultTierOrder      = float64(1_000_000)
+	KubeAdminTierName     = "kube-admin"
+	KubeAdminTierOrder    = float64(1_000)
+	KubeBaselineTierName  = "kube-baseline"
+	KubeBaselineTierOrder = float64(10_000_000)
+)
+
+// BuiltInTiers are the built-in tiers' specs.
+func BuiltInTiers() map[string]TierSpec {
+	o := func(f float64) *float64 { return &f }
+	return map[string]TierSpec{
+		DefaultTierName:      {Order: o(DefaultTierOrder), DefaultAction: ActionDeny},
+		KubeAdminTierName:    {Order: o(KubeAdminTierOrder), DefaultAction: ActionPass},
+		KubeBaselineTierName: {Order: o(KubeBaselineTierOrder), DefaultAction: ActionPass},
+	}
 }
 
 // NetworkPolicy is a namespaced, ordered, label-selected policy.

@@ -14,6 +14,7 @@ var Kinds = []KindInfo{
 	{Kind: "Profile", Plural: "profiles", Short: []string{"pro"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Profile{} }},
 	{Kind: "GlobalNetworkSet", Plural: "globalnetworksets", Short: []string{"gns"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &GlobalNetworkSet{} }},
 	{Kind: "NetworkSet", Plural: "networksets", Short: []string{"ns-set", "netset", "netsets"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &NetworkSet{} }},
+	{Kind: "Tier", Plural: "tiers", Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Tier{} }},
 	{Kind: "GlobalNetworkPolicy", Plural: "globalnetworkpolicies", Short: []string{"gnp", "globalpolicy", "globalpolicies"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &GlobalNetworkPolicy{} }},
 	{Kind: "NetworkPolicy", Plural: "networkpolicies", Short: []string{"np", "policy", "policies"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &NetworkPolicy{} }},
 	{Kind: "HostEndpoint", Plural: "hostendpoints", Short: []string{"hep"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &HostEndpoint{} }},
@@ -56,6 +57,7 @@ func (*FelixConfiguration) KindInfo() KindInfo  { return kindInfo("FelixConfigur
 func (*Profile) KindInfo() KindInfo             { return kindInfo("Profile") }
 func (*GlobalNetworkSet) KindInfo() KindInfo    { return kindInfo("GlobalNetworkSet") }
 func (*NetworkSet) KindInfo() KindInfo          { return kindInfo("NetworkSet") }
+func (*Tier) KindInfo() KindInfo                { return kindInfo("Tier") }
 func (*GlobalNetworkPolicy) KindInfo() KindInfo { return kindInfo("GlobalNetworkPolicy") }
 func (*NetworkPolicy) KindInfo() KindInfo       { return kindInfo("NetworkPolicy") }
 func (*HostEndpoint) KindInfo() KindInfo        { return kindInfo("HostEndpoint") }

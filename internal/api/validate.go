@@ -43,10 +43,14 @@ func Validate(r Resource) error {
 		p.checkNetworkSet(&r.ObjectMeta, &r.Spec)
 	case *NetworkSet:
 		p.checkNetworkSet(&r.ObjectMeta, &r.Spec)
+	case *Tier:
+		p.checkTier(r.Name, &r.Spec)
 	case *GlobalNetworkPolicy:
 		p.checkGlobalNetworkPolicy(&r.Spec)
+		p.checkTieredName(r.Name, r.Spec.Tier)
 	case *NetworkPolicy:
 		p.checkNetworkPolicy(&r.Spec)
+		p.checkTieredName(r.Name, r.Spec.Tier)
 	case *HostEndpoint:
 		p.checkHostEndpoint(&r.Spec)
 	case *WorkloadEndpoint:

@@ -2,6 +2,7 @@ package api
 
 import (
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -24,32 +25,17 @@ func (p *problems) checkGlobalNetworkPolicy(s *GlobalNetworkPolicySpec) {
 	p.checkPolicy(policySpec{s.Tier, s.Selector, s.ServiceAccountSelector, s.Order, s.Types, s.Ingress, s.Egress, true})
 	p.checkSelector("spec.namespaceSelector", s.NamespaceSelector)
 	p.noGlobalSelector("spec.namespaceSelector", s.NamespaceSelector)
-	if s.DoNotTrack && s.PreDNAT {
-		p.add("spec.preDNAT", "is not allowed together with doNotTrack")
+	// Host endpoint policy modes Tabby does not implement: refused here
+	// rather than accepted and then not enforced (or quarantined by every
+	// agent; docs/design/policy.md "Quarantine").
+	if s.DoNotTrack {
+		p.add("spec.doNotTrack", "true is not supported: Tabby has no untracked (raw table) policy; remove the field or set it to false")
 	}
 	if s.PreDNAT {
-		if len(s.Egress) > 0 {
-			p.add("spec.egress", "is not allowed in a preDNAT policy")
-		}
-		for i, t := range s.Types {
-			if t == PolicyTypeEgress {
-				p.add(index("spec.types", i), "Egress is not allowed in a preDNAT policy")
-			}
-		}
+		p.add("spec.preDNAT", "true is not supported: Tabby has no pre-DNAT host endpoint policy; remove the field or set it to false")
 	}
-	if (s.DoNotTrack || s.PreDNAT) && !s.ApplyOnForward {
-		p.add("spec.applyOnForward", "must be true when doNotTrack or preDNAT is true")
-	}
-	// Service names are namespaced; a global policy must say which namespace.
-	for i, r := range s.Ingress {
-		if r.Source.Services != nil && r.Source.Services.Namespace == "" {
-			p.add(at(at(at(index("spec.ingress", i), "source"), "services"), "namespace"), "is required in a GlobalNetworkPolicy")
-		}
-	}
-	for i, r := range s.Egress {
-		if r.Destination.Services != nil && r.Destination.Services.Namespace == "" {
-			p.add(at(at(at(index("spec.egress", i), "destination"), "services"), "namespace"), "is required in a GlobalNetworkPolicy")
-		}
+	if s.ApplyOnForward {
+		p.add("spec.applyOnForward", "true is not supported: Tabby's host endpoint policy never applies to forwarded traffic; remove the field or set it to false")
 	}
 }
 
@@ -84,13 +70,13 @@ func (p *problems) checkPolicy(s policySpec) {
 			p.add("spec.types", "does not include Egress, so the egress rules would never apply")
 		}
 	}
-	p.checkRules("spec.ingress", s.ingress, PolicyTypeIngress)
-	p.checkRules("spec.egress", s.egress, PolicyTypeEgress)
+	p.checkRules("spec.ingress", s.ingress)
+	p.checkRules("spec.egress", s.egress)
 }
 
 func (p *problems) checkProfile(s *ProfileSpec) {
-	p.checkRules("spec.ingress", s.Ingress, PolicyTypeIngress)
-	p.checkRules("spec.egress", s.Egress, PolicyTypeEgress)
+	p.checkRules("spec.ingress", s.Ingress)
+	p.checkRules("spec.egress", s.Egress)
 	p.checkLabels("spec.labelsToApply", s.LabelsToApply)
 }
 
@@ -100,12 +86,12 @@ func (p *problems) noGlobalSelector(field, s string) {
 	}
 }
 
-func (p *problems) checkRules(field string, rules []Rule, dir string) {
+func (p *problems) checkRules(field string, rules []Rule) {
 	if len(rules) > maxRules {
 		p.add(field, "has %d rules; at most %d are allowed", len(rules), maxRules)
 	}
 	for i := range rules {
-		p.checkRule(index(field, i), &rules[i], dir)
+		p.checkRule(index(field, i), &rules[i])
 	}
 }
 
@@ -118,7 +104,7 @@ func protoNumber(pr *Protocol) (uint8, bool) {
 	return pr.Number()
 }
 
-func (p *problems) checkRule(f string, r *Rule, dir string) {
+func (p *problems) checkRule(f string, r *Rule) {
 	if r.Action == "" {
 		p.add(at(f, "action"), "is required; use Allow, Deny, Log or Pass")
 	} else {
@@ -203,30 +189,18 @@ func (p *problems) checkRule(f string, r *Rule, dir string) {
 		}
 	}
 
-	// Services.
-	if dir == PolicyTypeEgress && r.Source.Services != nil {
-		p.add(at(f, "source.services"), "is not allowed in an egress rule")
-	}
-	if dir == PolicyTypeIngress && r.Destination.Services != nil {
-		p.add(at(f, "destination.services"), "is not allowed in an ingress rule")
-	}
-	if r.Destination.Services != nil && (len(r.Destination.Ports) > 0 || len(r.Destination.NotPorts) > 0) {
-		p.add(at(f, "destination.services"), "is not allowed together with ports: the service's own ports are used")
-	}
-
-	// Application layer (HTTP) matches.
-	if h := r.HTTP; h != nil {
-		hf := at(f, "http")
-		if r.Action != ActionAllow {
-			p.add(hf, "is allowed only in Allow rules")
+	// Matches Tabby does not implement are refused, not ignored: an
+	// ignored match would let through what the rule meant to restrict.
+	for _, x := range []struct {
+		field string
+		set   bool
+	}{{"source.services", r.Source.Services != nil}, {"destination.services", r.Destination.Services != nil}} {
+		if x.set {
+			p.add(at(f, x.field), "is not supported: Tabby does not resolve Kubernetes services; match the service's endpoints with a selector and ports")
 		}
-		if dir == PolicyTypeEgress {
-			p.add(hf, "is not allowed in an egress rule")
-		}
-		if protoOK && proto != 6 {
-			p.add(hf, "requires protocol TCP (or no protocol)")
-		}
-		p.checkHTTP(hf, h)
+	}
+	if r.HTTP != nil {
+		p.add(at(f, "http"), "is not supported: Tabby has no application-layer (HTTP) proxy; remove the match (and restrict by port)")
 	}
 	if r.Metadata != nil {
 		p.checkAnnotations(at(f, "metadata.annotations"), r.Metadata.Annotations)
@@ -288,59 +262,43 @@ func (p *problems) checkEntity(f string, e *EntityRule) {
 			}
 		}
 	}
-	if s := e.Services; s != nil {
-		sf := at(f, "services")
-		if s.Name == "" {
-			p.add(at(sf, "name"), "is required")
+}
+
+// checkTier checks a Tier; the built-in ones keep Calico's order and
+// default action.
+func (p *problems) checkTier(name string, s *TierSpec) {
+	if len(name) > maxLabelLen || !labelNameRegex.MatchString(name) {
+		p.add("metadata.name", "%s is not a tier name: use at most 63 lowercase letters, digits and '-'", quote(name))
+	}
+	if s.Order != nil && (math.IsNaN(*s.Order) || math.IsInf(*s.Order, 0)) {
+		p.add("spec.order", "%v is not a number", *s.Order)
+	}
+	if s.DefaultAction != "" {
+		p.oneOf("spec.defaultAction", s.DefaultAction, ActionDeny, ActionPass)
+	}
+	b, ok := BuiltInTiers()[name]
+	if !ok {
+		return
+	}
+	if s.Order == nil || *s.Order != *b.Order {
+		got := "unset"
+		if s.Order != nil {
+			got = strconv.FormatFloat(*s.Order, 'f', -1, 64)
 		}
-		if s.Namespace != "" && (len(s.Namespace) > maxLabelLen || !labelNameRegex.MatchString(s.Namespace)) {
-			p.add(at(sf, "namespace"), "%s is not a valid namespace", quote(s.Namespace))
-		}
-		for _, other := range []struct {
-			name string
-			set  bool
-		}{
-			{"namespaceSelector", e.NamespaceSelector != ""},
-			{"selector", e.Selector != ""},
-			{"notSelector", e.NotSelector != ""},
-			{"serviceAccounts", e.ServiceAccounts != nil},
-			{"nets", len(e.Nets) > 0},
-			{"notNets", len(e.NotNets) > 0},
-		} {
-			if other.set {
-				p.add(sf, "is not allowed together with %s", other.name)
-			}
-		}
+		p.add("spec.order", "%s: the %s tier's order is %s (built in, as in Calico)", got, name, strconv.FormatFloat(*b.Order, 'f', -1, 64))
+	}
+	if s.DefaultAction != "" && s.DefaultAction != b.DefaultAction {
+		p.add("spec.defaultAction", "%s: the %s tier's default action is %s (built in, as in Calico)", quote(s.DefaultAction), name, b.DefaultAction)
 	}
 }
 
-func (p *problems) checkHTTP(f string, h *HTTPMatch) {
-	seen := map[string]bool{}
-	for i, m := range h.Methods {
-		if m == "" {
-			p.add(index(at(f, "methods"), i), "is empty")
-		} else if seen[m] {
-			p.add(index(at(f, "methods"), i), "%s is listed twice", quote(m))
-		}
-		seen[m] = true
+// checkTieredName applies Calico's naming of tiered policies: a policy in
+// a tier other than default is named "<tier>.<name>".
+func (p *problems) checkTieredName(name, tier string) {
+	if tier == "" || tier == DefaultTierName || name == "" {
+		return
 	}
-	for i, raw := range h.Paths {
-		pf := index(at(f, "paths"), i)
-		m, ok := raw.(map[string]any)
-		if !ok || len(m) != 1 {
-			p.add(pf, "must be an object with exactly one of exact or prefix")
-			continue
-		}
-		for k, v := range m {
-			s, isStr := v.(string)
-			switch {
-			case k != "exact" && k != "prefix":
-				p.add(pf, "unknown field %s; use exact or prefix", quote(k))
-			case !isStr:
-				p.add(at(pf, k), "must be a string")
-			case !strings.HasPrefix(s, "/") || strings.ContainsAny(s, "? #"):
-				p.add(at(pf, k), "%s is not a path: it must start with '/' and contain no '?', '#' or space", quote(s))
-			}
-		}
+	if !strings.HasPrefix(name, tier+".") {
+		p.add("metadata.name", "%s: a policy in tier %s must be named \"%s.<name>\" (as in Calico)", quote(name), quote(tier), tier)
 	}
 }

@@ -407,7 +407,17 @@ func newGetCommand(g *globals) *cobra.Command {
 			case "yaml", "json":
 				return api.Encode(g.stdout, rs, output)
 			default:
-				return printTable(g.stdout, k, rs, output == "wide", all)
+				var extra []column
+				if output == "wide" {
+					st, err := policyStatusColumn(cmd.Context(), c, k)
+					if err != nil {
+						return err
+					}
+					if st != nil {
+						extra = append(extra, *st)
+					}
+				}
+				return printTable(g.stdout, k, rs, output == "wide", all, extra...)
 			}
 		},
 		ValidArgsFunction: completeKinds,

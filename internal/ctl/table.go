@@ -66,13 +66,20 @@ func columns(k api.KindInfo) []column {
 			{title: "INTERFACE", value: func(r api.Resource) string { return r.(*api.HostEndpoint).Spec.InterfaceName }},
 			{title: "IPS", wide: true, value: func(r api.Resource) string { return strings.Join(r.(*api.HostEndpoint).Spec.ExpectedIPs, ",") }},
 		}
+	case "Tier":
+		return []column{
+			{title: "ORDER", value: func(r api.Resource) string { return orderString(r.(*api.Tier).Spec.Order) }},
+			{title: "DEFAULTACTION", value: func(r api.Resource) string { return r.(*api.Tier).Spec.DefaultAction }},
+		}
 	case "NetworkPolicy":
 		return []column{
+			{title: "TIER", value: func(r api.Resource) string { return tierString(r.(*api.NetworkPolicy).Spec.Tier) }},
 			{title: "ORDER", value: func(r api.Resource) string { return orderString(r.(*api.NetworkPolicy).Spec.Order) }},
 			{title: "SELECTOR", wide: true, value: func(r api.Resource) string { return r.(*api.NetworkPolicy).Spec.Selector }},
 		}
 	case "GlobalNetworkPolicy":
 		return []column{
+			{title: "TIER", value: func(r api.Resource) string { return tierString(r.(*api.GlobalNetworkPolicy).Spec.Tier) }},
 			{title: "ORDER", value: func(r api.Resource) string { return orderString(r.(*api.GlobalNetworkPolicy).Spec.Order) }},
 			{title: "SELECTOR", wide: true, value: func(r api.Resource) string { return r.(*api.GlobalNetworkPolicy).Spec.Selector }},
 		}
@@ -107,6 +114,13 @@ func columns(k api.KindInfo) []column {
 	return nil
 }
 
+func tierString(t string) string {
+	if t == "" {
+		return api.DefaultTierName
+	}
+	return t
+}
+
 func orderString(o *float64) string {
 	if o == nil {
 		return ""
@@ -128,10 +142,10 @@ func labelString(l map[string]string) string {
 }
 
 // printTable writes resources as an aligned table.
-func printTable(w io.Writer, k api.KindInfo, rs []api.Resource, wide, showNS bool) error {
+func printTable(w io.Writer, k api.KindInfo, rs []api.Resource, wide, showNS bool, extra ...column) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	var cols []column
-	for _, c := range columns(k) {
+	for _, c := range append(columns(k), extra...) {
 		if !c.wide || wide {
 			cols = append(cols, c)
 		}

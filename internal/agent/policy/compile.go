@@ -1,10 +1,8 @@
 package policy
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
-	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,11 +17,14 @@ type State struct {
 	Node string
 	// Endpoints are all workload endpoints of the cluster: remote ones
 	// only feed selector sets.
-	Endpoints         []*api.WorkloadEndpoint
-	HostEndpoints     []*api.HostEndpoint
-	Profiles          []*api.Profile
-	Policies          []*api.NetworkPolicy
-	GlobalPolicies    []*api.GlobalNetworkPolicy
+	Endpoints      []*api.WorkloadEndpoint
+	HostEndpoints  []*api.HostEndpoint
+	Profiles       []*api.Profile
+	Policies       []*api.NetworkPolicy
+	GlobalPolicies []*api.GlobalNetworkPolicy
+	// Tiers are the stored Tier objects; the built-in tiers (default,
+	// kube-admin, kube-baseline) exist without one.
+	Tiers             []*api.Tier
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
 	Pools             []*api.IPPool
@@ -60,20 +61,23 @@ var (
 )
 
 type compiler struct {
-	state       *State
-	profiles    map[string]*api.Profile
-	selectors   map[string]*selector.Selector
-	entities    []*entity
-	local       []*endpoint
-	hostEPs     []*hostEndpoint
-	policies    []*policyInfo
-	sets        map[string]*Set
-	memberCache map[string][]*entity
-	chains      map[string]*Chain
-	maps        map[string]*Map
-	warnings    []string
-	ifPrefixes  []string
-	profRules   map[string]*[2][]*parsedRule // profile name → parsed ingress, egress
+	state        *State
+	profiles     map[string]*api.Profile
+	selectors    map[string]*selector.Selector
+	entities     []*entity
+	local        []*endpoint
+	hostEPs      []*hostEndpoint
+	policies     []*policyInfo
+	tiers        map[string]*tierInfo
+	missingTiers map[string]*tierInfo // named by quarantined policies only
+	sets         map[string]*Set
+	memberCache  map[string][]*entity
+	chains       map[string]*Chain
+	maps         map[string]*Map
+	warnings     []string
+	ifPrefixes   []string
+	profRules    map[string]*[2][]*parsedRule // profile name → parsed ingress, egress; nil: quarantined
+	quarantine   []Quarantine
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -109,7 +113,8 @@ func Compile(s *State) (*Ruleset, error) {
 	if err := c.compile(); err != nil {
 		return nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)
 	}
-	rs := &Ruleset{Warnings: c.warnings}
+	slices.SortFunc(c.quarantine, func(a, b Quarantine) int { return strings.Compare(a.ID(), b.ID()) })
+	rs := &Ruleset{Warnings: c.warnings, Quarantined: c.quarantine}
 	for _, k := range slices.Sorted(maps.Keys(c.sets)) {
 		rs.Sets = append(rs.Sets, c.sets[k])
 	}
@@ -127,12 +132,15 @@ func (c *compiler) compile() error {
 		if p == nil {
 			return fmt.Errorf("profiles[%d] is nil", i)
 		}
+		c.profiles[p.Name] = p
 		in, out, err := c.parseRules("Profile "+p.Name, "", chainName("pri-", p.Name), chainName("pro-", p.Name), p.Spec.Ingress, p.Spec.Egress)
 		if err != nil {
-			return err
+			// Quarantined: the profile allows nothing.
+			c.quarantine = append(c.quarantine, Quarantine{Kind: "Profile", Name: p.Name, Reason: err.Error()})
+			c.profRules[p.Name] = nil
+			continue
 		}
 		c.profRules[p.Name] = &[2][]*parsedRule{in, out}
-		c.profiles[p.Name] = p
 	}
 	prefix := c.state.Felix.InterfacePrefix
 	if prefix == "" {
@@ -144,11 +152,13 @@ func (c *compiler) compile() error {
 		}
 	}
 	if len(c.ifPrefixes) == 0 {
-		return fmt.Errorf("FelixConfiguration spec.interfacePrefix %q names no prefix", prefix)
+		c.warnf("FelixConfiguration spec.interfacePrefix %q names no prefix; using %q", prefix, DefaultInterfacePrefix)
+		c.ifPrefixes = []string{DefaultInterfacePrefix}
 	}
 	toHost, err := endpointToHostAction(c.state.Felix.DefaultEndpointToHostAction)
 	if err != nil {
-		return err
+		c.warnf("%v; using Drop", err)
+		toHost = EndpointToHostDrop
 	}
 	if err := c.loadEntities(); err != nil {
 		return err
@@ -159,20 +169,16 @@ func (c *compiler) compile() error {
 				e.Namespace, e.Name, e.IfName, strings.Join(c.ifPrefixes, ","))
 		}
 	}
+	if err := c.loadTiers(); err != nil {
+		return err
+	}
 	if err := c.loadPolicies(); err != nil {
 		return err
 	}
-	if err := c.workloadChains(); err != nil {
-		return err
-	}
-	if err := c.hostEndpointChains(); err != nil {
-		return err
-	}
+	c.workloadChains()
+	c.hostEndpointChains()
 	c.baseChains(toHost)
-	if err := c.natChains(); err != nil {
-		return err
-	}
-	return nil
+	return c.natChains()
 }
 
 func (c *compiler) hasPrefix(ifName string) bool {
@@ -196,166 +202,6 @@ func endpointToHostAction(s string) (string, error) {
 	return "", fmt.Errorf("FelixConfiguration spec.defaultEndpointToHostAction: %q is not Drop, Accept or Return", s)
 }
 
-// policyInfo is a NetworkPolicy or GlobalNetworkPolicy, parsed.
-type policyInfo struct {
-	kind, namespace, name string
-	id                    string // "default/web" or "web": ties in order sort by it
-	order                 float64
-	sel, nsSel, saSel     *selector.Selector
-	global                bool
-	hostOnly              bool // namespaceSelector global(): host endpoints only
-	typeIn, typeOut       bool
-	chainIn, chainOut     string
-	passIn, passOut       bool // has a Pass rule
-	parsedIn, parsedOut   []*parsedRule
-}
-
-func (p *policyInfo) owner() string {
-	return p.kind + " " + p.id
-}
-
-func hasPass(rules []api.Rule) bool {
-	for _, r := range rules {
-		if strings.EqualFold(r.Action, api.ActionPass) {
-			return true
-		}
-	}
-	return false
-}
-
-// policyTypes applies Calico's defaulting: Ingress unless the policy only
-// has egress rules; both when it has both.
-func policyTypes(owner string, types []string, nIn, nOut int) (in, out bool, err error) {
-	if len(types) == 0 {
-		return nIn > 0 || nOut == 0, nOut > 0, nil
-	}
-	for i, t := range types {
-		switch strings.ToLower(t) {
-		case "ingress":
-			in = true
-		case "egress":
-			out = true
-		default:
-			return false, false, fmt.Errorf("%s: spec.types[%d]: %q is not Ingress or Egress", owner, i, t)
-		}
-	}
-	return in, out, nil
-}
-
-func (c *compiler) loadPolicies() error {
-	type common struct {
-		tier, selector, saSelector string
-		order                      *float64
-		types                      []string
-		ingress, egress            []api.Rule
-	}
-	add := func(p *policyInfo, sp common) error {
-		if sp.tier != "" && sp.tier != "default" {
-			return fmt.Errorf("%s: spec.tier: %q: tiers are not supported (only \"default\")", p.owner(), sp.tier)
-		}
-		p.order = math.Inf(1)
-		if sp.order != nil {
-			if math.IsNaN(*sp.order) {
-				return fmt.Errorf("%s: spec.order is not a number", p.owner())
-			}
-			p.order = *sp.order
-		}
-		sel, err := c.parseSelector("spec.selector", sp.selector)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.owner(), err)
-		}
-		p.sel = sel
-		if sp.saSelector != "" {
-			if p.saSel, err = c.parseSelector("spec.serviceAccountSelector", sp.saSelector); err != nil {
-				return fmt.Errorf("%s: %w", p.owner(), err)
-			}
-		}
-		if p.typeIn, p.typeOut, err = policyTypes(p.owner(), sp.types, len(sp.ingress), len(sp.egress)); err != nil {
-			return err
-		}
-		p.passIn, p.passOut = hasPass(sp.ingress), hasPass(sp.egress)
-		ns := ""
-		if !p.global {
-			ns = p.namespace
-		}
-		if p.parsedIn, p.parsedOut, err = c.parseRules(p.owner(), ns, p.chainIn, p.chainOut, sp.ingress, sp.egress); err != nil {
-			return err
-		}
-		c.policies = append(c.policies, p)
-		return nil
-	}
-	for i, np := range c.state.Policies {
-		if np == nil {
-			return fmt.Errorf("policies[%d] is nil", i)
-		}
-		ns := namespaceOf(&np.ObjectMeta)
-		p := &policyInfo{kind: "NetworkPolicy", namespace: ns, name: np.Name, id: ns + "/" + np.Name}
-		p.chainIn, p.chainOut = chainName("pi-", p.id), chainName("po-", p.id)
-		sp := np.Spec
-		if err := add(p, common{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress}); err != nil {
-			return err
-		}
-	}
-	for i, gp := range c.state.GlobalPolicies {
-		if gp == nil {
-			return fmt.Errorf("globalPolicies[%d] is nil", i)
-		}
-		p := &policyInfo{kind: "GlobalNetworkPolicy", name: gp.Name, id: gp.Name, global: true}
-		p.chainIn, p.chainOut = chainName("gpi-", p.id), chainName("gpo-", p.id)
-		sp := gp.Spec
-		switch {
-		case sp.DoNotTrack:
-			return fmt.Errorf("%s: spec.doNotTrack: untracked policy is not supported", p.owner())
-		case sp.PreDNAT:
-			return fmt.Errorf("%s: spec.preDNAT: pre-DNAT policy is not supported", p.owner())
-		}
-		if sp.NamespaceSelector != "" {
-			nsSel, err := c.parseSelector("spec.namespaceSelector", sp.NamespaceSelector)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.owner(), err)
-			}
-			if nsSel.IsGlobal() {
-				// global(): the policy selects cluster-scoped
-				// endpoints (host endpoints) only.
-				p.hostOnly = true
-			} else {
-				p.nsSel = nsSel
-			}
-		}
-		if err := add(p, common{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress}); err != nil {
-			return err
-		}
-	}
-	slices.SortStableFunc(c.policies, func(a, b *policyInfo) int {
-		if c := cmp.Compare(a.order, b.order); c != 0 {
-			return c
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	return nil
-}
-
-// parseRules validates and parses every rule of a policy or profile,
-// whether or not it applies on this node, so that a bad object fails the
-// compile on every node alike.
-func (c *compiler) parseRules(owner, ns, chainIn, chainOut string, ingress, egress []api.Rule) (in, out []*parsedRule, err error) {
-	for _, dir := range []struct {
-		field, chain string
-		rules        []api.Rule
-		out          *[]*parsedRule
-	}{{"spec.ingress", chainIn, ingress, &in}, {"spec.egress", chainOut, egress, &out}} {
-		for i, r := range dir.rules {
-			x := ruleCtx{owner: owner, field: fmt.Sprintf("%s[%d]", dir.field, i), namespace: ns, logPrefix: logPrefix(dir.chain)}
-			pr, err := c.parseRule(x, r)
-			if err != nil {
-				return nil, nil, err
-			}
-			*dir.out = append(*dir.out, pr)
-		}
-	}
-	return in, out, nil
-}
-
 // selectsWorkload reports whether a policy applies to a local workload.
 func (p *policyInfo) selectsWorkload(e *endpoint) bool {
 	if p.global {
@@ -371,7 +217,7 @@ func (p *policyInfo) selectsWorkload(e *endpoint) bool {
 	if p.saSel != nil && (e.ServiceAccount == "" || !p.saSel.Evaluate(map[string]string{LabelName: e.ServiceAccount})) {
 		return false
 	}
-	return p.sel.Evaluate(e.Labels)
+	return p.sel == nil || p.sel.Evaluate(e.Labels)
 }
 
 // selectsHost reports whether a policy applies to a local host endpoint:
@@ -380,7 +226,7 @@ func (p *policyInfo) selectsHost(h *hostEndpoint) bool {
 	if !p.global || p.nsSel != nil || p.saSel != nil {
 		return false
 	}
-	return p.sel.Evaluate(h.Labels)
+	return p.sel == nil || p.sel.Evaluate(h.Labels)
 }
 
 // policyChain emits (once) the chain of one direction of a policy.
@@ -389,15 +235,28 @@ func (c *compiler) policyChain(p *policyInfo, ingress bool) string {
 	if ingress {
 		name, rules = p.chainIn, p.parsedIn
 	}
+	if p.quarantined != "" {
+		c.addChain(&Chain{Name: name, Rules: quarantinedChain})
+		return name
+	}
 	c.emitChain(name, rules)
 	return name
 }
 
 // profileChain emits (once) the chain of one direction of a profile.
 func (c *compiler) profileChain(pr *api.Profile, ingress bool) string {
-	name, rules := chainName("pro-", pr.Name), c.profRules[pr.Name][1]
+	name := chainName("pro-", pr.Name)
 	if ingress {
-		name, rules = chainName("pri-", pr.Name), c.profRules[pr.Name][0]
+		name = chainName("pri-", pr.Name)
+	}
+	parsed := c.profRules[pr.Name]
+	if parsed == nil {
+		c.addChain(&Chain{Name: name, Rules: quarantinedChain})
+		return name
+	}
+	rules := parsed[1]
+	if ingress {
+		rules = parsed[0]
 	}
 	c.emitChain(name, rules)
 	return name
@@ -426,33 +285,27 @@ var (
 	clearMarks     = Rule{Stmts: []Stmt{SetMark{And: ^markBits}}}
 	returnIfAccept = Rule{Matches: []Match{Mark{Mask: MarkAccept, Value: MarkAccept}}, Verdict: Verdict{Kind: Return}}
 	passClear      = Mark{Mask: MarkPass, Value: 0}
+	clearPass      = Rule{Stmts: []Stmt{SetMark{And: ^MarkPass}}}
 	dropInvalid    = Rule{Matches: []Match{CtState{State: CtInvalid}}, Verdict: Verdict{Kind: Drop}}
 )
 
 // endpointRules is the body shared by workload and host endpoint chains:
-// the applicable policies in order, then (when no policy applies, or one
-// passed the packet) the profiles, then drop. Allowed packets return with
-// MarkAccept set.
+// the applicable policies tier by tier (tierRules), then (when no policy
+// applies, or the last tier passed the packet) the profiles, then drop.
+// Allowed packets return with MarkAccept set.
 func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []string) []Rule {
 	var rules []Rule
-	if len(pols) > 0 {
-		passPossible := false
-		for _, p := range pols {
-			ch := c.policyChain(p, ingress)
-			jump := Rule{Verdict: Verdict{Kind: Jump, Chain: ch}}
-			if passPossible {
-				jump.Matches = []Match{passClear}
-			}
-			rules = append(rules, jump, returnIfAccept)
-			if (ingress && p.passIn) || (!ingress && p.passOut) {
-				passPossible = true
-			}
+	for len(pols) > 0 {
+		n := 1
+		for n < len(pols) && pols[n].tier == pols[0].tier {
+			n++
 		}
-		if !passPossible {
-			// End of the tier: no policy allowed the packet.
-			return append(rules, Rule{Verdict: Verdict{Kind: Drop}})
+		tier, ended := c.tierRules(pols[:n], ingress, n < len(pols))
+		rules = append(rules, tier...)
+		if ended {
+			return rules
 		}
-		rules = append(rules, Rule{Matches: []Match{passClear}, Verdict: Verdict{Kind: Drop}})
+		pols = pols[n:]
 	}
 	for _, name := range profiles {
 		pr, ok := c.profiles[name]
@@ -467,7 +320,7 @@ func (c *compiler) endpointRules(pols []*policyInfo, ingress bool, profiles []st
 
 // workloadChains builds the ingress (tw-) and egress (fw-) chain of every
 // local workload, the dispatch maps and the anti-spoofing sets.
-func (c *compiler) workloadChains() error {
+func (c *compiler) workloadChains() {
 	fromWL := &Map{Name: MapFromWorkload, Type: MapIfName, Comment: "workload interface to its egress chain"}
 	toWL := &Map{Name: MapToWorkload, Type: MapIfName, Comment: "workload interface to its ingress chain"}
 	var src4, src6 []Element
@@ -508,25 +361,18 @@ func (c *compiler) workloadChains() error {
 	slices.SortFunc(src6, Element.Compare)
 	c.addSet(SetWorkloadSrc4, SetIfAddr4, "addresses of local workloads, by interface", func() []Element { return src4 })
 	c.addSet(SetWorkloadSrc6, SetIfAddr6, "addresses of local workloads, by interface", func() []Element { return src6 })
-	return nil
 }
 
 // hostEndpointChains builds the ingress (fh-) and egress (th-) chains of
 // this host's host endpoints, with the failsafe chains in front.
-func (c *compiler) hostEndpointChains() error {
-	in, err := failsafeRules("FelixConfiguration spec.failsafeInboundHostPorts", c.state.Felix.FailsafeInboundHostPorts, DefaultFailsafeInbound, Src)
-	if err != nil {
-		return err
-	}
-	out, err := failsafeRules("FelixConfiguration spec.failsafeOutboundHostPorts", c.state.Felix.FailsafeOutboundHostPorts, DefaultFailsafeOutbound, Dst)
-	if err != nil {
-		return err
-	}
+func (c *compiler) hostEndpointChains() {
+	in := c.failsafeRules("FelixConfiguration spec.failsafeInboundHostPorts", c.state.Felix.FailsafeInboundHostPorts, DefaultFailsafeInbound, Src)
+	out := c.failsafeRules("FelixConfiguration spec.failsafeOutboundHostPorts", c.state.Felix.FailsafeOutboundHostPorts, DefaultFailsafeOutbound, Dst)
 	fromHEP := &Map{Name: MapFromHost, Type: MapIfName, Comment: "host endpoint interface to its ingress chain"}
 	toHEP := &Map{Name: MapToHost, Type: MapIfName, Comment: "host endpoint interface to its egress chain"}
 	c.maps[fromHEP.Name], c.maps[toHEP.Name] = fromHEP, toHEP
 	if len(c.hostEPs) == 0 {
-		return nil
+		return
 	}
 	c.addChain(&Chain{Name: "failsafe-in", Rules: in})
 	c.addChain(&Chain{Name: "failsafe-out", Rules: out})
@@ -560,7 +406,6 @@ func (c *compiler) hostEndpointChains() error {
 	}
 	slices.SortFunc(fromHEP.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
 	slices.SortFunc(toHEP.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
-	return nil
 }
 
 // wildcardHEP returns the host endpoint with interfaceName "*", if any.
@@ -574,8 +419,9 @@ func (c *compiler) wildcardHEP() *hostEndpoint {
 }
 
 // failsafeRules accepts the failsafe ports; remote is the side whose net a
-// ProtoPort may restrict (the source inbound, the destination outbound).
-func failsafeRules(field string, configured *[]api.ProtoPort, dflt []api.ProtoPort, remote Direction) ([]Rule, error) {
+// ProtoPort may restrict (the source inbound, the destination outbound). An
+// entry that does not parse opens nothing (a warning says so).
+func (c *compiler) failsafeRules(field string, configured *[]api.ProtoPort, dflt []api.ProtoPort, remote Direction) []Rule {
 	pps := dflt
 	if configured != nil {
 		pps = *configured
@@ -591,20 +437,22 @@ func failsafeRules(field string, configured *[]api.ProtoPort, dflt []api.ProtoPo
 		case "sctp":
 			proto = 132
 		default:
-			return nil, fmt.Errorf("%s[%d].protocol: %q is not tcp, udp or sctp", field, i, pp.Protocol)
+			c.warnf("%s[%d].protocol: %q is not tcp, udp or sctp; the entry is ignored", field, i, pp.Protocol)
+			continue
 		}
 		r := Rule{Matches: []Match{L4Proto{Proto: proto}, Port{Dir: Dst, Min: pp.Port, Max: pp.Port}}, Verdict: Verdict{Kind: Accept}}
 		if pp.Net != "" {
 			n, err := parseNet(pp.Net)
 			if err != nil {
-				return nil, fmt.Errorf("%s[%d].net: %w", field, i, err)
+				c.warnf("%s[%d].net: %v; the entry is ignored", field, i, err)
+				continue
 			}
 			fam := addrFamily(n.Addr())
 			r.Matches = append([]Match{NFProto{Family: fam}}, append(r.Matches, AddrPrefix{Dir: remote, Prefix: n})...)
 		}
 		rules = append(rules, r)
 	}
-	return rules, nil
+	return rules
 }
 
 var (

@@ -124,6 +124,38 @@ func parseNets(field string, in []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// parseNetsSkipping reads a list of networks; an entry that is not one is
+// left out with a warning (it names no address, so nothing can match it).
+func (c *compiler) parseNetsSkipping(id, field string, in []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(in))
+	for i, s := range in {
+		p, err := parseNet(s)
+		if err != nil {
+			c.warnf("%s: %s[%d]: %v; ignored", id, field, i, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// namedPorts reads the named ports of an endpoint; one with a bad protocol
+// is left out with a warning.
+func (c *compiler) namedPorts(id string, in []api.WorkloadEndpointPort) []namedPort {
+	var ports []namedPort
+	for j, p := range in {
+		proto, err := protoNumber(fmt.Sprintf("spec.ports[%d].protocol", j), p.Protocol, 6)
+		if err != nil {
+			c.warnf("%s: %v; the port is ignored", id, err)
+			continue
+		}
+		if p.Name != "" {
+			ports = append(ports, namedPort{name: p.Name, proto: proto, port: p.Port})
+		}
+	}
+	return ports
+}
+
 func protoNumber(field string, p api.Protocol, dflt uint8) (uint8, error) {
 	if p == "" {
 		return dflt, nil
@@ -144,68 +176,48 @@ func (c *compiler) loadEntities() error {
 		}
 		ns := namespaceOf(&w.ObjectMeta)
 		id := "WorkloadEndpoint " + ns + "/" + w.Name
-		nets, err := parseNets("spec.ipNetworks", w.Spec.IPNetworks)
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
-		}
-		var ports []namedPort
-		for j, p := range w.Spec.Ports {
-			proto, err := protoNumber(fmt.Sprintf("spec.ports[%d].protocol", j), p.Protocol, 6)
-			if err != nil {
-				return fmt.Errorf("%s: %w", id, err)
-			}
-			if p.Name != "" {
-				ports = append(ports, namedPort{name: p.Name, proto: proto, port: p.Port})
-			}
-		}
+		nets := c.parseNetsSkipping(id, "spec.ipNetworks", w.Spec.IPNetworks)
+		ports := c.namedPorts(id, w.Spec.Ports)
 		labels := c.effectiveLabels(w.Labels, w.Spec.Profiles, ns, w.Spec.Orchestrator, w.Spec.ServiceAccountName)
 		c.entities = append(c.entities, &entity{id: id, namespace: ns, labels: labels, nets: nets, ports: ports, sa: w.Spec.ServiceAccountName})
 		if w.Spec.Node != s.Node {
 			continue
 		}
+		// A local endpoint that cannot be policed is left out: its
+		// interface (if any) reaches the dispatch chains' drop, and an
+		// address it cannot own is not one it may send from.
 		if w.Spec.InterfaceName == "" {
-			return fmt.Errorf("%s: spec.interfaceName is empty, but the endpoint is on this node", id)
+			c.warnf("%s: spec.interfaceName is empty, but the endpoint is on this node; its traffic is dropped", id)
+			continue
 		}
 		if len(w.Spec.InterfaceName) > 15 || strings.ContainsAny(w.Spec.InterfaceName, "/ \t\n\x00*") {
-			return fmt.Errorf("%s: spec.interfaceName %q is not a Linux interface name", id, w.Spec.InterfaceName)
+			c.warnf("%s: spec.interfaceName %q is not a Linux interface name; ignored", id, w.Spec.InterfaceName)
+			continue
 		}
-		for j, n := range nets {
+		nets = slices.DeleteFunc(slices.Clone(nets), func(n netip.Prefix) bool {
 			if !n.IsSingleIP() {
-				return fmt.Errorf("%s: spec.ipNetworks[%d]: %s must be a single address (/32 or /128) on a local endpoint", id, j, n)
+				c.warnf("%s: spec.ipNetworks: %s must be a single address (/32 or /128) on a local endpoint; the endpoint may not send from it", id, n)
 			}
-		}
+			return !n.IsSingleIP()
+		})
 		c.local = append(c.local, &endpoint{
 			Name: w.Name, Namespace: ns, IfName: w.Spec.InterfaceName, Addrs: nets,
 			Labels: labels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName,
 		})
 	}
-	slices.SortFunc(c.local, func(a, b *endpoint) int { return strings.Compare(a.IfName, b.IfName) })
-	for i := 1; i < len(c.local); i++ {
-		if c.local[i].IfName == c.local[i-1].IfName {
-			a, b := c.local[i-1], c.local[i]
-			return fmt.Errorf("WorkloadEndpoints %s/%s and %s/%s both use interface %q on this node", a.Namespace, a.Name, b.Namespace, b.Name, a.IfName)
-		}
-	}
+	c.dropSharedInterfaces()
 
 	for i, h := range s.HostEndpoints {
 		if h == nil {
 			return fmt.Errorf("hostEndpoints[%d] is nil", i)
 		}
 		id := "HostEndpoint " + h.Name
-		nets, err := parseNets("spec.expectedIPs", h.Spec.ExpectedIPs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
-		}
-		var ports []namedPort
+		nets := c.parseNetsSkipping(id, "spec.expectedIPs", h.Spec.ExpectedIPs)
+		hp := make([]api.WorkloadEndpointPort, len(h.Spec.Ports))
 		for j, p := range h.Spec.Ports {
-			proto, err := protoNumber(fmt.Sprintf("spec.ports[%d].protocol", j), p.Protocol, 6)
-			if err != nil {
-				return fmt.Errorf("%s: %w", id, err)
-			}
-			if p.Name != "" {
-				ports = append(ports, namedPort{name: p.Name, proto: proto, port: p.Port})
-			}
+			hp[j] = api.WorkloadEndpointPort{Name: p.Name, Protocol: p.Protocol, Port: p.Port}
 		}
+		ports := c.namedPorts(id, hp)
 		labels := c.effectiveLabels(h.Labels, h.Spec.Profiles, "", "", "")
 		c.entities = append(c.entities, &entity{id: id, labels: labels, nets: nets, ports: ports})
 		if h.Spec.Node != s.Node {
@@ -234,10 +246,7 @@ func (c *compiler) loadEntities() error {
 		}
 		ns := namespaceOf(&n.ObjectMeta)
 		id := "NetworkSet " + ns + "/" + n.Name
-		nets, err := parseNets("spec.nets", n.Spec.Nets)
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
-		}
+		nets := c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)
 		labels := maps.Clone(n.Labels)
 		if labels == nil {
 			labels = map[string]string{}
@@ -250,13 +259,28 @@ func (c *compiler) loadEntities() error {
 			return fmt.Errorf("globalNetworkSets[%d] is nil", i)
 		}
 		id := "GlobalNetworkSet " + n.Name
-		nets, err := parseNets("spec.nets", n.Spec.Nets)
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
-		}
+		nets := c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)
 		c.entities = append(c.entities, &entity{id: id, labels: n.Labels, nets: nets})
 	}
 	return nil
+}
+
+// dropSharedInterfaces sorts the local endpoints by interface and leaves
+// out every endpoint whose interface another one also claims: which of
+// them owns it cannot be known, so its traffic is dropped.
+func (c *compiler) dropSharedInterfaces() {
+	slices.SortFunc(c.local, func(a, b *endpoint) int { return strings.Compare(a.IfName, b.IfName) })
+	count := map[string]int{}
+	for _, e := range c.local {
+		count[e.IfName]++
+	}
+	c.local = slices.DeleteFunc(c.local, func(e *endpoint) bool {
+		if count[e.IfName] > 1 {
+			c.warnf("WorkloadEndpoint %s/%s: interface %q is claimed by %d endpoints on this node; its traffic is dropped", e.Namespace, e.Name, e.IfName, count[e.IfName])
+			return true
+		}
+		return false
+	})
 }
 
 // scope says which entities a rule selector may match.

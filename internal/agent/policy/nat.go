@@ -22,21 +22,27 @@ func (c *compiler) natChains() error {
 				continue
 			}
 			id := fmt.Sprintf("WorkloadEndpoint %s/%s: spec.ports[%d]", e.Namespace, e.Name, i)
+			// A mapping that cannot be programmed is left out (the
+			// host port stays closed) with a warning.
 			proto, err := protoNumber(fmt.Sprintf("spec.ports[%d].protocol", i), p.Protocol, 6)
 			if err != nil {
-				return fmt.Errorf("WorkloadEndpoint %s/%s: %w", e.Namespace, e.Name, err)
+				c.warnf("WorkloadEndpoint %s/%s: %v; the port mapping is ignored", e.Namespace, e.Name, err)
+				continue
 			}
 			if proto != 6 && proto != 17 && proto != 132 {
-				return fmt.Errorf("%s.protocol: %s cannot be port-mapped (TCP, UDP or SCTP)", id, p.Protocol)
+				c.warnf("%s.protocol: %s cannot be port-mapped (TCP, UDP or SCTP); ignored", id, p.Protocol)
+				continue
 			}
 			if p.Port == 0 {
-				return fmt.Errorf("%s.port: a port mapping needs a container port", id)
+				c.warnf("%s.port: a port mapping needs a container port; ignored", id)
+				continue
 			}
 			var hostIP netip.Addr
 			if p.HostIP != "" {
 				a, err := netip.ParseAddr(p.HostIP)
 				if err != nil {
-					return fmt.Errorf("%s.hostIP: %q is not an IP address", id, p.HostIP)
+					c.warnf("%s.hostIP: %q is not an IP address; the port mapping is ignored", id, p.HostIP)
+					continue
 				}
 				hostIP = a.Unmap()
 				if len(c.state.NodeIPs) > 0 && !slices.Contains(c.state.NodeIPs, hostIP) {
@@ -101,7 +107,8 @@ func (c *compiler) natChains() error {
 		}
 		n, err := netip.ParsePrefix(strings.TrimSpace(p.Spec.CIDR))
 		if err != nil {
-			return fmt.Errorf("IPPool %s: spec.cidr: %q is not a CIDR", p.Name, p.Spec.CIDR)
+			c.warnf("IPPool %s: spec.cidr: %q is not a CIDR; the pool is ignored", p.Name, p.Spec.CIDR)
+			continue
 		}
 		n = n.Masked()
 		if n.Addr().Is4() {
@@ -123,12 +130,12 @@ func (c *compiler) natChains() error {
 
 	snat := map[int]Stmt{4: Masquerade{}, 6: Masquerade{}}
 	if s := c.state.Felix.NATOutgoingAddress; s != "" {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return fmt.Errorf("FelixConfiguration spec.natOutgoingAddress: %q is not an IP address", s)
+		if a, err := netip.ParseAddr(s); err != nil {
+			c.warnf("FelixConfiguration spec.natOutgoingAddress: %q is not an IP address; masquerading instead", s)
+		} else {
+			a = a.Unmap()
+			snat[addrFamily(a)] = SNAT{Addr: a}
 		}
-		a = a.Unmap()
-		snat[addrFamily(a)] = SNAT{Addr: a}
 	}
 	var post []Rule
 	for _, f := range []struct {

@@ -30,6 +30,9 @@ func (r *Ruleset) Render() string {
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
+	for _, q := range r.Quarantined {
+		fmt.Fprintf(&b, "# quarantined: %s: %s\n", q.ID(), q.Reason)
+	}
 	return b.String()
 }
 

@@ -31,6 +31,9 @@ type Ruleset struct {
 	// example two local endpoints mapping the same host port); the agent
 	// logs them.
 	Warnings []string
+	// Quarantined lists the policies and profiles that could not be
+	// compiled, sorted by ID: their chains drop everything.
+	Quarantined []Quarantine
 }
 
 // Set returns the named set, or nil.

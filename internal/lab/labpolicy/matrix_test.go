@@ -1078,6 +1078,74 @@ za ... ... -..
 zb XXX ... .-.
 zc XXX ... ..-`}},
 	},
+	// Tiers, as Calico v3.29+ manifests write them (applied unchanged).
+	// Each case is built so that a dataplane ignoring tiers (one ordered
+	// list, Pass to the profiles) would show another matrix.
+	{
+		name: "Tier: a tier's end-of-tier Deny stops a lower-order policy of the default tier",
+		manifest: `
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.x-from-x}
+spec:
+  tier: security
+  order: 10
+  selector: projectcalico.org/namespace == 'x'
+  ingress: [{action: Allow, source: {selector: projectcalico.org/namespace == 'x'}}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: allow-all, namespace: x}
+spec: {order: 1, selector: all(), ingress: [{action: Allow}]}`,
+		checks: []check{{"all", tXFromX}},
+	},
+	{
+		name: "Tier: defaultAction Pass hands what the tier did not decide to the next tier (here the profile)",
+		manifest: `
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: platform}
+spec: {order: 50, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: platform.deny-b}
+spec:
+  tier: platform
+  selector: projectcalico.org/namespace == 'x'
+  ingress: [{action: Deny, source: {selector: pod == 'b'}}]`,
+		checks: []check{{"all", tXNotFromB}},
+	},
+	{
+		name: "Tier: a Pass rule skips the rest of its tier and the next tier decides",
+		manifest: `
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100, defaultAction: Deny}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.x-ingress}
+spec:
+  tier: security
+  order: 1
+  selector: projectcalico.org/namespace == 'x'
+  ingress:
+  - {action: Pass, source: {selector: projectcalico.org/namespace == 'y'}}
+  - {action: Allow, source: {selector: projectcalico.org/namespace == 'z'}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-y, namespace: x}
+spec: {selector: all(), ingress: [{action: Deny, source: {selector: projectcalico.org/namespace == 'y'}}]}`,
+		checks: []check{{"all", tXFromZ}},
+	},
 }
 
 // TestPrivilegedPolicyMatrix is the conformance suite: one lab (three

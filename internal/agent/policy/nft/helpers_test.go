@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"os"
 	"os/exec"
 	"strings"
@@ -92,11 +93,30 @@ func mustDump(t testing.TB, d *Driver) string {
 	return s
 }
 
+// form runs the package's tests on a flat-cost form of every compiled
+// ruleset: "split" (policy.SplitFamilies), "split+merge" (then
+// policy.MergeRules), "share" (policy.ShareEndpointChains) or
+// "split+share": go test ./internal/agent/policy/nft -args -form=split.
+var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split", "split+merge", "share" or "split+share"`)
+
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
 	rs, err := policy.Compile(s)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
+	}
+	switch *form {
+	case "":
+	case "split":
+		rs = policy.SplitFamilies(rs)
+	case "split+merge":
+		rs = policy.MergeRules(policy.SplitFamilies(rs))
+	case "share":
+		rs = policy.ShareEndpointChains(rs)
+	case "split+share":
+		rs = policy.ShareEndpointChains(policy.SplitFamilies(rs))
+	default:
+		t.Fatalf("-form: %q is not split, split+merge, share or split+share", *form)
 	}
 	return rs
 }

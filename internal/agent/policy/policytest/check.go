@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 )
@@ -58,7 +59,7 @@ func Check(rs *policy.Ruleset) error {
 			return fmt.Errorf("chain name %q is longer than 255 bytes", c.Name)
 		}
 		for i, r := range c.Rules {
-			if err := checkRule(rs, r); err != nil {
+			if err := checkRule(rs, r, chainFamily(c.Name)); err != nil {
 				return fmt.Errorf("chain %s rule %d (%s): %w", c.Name, i, r, err)
 			}
 		}
@@ -127,8 +128,42 @@ func familySet(family int, v4, v6 policy.SetType) policy.SetType {
 	return v6
 }
 
-func checkRule(rs *policy.Ruleset, r policy.Rule) error {
-	family := 0
+// chainFamily is the family of a per-family chain (policy.FamilyChain:
+// only packets of that family reach it), 0 for the others.
+func chainFamily(name string) int {
+	switch {
+	case strings.HasSuffix(name, ":4"):
+		return 4
+	case strings.HasSuffix(name, ":6"):
+		return 6
+	}
+	return 0
+}
+
+// checkFamilyTarget checks that a rule of family f (0: any) only enters a
+// per-family chain of its own family.
+func checkFamilyTarget(rs *policy.Ruleset, f int, v policy.Verdict) error {
+	var targets []string
+	switch v.Kind {
+	case policy.Jump, policy.Goto:
+		targets = []string{v.Chain}
+	case policy.VMap:
+		if m := rs.Map(v.Map); m != nil {
+			for _, e := range m.Elements {
+				targets = append(targets, e.Verdict.Chain)
+			}
+		}
+	}
+	for _, t := range targets {
+		if g := chainFamily(t); g != 0 && g != f {
+			return fmt.Errorf("enters the IPv%d chain %s from a rule that does not match IPv%d", g, t, g)
+		}
+	}
+	return nil
+}
+
+func checkRule(rs *policy.Ruleset, r policy.Rule, chainFam int) error {
+	family := chainFam
 	for _, m := range r.Matches {
 		switch m := m.(type) {
 		case policy.NFProto:
@@ -187,6 +222,9 @@ func checkRule(rs *policy.Ruleset, r policy.Rule) error {
 				return fmt.Errorf("log prefix is %d bytes long", len(s.Prefix))
 			}
 		}
+	}
+	if err := checkFamilyTarget(rs, family, r.Verdict); err != nil {
+		return err
 	}
 	return checkVerdict(rs, r.Verdict)
 }

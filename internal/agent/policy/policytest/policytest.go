@@ -69,6 +69,22 @@ func GNP(name string, order float64, sel string, ingress, egress []api.Rule, typ
 	}
 }
 
+// Tier builds a Tier; order nil: unordered (last).
+func Tier(name string, order *float64, defaultAction string) *api.Tier {
+	return &api.Tier{
+		TypeMeta:   api.TypeMeta{APIVersion: api.APIVersion, Kind: "Tier"},
+		ObjectMeta: api.ObjectMeta{Name: name},
+		Spec:       api.TierSpec{Order: order, DefaultAction: defaultAction},
+	}
+}
+
+// InTier puts a GlobalNetworkPolicy in a tier, naming it "<tier>.<name>"
+// as Calico requires.
+func InTier(tier string, g *api.GlobalNetworkPolicy) *api.GlobalNetworkPolicy {
+	g.Spec.Tier, g.Name = tier, tier+"."+g.Name
+	return g
+}
+
 // Pool builds an IP pool.
 func Pool(name, cidr string, natOutgoing bool) *api.IPPool {
 	return &api.IPPool{

@@ -158,6 +158,7 @@ func (g *Random) State() *policy.State {
 		Node:     Node,
 		Profiles: []*api.Profile{CNIProfile("calico"), AllowAllProfile("open")},
 		Pools:    []*api.IPPool{Pool("v4", "10.65.0.0/16", true), Pool("v6", "fd00:65::/48", false)},
+		Tiers:    []*api.Tier{Tier("t1", Ptr(10.0), pick(g.r, "Deny", "Pass")), Tier("t2", nil, pick(g.r, "Deny", "Pass"))},
 	}
 	for i := 0; i < 2+g.r.IntN(3); i++ {
 		s.Endpoints = append(s.Endpoints, g.endpoint(true))
@@ -173,7 +174,7 @@ func (g *Random) State() *policy.State {
 
 // Mutate applies one random change to s and describes it.
 func (g *Random) Mutate(s *policy.State) string {
-	switch g.r.IntN(14) {
+	switch g.r.IntN(16) {
 	case 0:
 		s.Endpoints = append(s.Endpoints, g.endpoint(true))
 		return "add a local endpoint"
@@ -248,6 +249,17 @@ func (g *Random) Mutate(s *policy.State) string {
 		}
 		s.HostEndpoints = nil
 		return "remove the host endpoints"
+	case 14:
+		_, gp := g.policy(true)
+		tier := pick(g.r, "t1", "t2", "kube-admin")
+		s.GlobalPolicies = append(s.GlobalPolicies, InTier(tier, gp))
+		return "add global policy " + gp.Name + " in tier " + tier
+	case 15:
+		if len(s.Tiers) > 0 {
+			t := s.Tiers[g.r.IntN(len(s.Tiers))]
+			t.Spec.DefaultAction = pick(g.r, "Deny", "Pass")
+			return "set tier " + t.Name + " defaultAction " + t.Spec.DefaultAction
+		}
 	}
 	return g.Mutate(s)
 }

@@ -29,6 +29,7 @@ func States() map[string]*policy.State {
 		"host-endpoints": HostEndpoints(),
 		"port-mappings":  PortMappings(),
 		"dual-stack":     DualStack(),
+		"tiers":          Tiers(),
 	}
 }
 
@@ -231,6 +232,33 @@ func DualStack() *policy.State {
 			{Action: "Allow", Protocol: Proto("TCP"), Source: api.EntityRule{Selector: "has(calico)"}, Destination: api.EntityRule{Ports: Ports("80")}},
 			{Action: "Allow", Protocol: Proto("ICMPv6")},
 		}, nil),
+	}
+	return s
+}
+
+// Tiers exercises Calico's tiers: a Pass tier (platform, order 50) before
+// a Deny tier (security, order 100) before the default tier, a policy in
+// the built-in kube-admin tier (1000, Pass), a Pass rule that hands over
+// to the next tier, and a tier that applies only to the endpoints its
+// policies select.
+func Tiers() *policy.State {
+	s := CNINetwork()
+	s.Tiers = []*api.Tier{
+		Tier("security", Ptr(100.0), api.ActionDeny),
+		Tier("platform", Ptr(50.0), api.ActionPass),
+	}
+	fromWeb := api.EntityRule{Selector: "app == 'web'"}
+	s.GlobalPolicies = []*api.GlobalNetworkPolicy{
+		// platform: monitoring may reach everything; the rest is the next tier's.
+		InTier("platform", GNP("allow-monitoring", 1, "all()", []api.Rule{{Action: "Allow", Source: api.EntityRule{Nets: []string{"10.65.9.0/24"}}}}, nil)),
+		// security: only web may reach db; db's other traffic is denied
+		// here, web's goes on to the default tier.
+		InTier("security", GNP("db-from-web", 1, "app == 'db'", []api.Rule{
+			{Action: "Pass", Protocol: Proto("TCP"), Source: fromWeb, Destination: api.EntityRule{Ports: Ports("5432")}},
+		}, nil)),
+		InTier("kube-admin", GNP("deny-bad", 1, "app == 'web'", []api.Rule{{Action: "Deny", Source: api.EntityRule{Nets: []string{"10.65.66.0/24"}}}}, nil)),
+		// default: db takes what security passed.
+		GNP("db-ingress", 10, "app == 'db'", []api.Rule{{Action: "Allow", Source: fromWeb}}, nil),
 	}
 	return s
 }

@@ -1,0 +1,158 @@
+package policy
+
+import (
+	"cmp"
+	"slices"
+)
+
+// The first step of the flat-cost ruleset (issue 15, docs/design/policy.md
+// "Per-family dispatch"): SplitFamilies rewrites a compiled ruleset so that
+// a packet never walks a rule of the other IP family. It is a pure
+// transform of Compile's output, checked against it by the packet-walk
+// oracle (policytest.Walk) on random states and packets; Compile stays the
+// reference.
+
+// familyDispatchMaps are the verdict maps whose elements lead into
+// endpoint chains: each is split into one map per family.
+var familyDispatchMaps = []string{MapFromWorkload, MapToWorkload, MapFromHost, MapToHost}
+
+// FamilyChain names the IPv4 (family 4) or IPv6 copy of a chain. ':' is
+// in no policy, profile or interface name, so the names cannot collide.
+func FamilyChain(name string, family int) string {
+	if family == 4 {
+		return name + ":4"
+	}
+	return name + ":6"
+}
+
+// FamilyMap names the per-family copy of a dispatch map.
+func FamilyMap(name string, family int) string {
+	if family == 4 {
+		return name + "4"
+	}
+	return name + "6"
+}
+
+// SplitFamilies returns a copy of rs in which every chain reachable from
+// the endpoint dispatch maps (the endpoint, policy, profile and failsafe
+// chains) exists once per family, holding only the rules that can match
+// that family (without their family test), and the dispatch reaches them
+// through one verdict map per family. rs is not modified.
+func SplitFamilies(rs *Ruleset) *Ruleset {
+	maps := map[string]bool{}
+	for _, m := range familyDispatchMaps {
+		maps[m] = true
+	}
+	closure := splitClosure(rs, maps)
+	out := &Ruleset{Sets: rs.Sets, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	for _, m := range rs.Maps {
+		if !maps[m.Name] {
+			out.Maps = append(out.Maps, m)
+			continue
+		}
+		for _, f := range []int{4, 6} {
+			fm := &Map{Name: FamilyMap(m.Name, f), Type: m.Type, Comment: m.Comment}
+			for _, e := range m.Elements {
+				fm.Elements = append(fm.Elements, MapElement{Key: e.Key, Verdict: familyVerdict(e.Verdict, f, closure)})
+			}
+			out.Maps = append(out.Maps, fm)
+		}
+	}
+	for _, c := range rs.Chains {
+		if !closure[c.Name] {
+			out.Chains = append(out.Chains, &Chain{Name: c.Name, Hook: c.Hook, Rules: dispatchRules(c.Rules, maps, closure)})
+			continue
+		}
+		for _, f := range []int{4, 6} {
+			out.Chains = append(out.Chains, &Chain{Name: FamilyChain(c.Name, f), Rules: familyRules(c.Rules, f, closure)})
+		}
+	}
+	slices.SortFunc(out.Maps, func(a, b *Map) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// splitClosure is the set of chains reachable from the dispatch maps'
+// elements.
+func splitClosure(rs *Ruleset, maps map[string]bool) map[string]bool {
+	closure := map[string]bool{}
+	var visit func(name string)
+	visit = func(name string) {
+		if closure[name] {
+			return
+		}
+		c := rs.Chain(name)
+		if c == nil {
+			return
+		}
+		closure[name] = true
+		for _, r := range c.Rules {
+			if r.Verdict.Kind == Jump || r.Verdict.Kind == Goto {
+				visit(r.Verdict.Chain)
+			}
+		}
+	}
+	for _, m := range rs.Maps {
+		if maps[m.Name] {
+			for _, e := range m.Elements {
+				if e.Verdict.Kind == Jump || e.Verdict.Kind == Goto {
+					visit(e.Verdict.Chain)
+				}
+			}
+		}
+	}
+	return closure
+}
+
+func familyVerdict(v Verdict, f int, closure map[string]bool) Verdict {
+	if (v.Kind == Jump || v.Kind == Goto) && closure[v.Chain] {
+		v.Chain = FamilyChain(v.Chain, f)
+	}
+	return v
+}
+
+// familyRules keeps the rules of a chain that can match family f, without
+// their family test (the chain is only reached by packets of f).
+func familyRules(rules []Rule, f int, closure map[string]bool) []Rule {
+	var out []Rule
+	for _, r := range rules {
+		other := false
+		var ms []Match
+		for _, m := range r.Matches {
+			if p, ok := m.(NFProto); ok {
+				other = other || p.Family != f
+				continue
+			}
+			ms = append(ms, m)
+		}
+		if other {
+			continue
+		}
+		out = append(out, Rule{Matches: ms, Stmts: r.Stmts, Verdict: familyVerdict(r.Verdict, f, closure)})
+	}
+	return out
+}
+
+// dispatchRules rewrites the rules of a chain outside the closure: a
+// lookup in a dispatch map, or a jump into the closure, becomes one rule
+// per family.
+func dispatchRules(rules []Rule, maps, closure map[string]bool) []Rule {
+	var out []Rule
+	for _, r := range rules {
+		v := r.Verdict
+		split := v.Kind == VMap && maps[v.Map] || (v.Kind == Jump || v.Kind == Goto) && closure[v.Chain]
+		if !split {
+			out = append(out, r)
+			continue
+		}
+		for _, f := range []int{4, 6} {
+			fv := familyVerdict(v, f, closure)
+			if v.Kind == VMap {
+				fv.Map = FamilyMap(v.Map, f)
+			}
+			ms := append([]Match{NFProto{Family: f}}, r.Matches...)
+			out = append(out, Rule{Matches: ms, Stmts: r.Stmts, Verdict: fv})
+		}
+	}
+	return out
+}
