@@ -102,6 +102,7 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 		syncReqs: make(chan chan error, 256),
 		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
+	a.cache.onBad = func(b datastore.BadRecord) { a.m.badRecords.WithLabelValues(b.Kind).Inc() }
 	return a, nil
 }
 

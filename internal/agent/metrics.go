@@ -23,6 +23,8 @@ type metrics struct {
 	syncErrors   prometheus.Counter
 	syncSkipped  prometheus.Counter
 	gcReleased   prometheus.Counter
+	gcPasses     *prometheus.CounterVec
+	badRecords   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -51,8 +53,14 @@ func newMetrics() *metrics {
 		gcReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_ipam_gc_released_total", Help: "Leaked addresses released by GC.",
 		}),
+		gcPasses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_ipam_gc_passes_total", Help: "IPAM GC passes run, by scope (node: this node's blocks; cluster: the elected agent's cluster-wide pass).",
+		}, []string{"scope"}),
+		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_datastore_bad_records_total", Help: "Datastore records skipped because they cannot be decoded, by kind (each key and revision counted once).",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.gcPasses, m.badRecords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

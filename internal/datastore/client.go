@@ -14,8 +14,12 @@ const IPAMPrefix = KeyPrefix + "ipam/"
 
 // ResourceEvent is one change of a resource seen by Client.Watch.
 type ResourceEvent struct {
-	Type     EventType
-	Resource api.Resource // new value; for EventDelete the last known value (or metadata only)
+	Type EventType
+	// Resource is the new value; for EventDelete the last known value (or
+	// metadata only). For an EventPut whose value cannot be decoded, Err
+	// is set and Resource has only the name and namespace (from the key).
+	// Reflector turns such a put into a delete and goes on.
+	Resource api.Resource
 	Revision int64
 	Err      error
 }
