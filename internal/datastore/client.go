@@ -12,6 +12,10 @@ const KeyPrefix = "/tabby/v1/"
 // IPAMPrefix is the root of IPAM's own keys (blocks, affinities, handles).
 const IPAMPrefix = KeyPrefix + "ipam/"
 
+// ElectionPrefix is the root of leader elections' lease-bound keys. It is
+// outside KeyPrefix, so nothing that lists or exports resources sees them.
+const ElectionPrefix = "/tabby/elections/"
+
 // ResourceEvent is one change of a resource seen by Client.Watch.
 type ResourceEvent struct {
 	Type EventType

@@ -242,6 +242,12 @@ func (m *IPAM) LiveHandles(ctx context.Context) (map[string]bool, error) {
 	return liveHandles(nodes, weps), nil
 }
 
+// LiveHandlesOf is LiveHandles computed from nodes and endpoints the
+// caller already has (an agent's watch cache), reading nothing.
+func LiveHandlesOf(nodes map[string]bool, weps []*api.WorkloadEndpoint) map[string]bool {
+	return liveHandles(nodes, weps)
+}
+
 func liveHandles(nodes map[string]bool, weps []*api.WorkloadEndpoint) map[string]bool {
 	live := map[string]bool{}
 	for n := range nodes {
