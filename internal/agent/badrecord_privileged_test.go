@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +58,22 @@ func TestPrivilegedBadRecordsDoNotStall(t *testing.T) {
 	d := h.Attach("net2")
 	if !d.IP().IsValid() || !h.Ready() {
 		t.Fatalf("after records were garbled at run time: ADD gave %v, ready %v", d.IP(), h.Ready())
+	}
+
+	// Each bad key was logged once, with its key.
+	log, err := os.ReadFile(h.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"workloadendpoints/default/garbage-wep", "nodes/garbage-node", "profiles/net1", "workloadendpoints/default/garbage-2"} {
+		n := 0
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "cannot be decoded") && strings.Contains(line, key) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("agent log names %s in %d warnings, want 1", key, n)
+		}
 	}
 }
