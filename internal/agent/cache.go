@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"sync"
@@ -12,14 +12,18 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore"
 )
 
-// cache mirrors the resources the agent needs from the datastore. Each kind
-// is listed, then watched from the listing's revision; a broken or
-// compacted watch relists. While the datastore is unreachable the cache
-// keeps its last state, so the dataplane is left as it is.
+// cache mirrors the resources the agent needs from the datastore, one
+// datastore.Reflector per kind (list, watch from the listing's revision,
+// relist when the watch breaks). While the datastore is unreachable the
+// cache keeps its last state, so the dataplane is left as it is. A record
+// that cannot be decoded is left out (logged once, counted in
+// tabby_datastore_bad_records_total) and the rest of its kind is served.
 type cache struct {
 	client *datastore.Client
 	kinds  []string
 	log    *slog.Logger
+	// onBad is told of every record that cannot be decoded (a metric).
+	onBad func(datastore.BadRecord)
 
 	mu      sync.RWMutex
 	objs    map[string]map[string]api.Resource // kind → namespace/name → resource
@@ -55,58 +59,31 @@ func objKey(r api.Resource) string {
 func (c *cache) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, k := range c.kinds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.syncKind(ctx, k)
-		}()
+		r, err := datastore.NewResourceReflector(c.client.Store, k, c.handler(k), datastore.ReflectorOptions{
+			Log: c.log, OnBad: c.onBad,
+		})
+		if err != nil {
+			return fmt.Errorf("cache %s: %w", k, err)
+		}
+		wg.Go(func() { _ = r.Run(ctx) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (c *cache) syncKind(ctx context.Context, kind string) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		list, rev, err := c.client.List(lctx, kind, "")
-		cancel()
-		if err != nil {
-			c.log.Warn("list failed; keeping the last known state", "kind", kind, "error", err)
-			if !sleepCtx(ctx, backoff) {
-				return
+// handler applies one kind's reflector events to the cache.
+func (c *cache) handler(kind string) datastore.Handler[api.Resource] {
+	return datastore.Handler[api.Resource]{
+		Replace: func(items []datastore.Item[api.Resource], _ int64) {
+			list := make([]api.Resource, len(items))
+			for i, it := range items {
+				list[i] = it.Value
 			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		c.replace(kind, list)
-		err = c.watch(ctx, kind, rev+1)
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Info("watch ended; relisting", "kind", kind, "error", err)
-		sleepCtx(ctx, 200*time.Millisecond)
+			c.replace(kind, list)
+		},
+		Put:    func(it datastore.Item[api.Resource]) { c.put(kind, it.Value) },
+		Delete: func(_ string, old api.Resource, _ int64) { c.remove(kind, old) },
 	}
-}
-
-func (c *cache) watch(ctx context.Context, kind string, from int64) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for ev := range c.client.Watch(wctx, kind, from) {
-		if ev.Err != nil {
-			return ev.Err
-		}
-		switch ev.Type {
-		case datastore.EventPut:
-			c.put(kind, ev.Resource)
-		case datastore.EventDelete:
-			c.remove(kind, ev.Resource)
-		case datastore.EventError:
-			return errors.New("watch error")
-		}
-	}
-	return ctx.Err()
 }
 
 func (c *cache) replace(kind string, list []api.Resource) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -59,7 +60,38 @@ type Config struct {
 	// DisableBGP runs no BGP speaker: VXLAN pools still route (from the
 	// datastore), other pools need another way (e.g. a flat L2 network).
 	DisableBGP bool
+	// Elector elects the one agent that runs the cluster-wide IPAM GC
+	// (deleted nodes, orphaned blocks, handle records); the others collect
+	// only their own node's blocks. The command passes an etcd election;
+	// nil means this agent always leads (a single agent, or tests).
+	Elector Elector
 }
+
+// Elector elects one agent at a time for cluster-wide work. It shares
+// work out; it is not a lock: two agents may briefly both lead (a
+// partitioned leader keeps believing it leads until its lease runs out),
+// and the work is safe anyway since every write it makes is
+// compare-and-swap. Implementations: etcd.Elector, memstore.Elector.
+type Elector interface {
+	// Run campaigns until ctx ends, again after losing the lead.
+	Run(ctx context.Context) error
+	// Leader reports whether this agent leads now.
+	Leader() bool
+}
+
+// The election of the agent that runs the cluster-wide IPAM GC: its name
+// and lease TTL (how long a crashed leader holds it before another agent
+// takes over; a leader that stops cleanly hands over at once).
+const (
+	GCElection    = "ipam-gc"
+	GCElectionTTL = 15 * time.Second
+)
+
+// soleElector is the Elector of an agent that is alone: it always leads.
+type soleElector struct{}
+
+func (soleElector) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (soleElector) Leader() bool                  { return true }
 
 // WithDefaults returns c with unset fields defaulted.
 func (c Config) WithDefaults() Config {

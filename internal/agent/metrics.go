@@ -24,6 +24,8 @@ type metrics struct {
 	syncSkipped  prometheus.Counter
 	gcReleased   prometheus.Counter
 	quarantined  *prometheus.GaugeVec
+	gcPasses     *prometheus.CounterVec
+	badRecords   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -55,8 +57,14 @@ func newMetrics() *metrics {
 		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tabby_agent_policy_quarantined", Help: "1 for each policy or profile this agent could not compile (the endpoints it selects fail closed).",
 		}, []string{"policy"}),
+		gcPasses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_ipam_gc_passes_total", Help: "IPAM GC passes run, by scope (node: this node's blocks; cluster: the elected agent's cluster-wide pass).",
+		}, []string{"scope"}),
+		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_datastore_bad_records_total", Help: "Datastore records skipped because they cannot be decoded, by kind (each key and revision counted once).",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined, m.gcPasses, m.badRecords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -77,32 +76,11 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// gcLoop periodically releases leaked addresses: this node's allocations
-// whose handle belongs to no live endpoint, after the grace period, and
-// (cluster-wide) what deleted nodes held. Every pass is compare-and-swap,
-// so several agents collecting at once are safe.
+// gcLoop periodically releases leaked addresses (see ipamGC): this
+// node's blocks on every agent, the cluster-wide work on the elected one.
+// Every write is compare-and-swap, so agents collecting at once are safe.
 func (a *Agent) gcLoop(ctx context.Context) error {
-	t := time.NewTicker(a.cfg.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		rep, err := a.ipam.GC(ctx, ipam.GCOptions{LiveHandles: a.gcLiveHandles})
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("IPAM GC failed", "error", err)
-			}
-			continue
-		}
-		if n := len(rep.Released); n > 0 {
-			a.m.gcReleased.Add(float64(n))
-			a.log.Info("IPAM GC released leaked addresses", "count", n, "blocksReleased", len(rep.BlocksReleased))
-		}
-		a.deleteOrphanEndpoints(ctx)
-	}
+	return a.newIPAMGC().Run(ctx)
 }
 
 // deleteOrphanEndpoints deletes the WorkloadEndpoints of deleted nodes
@@ -111,7 +89,8 @@ func (a *Agent) gcLoop(ctx context.Context) error {
 // would then treat as the dead workload (its labels, its sets) and DNS
 // would still name. An endpoint goes only once its node is gone and its
 // handle holds no address, so GC's grace period protects it as it protects
-// the addresses; every agent may try, the deletes are compare-and-swap.
+// the addresses. The elected agent does it after its cluster-wide pass;
+// the deletes are compare-and-swap.
 func (a *Agent) deleteOrphanEndpoints(ctx context.Context) {
 	nodes := map[string]bool{}
 	for _, n := range listOf[*api.Node](a.cache, "Node") {
@@ -139,23 +118,4 @@ func (a *Agent) deleteOrphanEndpoints(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// gcLiveHandles adds tabby-ipam allocations (which have no endpoint; CNI
-// DEL and GC release them) to the handles IPAM considers live.
-func (a *Agent) gcLiveHandles(ctx context.Context) (map[string]bool, error) {
-	live, err := a.ipam.LiveHandles(ctx)
-	if err != nil {
-		return nil, err
-	}
-	handles, err := a.ipam.NodeHandles(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	for h, typ := range handles {
-		if typ == ipamOnlyType {
-			live[h] = true
-		}
-	}
-	return live, nil
 }

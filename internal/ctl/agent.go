@@ -14,6 +14,7 @@ import (
 	"github.com/tabbynet/tabby/internal/agent"
 	"github.com/tabbynet/tabby/internal/agent/endpoint"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/version"
 )
 
@@ -60,6 +61,10 @@ func newAgentCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer store.Close()
+			if es, ok := store.(*etcd.Store); ok {
+				// One agent at a time runs the cluster-wide IPAM GC.
+				cfg.Elector = etcd.NewElector(es, agent.GCElection, cfg.Node, agent.GCElectionTTL, log)
+			}
 			dp, err := newKernelDataplane(cfg, store, log)
 			if err != nil {
 				return err

@@ -389,6 +389,7 @@ func newGetCommand(g *globals) *cobra.Command {
 			defer store.Close()
 			c := datastore.NewClient(store)
 			var rs []api.Resource
+			var listErr error // records that cannot be decoded: shown after the others
 			if len(args) > 1 {
 				for _, name := range args[1:] {
 					r, err := c.Get(cmd.Context(), k.Kind, ns, name)
@@ -398,27 +399,32 @@ func newGetCommand(g *globals) *cobra.Command {
 					rs = append(rs, r)
 				}
 			} else if rs, _, err = c.List(cmd.Context(), k.Kind, ns); err != nil {
-				return err
+				var bad *datastore.BadRecordsError
+				if !errors.As(err, &bad) {
+					return err
+				}
+				listErr = err
 			}
 			for i := range rs {
 				rs[i] = api.Redact(rs[i])
 			}
 			switch output {
 			case "yaml", "json":
-				return api.Encode(g.stdout, rs, output)
+				err = api.Encode(g.stdout, rs, output)
 			default:
 				var extra []column
 				if output == "wide" {
-					st, err := policyStatusColumn(cmd.Context(), c, k)
-					if err != nil {
-						return err
+					st, serr := policyStatusColumn(cmd.Context(), c, k)
+					if serr != nil {
+						return serr
 					}
 					if st != nil {
 						extra = append(extra, *st)
 					}
 				}
-				return printTable(g.stdout, k, rs, output == "wide", all, extra...)
+				err = printTable(g.stdout, k, rs, output == "wide", all, extra...)
 			}
+			return errors.Join(err, listErr)
 		},
 		ValidArgsFunction: completeKinds,
 	}

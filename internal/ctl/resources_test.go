@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
 )
 
@@ -260,5 +263,26 @@ func TestCompletion(t *testing.T) {
 	}
 	if out := c.ok("completion", "bash"); !strings.Contains(out, "bash completion") {
 		t.Fatalf("bash completion script missing: %.200s", out)
+	}
+}
+
+// TestGetShowsGoodRecordsAndNamesBadOnes: `tabby get` lists what it can
+// read, names each record it cannot decode, and exits 1.
+func TestGetShowsGoodRecordsAndNamesBadOnes(t *testing.T) {
+	c := newCLI(t)
+	c.stdin = poolYAML
+	c.ok("create", "-f", "-")
+	store, err := etcd.New(etcd.Config{Endpoints: strings.Split(c.ds, ","), DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const bad = datastore.KeyPrefix + "ippools/broken"
+	if _, err := store.Create(context.Background(), bad, []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := c.run("get", "ippools")
+	if code != 1 || !strings.Contains(out, "pool-a") || !strings.Contains(errs, bad) {
+		t.Fatalf("get ippools with a bad record: exit %d, stdout %q, stderr %q; want exit 1, pool-a listed and %s named", code, out, errs, bad)
 	}
 }

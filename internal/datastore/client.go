@@ -12,10 +12,18 @@ const KeyPrefix = "/tabby/v1/"
 // IPAMPrefix is the root of IPAM's own keys (blocks, affinities, handles).
 const IPAMPrefix = KeyPrefix + "ipam/"
 
+// ElectionPrefix is the root of leader elections' lease-bound keys. It is
+// outside KeyPrefix, so nothing that lists or exports resources sees them.
+const ElectionPrefix = "/tabby/elections/"
+
 // ResourceEvent is one change of a resource seen by Client.Watch.
 type ResourceEvent struct {
-	Type     EventType
-	Resource api.Resource // new value; for EventDelete the last known value (or metadata only)
+	Type EventType
+	// Resource is the new value; for EventDelete the last known value (or
+	// metadata only). For an EventPut whose value cannot be decoded, Err
+	// is set and Resource has only the name and namespace (from the key).
+	// Reflector turns such a put into a delete and goes on.
+	Resource api.Resource
 	Revision int64
 	Err      error
 }

@@ -81,8 +81,27 @@ func (c *Client) Get(ctx context.Context, kind, namespace, name string) (api.Res
 	return decode(k, kv)
 }
 
+// BadRecordsError is List's error when some stored values cannot be
+// decoded: it names every one of them. List still returns the others.
+type BadRecordsError struct {
+	Records []BadRecord
+}
+
+func (e *BadRecordsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d stored record(s) cannot be decoded (fix or delete them):", len(e.Records))
+	for _, r := range e.Records {
+		fmt.Fprintf(&b, "\n  %s (revision %d): %v", r.Key, r.Revision, r.Err)
+	}
+	return b.String()
+}
+
 // List returns every resource of a kind; namespace "" means all namespaces.
-// It also returns the revision of the listing, to watch from.
+// It also returns the revision of the listing, to watch from. A value that
+// cannot be decoded does not hide the others: they are returned together
+// with a *BadRecordsError naming every bad key. A caller that must see the
+// whole kind (GC deciding what is live) treats that as an error; one that
+// only shows or serves what is readable uses the resources and reports it.
 func (c *Client) List(ctx context.Context, kind, namespace string) ([]api.Resource, int64, error) {
 	k, err := lookup(kind)
 	if err != nil {
@@ -97,12 +116,17 @@ func (c *Client) List(ctx context.Context, kind, namespace string) ([]api.Resour
 		return nil, 0, fmt.Errorf("list %s: %w", k.Plural, err)
 	}
 	out := make([]api.Resource, 0, len(kvs))
+	var bad []BadRecord
 	for _, kv := range kvs {
 		r, err := decode(k, kv)
 		if err != nil {
-			return nil, 0, err
+			bad = append(bad, BadRecord{Kind: k.Kind, Key: kv.Key, Revision: kv.Revision, Err: err})
+			continue
 		}
 		out = append(out, r)
+	}
+	if len(bad) > 0 {
+		return out, rev, &BadRecordsError{Records: bad}
 	}
 	return out, rev, nil
 }
@@ -260,7 +284,9 @@ func (c *Client) Watch(ctx context.Context, kind string, fromRev int64) <-chan R
 			re := ResourceEvent{Type: ev.Type, Revision: ev.KV.Revision, Err: ev.Err}
 			switch ev.Type {
 			case EventPut:
-				re.Resource, re.Err = decode(k, &ev.KV)
+				if re.Resource, re.Err = decode(k, &ev.KV); re.Err != nil {
+					re.Resource = metaOnly(k, ev.KV.Key) // say which one is bad
+				}
 			case EventDelete:
 				if ev.Prev != nil {
 					re.Resource, _ = decode(k, ev.Prev)

@@ -2,7 +2,6 @@ package dns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -128,8 +127,9 @@ func TestMergeDatastoreAndMesos(t *testing.T) {
 	}
 }
 
-// A watch that fell behind a compaction ends with ErrCompacted; the source
-// lists again and keeps up.
+// A source started over a compacted history lists and keeps up (the
+// relist after a watch hits a compaction is datastore.Reflector's, tested
+// there).
 func TestDatastoreCompaction(t *testing.T) {
 	store := memstore.New()
 	c := datastore.NewClient(store)
@@ -139,15 +139,56 @@ func TestDatastoreCompaction(t *testing.T) {
 	src := newDatastoreSource(store, slog.New(slog.DiscardHandler), newMetrics(), func() {})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := src.watch(ctx, kindEndpoint, 1); !errors.Is(err, datastore.ErrCompacted) {
-		t.Fatalf("watch from a compacted revision: %v, want ErrCompacted", err)
-	}
-	go src.run(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); src.run(ctx) }()
+	defer func() { cancel(); <-done }()
 	mustCreate(t, c, testEndpoint("shop", "b", "agent-1", "b", "172.29.1.2"))
 	waitFor(t, "both endpoints", func() bool {
 		eps, _, _, synced := src.inputs()
 		return synced && len(eps) == 2
 	})
+}
+
+// TestBadRecordSkipped: garbage under a WorkloadEndpoint key and a Node
+// key (in a real etcd) does not stop the server: the good names resolve,
+// new ones follow, and an endpoint overwritten with garbage stops
+// resolving (as a fresh listing would skip it) instead of stalling the kind.
+func TestBadRecordSkipped(t *testing.T) {
+	store := etcdtest.New(t)
+	c := datastore.NewClient(store)
+	ctx := context.Background()
+	mustCreate(t, c, testNode("host-1", "10.0.1.11"))
+	mustCreate(t, c, testEndpoint("shop", "web-1", "host-1", "web", "172.29.1.20"))
+	mustCreate(t, c, testEndpoint("shop", "db-1", "host-1", "db", "172.29.1.21"))
+	for _, key := range []string{
+		datastore.KeyPrefix + "workloadendpoints/shop/garbage-1",
+		datastore.KeyPrefix + "nodes/garbage-node",
+	} {
+		if _, err := store.Create(ctx, key, []byte("\x00\xffnot json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := startServer(t, store, nil)
+	waitFor(t, "web.shop.mesos. to resolve", func() bool {
+		return cmp.Equal([]string{"A 172.29.1.20"}, resolves(t, ts.dns, "web.shop.mesos.", mdns.TypeA))
+	})
+	mustCreate(t, c, testEndpoint("shop", "api-1", "host-1", "api", "172.29.1.22"))
+	waitFor(t, "a new endpoint to resolve", func() bool {
+		return cmp.Equal([]string{"A 172.29.1.22"}, resolves(t, ts.dns, "api.shop.mesos.", mdns.TypeA))
+	})
+	kv, err := store.Get(ctx, datastore.KeyPrefix+"workloadendpoints/shop/db-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Update(ctx, kv.Key, []byte("{broken"), kv.Revision); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the garbled endpoint to stop resolving", func() bool {
+		return query(t, ts.dns, "udp", "db.shop.mesos.", mdns.TypeA).Rcode == mdns.RcodeNameError
+	})
+	if got := resolves(t, ts.dns, "web.shop.mesos.", mdns.TypeA); !cmp.Equal([]string{"A 172.29.1.20"}, got) {
+		t.Errorf("web.shop.mesos. after the garbled put = %v", got)
+	}
 }
 
 // Many endpoints of one workload make an answer too big for UDP: TC is

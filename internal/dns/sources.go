@@ -17,11 +17,14 @@ import (
 )
 
 // datastoreSource keeps every WorkloadEndpoint, Node and IPPool of the
-// datastore in memory: listed once, then watched; listed again when the
-// watch breaks or its revision was compacted. Endpoints and nodes make
-// records; pools and nodes say which clients may have names forwarded.
+// datastore in memory, one datastore.Reflector per kind: listed once, then
+// watched; listed again when the watch breaks or its revision was
+// compacted. Endpoints and nodes make records; pools and nodes say which
+// clients may have names forwarded. A record that cannot be decoded is
+// left out (logged once, counted in tabby_dns_datastore_decode_errors_total);
+// every other name is served.
 type datastoreSource struct {
-	client  *datastore.Client
+	store   datastore.Store
 	log     *slog.Logger
 	m       *metrics
 	changed func()
@@ -43,7 +46,7 @@ var sourceKinds = []string{kindEndpoint, kindNode, kindPool}
 
 func newDatastoreSource(store datastore.Store, log *slog.Logger, m *metrics, changed func()) *datastoreSource {
 	return &datastoreSource{
-		client: datastore.NewClient(store), log: log.With("source", "datastore"), m: m, changed: changed,
+		store: store, log: log.With("source", "datastore"), m: m, changed: changed,
 		weps: map[string]*api.WorkloadEndpoint{}, nodes: map[string]*api.Node{}, pools: map[string]*api.IPPool{}, synced: map[string]bool{},
 	}
 }
@@ -52,48 +55,42 @@ func newDatastoreSource(store datastore.Store, log *slog.Logger, m *metrics, cha
 func (s *datastoreSource) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, kind := range sourceKinds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.runKind(ctx, kind)
-		}()
+		r, err := datastore.NewResourceReflector(s.store, kind, s.handler(kind), datastore.ReflectorOptions{
+			Log:      s.log,
+			OnBad:    func(datastore.BadRecord) { s.m.datastoreDecErr.Inc() },
+			OnRelist: s.m.dsResyncs.Inc,
+		})
+		if err != nil {
+			panic(fmt.Sprintf("dns: %v", err)) // the kinds are constants
+		}
+		wg.Go(func() { _ = r.Run(ctx) })
 	}
 	wg.Wait()
 }
 
-func (s *datastoreSource) runKind(ctx context.Context, kind string) {
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
-	for ctx.Err() == nil {
-		rev, err := s.list(ctx, kind)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("cannot list the datastore; retrying", "kind", kind, "error", err, "retry_in", backoff)
-			}
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		err = s.watch(ctx, kind, rev+1)
-		if ctx.Err() != nil {
-			return
-		}
-		s.m.dsResyncs.Inc()
-		if errors.Is(err, datastore.ErrCompacted) {
-			s.log.Info("watch fell behind a compaction; listing again", "kind", kind)
-			continue
-		}
-		s.log.Warn("datastore watch ended; listing again", "kind", kind, "error", err)
-		sleep(ctx, minBackoff)
+// handler applies one kind's events.
+func (s *datastoreSource) handler(kind string) datastore.Handler[api.Resource] {
+	events := s.m.dsEvents.WithLabelValues(kind)
+	return datastore.Handler[api.Resource]{
+		Replace: func(items []datastore.Item[api.Resource], rev int64) { s.replace(kind, items, rev) },
+		Put: func(it datastore.Item[api.Resource]) {
+			s.mu.Lock()
+			s.set(it.Value)
+			s.mu.Unlock()
+			events.Inc()
+			s.changed()
+		},
+		Delete: func(_ string, old api.Resource, _ int64) {
+			s.mu.Lock()
+			s.remove(old)
+			s.mu.Unlock()
+			events.Inc()
+			s.changed()
+		},
 	}
 }
 
-func (s *datastoreSource) list(ctx context.Context, kind string) (int64, error) {
-	items, rev, err := s.client.List(ctx, kind, "")
-	if err != nil {
-		return 0, err
-	}
+func (s *datastoreSource) replace(kind string, items []datastore.Item[api.Resource], rev int64) {
 	s.mu.Lock()
 	switch kind {
 	case kindEndpoint:
@@ -103,8 +100,8 @@ func (s *datastoreSource) list(ctx context.Context, kind string) (int64, error) 
 	case kindPool:
 		s.pools = make(map[string]*api.IPPool, len(items))
 	}
-	for _, r := range items {
-		s.set(r)
+	for _, it := range items {
+		s.set(it.Value)
 	}
 	first := !s.synced[kind]
 	s.synced[kind] = true
@@ -117,38 +114,6 @@ func (s *datastoreSource) list(ctx context.Context, kind string) (int64, error) 
 		s.m.dsSynced.Set(1)
 	}
 	s.changed()
-	return rev, nil
-}
-
-var errWatchClosed = errors.New("watch channel closed")
-
-func (s *datastoreSource) watch(ctx context.Context, kind string, from int64) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := s.m.dsEvents.WithLabelValues(kind)
-	for ev := range s.client.Watch(wctx, kind, from) {
-		switch {
-		case ev.Type == datastore.EventError:
-			return ev.Err
-		case ev.Err != nil:
-			// The event carries no key to drop: keep the last value we could
-			// read, and say so.
-			s.m.datastoreDecErr.Inc()
-			s.log.Warn("ignoring a datastore value that cannot be decoded", "kind", kind, "error", ev.Err)
-			continue
-		case ev.Type == datastore.EventPut:
-			s.mu.Lock()
-			s.set(ev.Resource)
-			s.mu.Unlock()
-		case ev.Type == datastore.EventDelete:
-			s.mu.Lock()
-			s.remove(ev.Resource)
-			s.mu.Unlock()
-		}
-		events.Inc()
-		s.changed()
-	}
-	return errWatchClosed
 }
 
 func resourceKey(r api.Resource) string {
@@ -347,13 +312,4 @@ func (s *mesosSource) current() (*mesos.State, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state, s.attempted
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/datastore/memstore"
 )
 
 func live(hs ...string) func(context.Context) (map[string]bool, error) {
@@ -378,4 +380,64 @@ func TestCheckFindsProblems(t *testing.T) {
 			t.Error("report OK")
 		}
 	})
+}
+
+// TestGCNodePassReadsDoNotGrowWithCluster: what one node's GC pass reads
+// from the datastore (round trips and keys returned) is the same in a
+// cluster of 2, 8 or 32 nodes, each with blocks and endpoints: the pass
+// reads its own affinities and blocks, not the cluster's IPAM tree (the
+// agent's live handles and nodes come from its watch cache). The
+// cluster-wide pass, which one elected agent runs, does grow.
+func TestGCNodePassReadsDoNotGrowWithCluster(t *testing.T) {
+	type reads struct{ calls, keys int64 }
+	measure := func(t *testing.T, nodes int) (node, cluster reads) {
+		s := memstore.New()
+		createPool(t, s, "p", "10.160.0.0/16", blockSize(28))
+		m := newIPAM(t, s, nil)
+		liveNodes, liveHandles := map[string]bool{}, map[string]bool{}
+		for i := range nodes {
+			n := fmt.Sprintf("node-%d", i)
+			createNode(t, s, n, nil)
+			liveNodes[n] = true
+			for j := range 20 { // two /28 blocks per node
+				h := fmt.Sprintf("net.%s-c%d.eth0", n, j)
+				a := alloc(t, m, v4(h, n))[0]
+				createWEP(t, s, fmt.Sprintf("%s-w%d", n, j), n, h, a.Addr)
+				liveHandles[h] = true
+			}
+		}
+		alloc(t, m, v4("leaked-on-node-0", "node-0")) // one leak, inside its grace period
+		c := &counting{Store: s}
+		cm := newIPAM(t, c, nil)
+		opts := GCOptions{
+			Node:        "node-0",
+			LiveHandles: func(context.Context) (map[string]bool, error) { return liveHandles, nil },
+			LiveNodes:   func(context.Context) (map[string]bool, error) { return liveNodes, nil },
+			Grace:       time.Hour,
+		}
+		rep, err := cm.GC(ctxT(t), opts)
+		if err != nil || rep.Waiting != 1 || len(rep.Released) != 0 {
+			t.Fatalf("node pass: %+v, %v; want 1 waiting, nothing released", rep, err)
+		}
+		node = reads{c.reads.Load(), c.keys.Load()}
+		c.reads.Store(0)
+		c.keys.Store(0)
+		if _, err := cm.GC(ctxT(t), GCOptions{Grace: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		return node, reads{c.reads.Load(), c.keys.Load()}
+	}
+	var first reads
+	for i, n := range []int{2, 8, 32} {
+		node, cluster := measure(t, n)
+		t.Logf("%2d nodes: node pass %d reads, %d keys; cluster-wide pass %d reads, %d keys", n, node.calls, node.keys, cluster.calls, cluster.keys)
+		if i == 0 {
+			first = node
+			continue
+		}
+		if node != first {
+			t.Errorf("%d nodes: node pass read %d times, %d keys; with 2 nodes %d times, %d keys: it must not grow with the cluster",
+				n, node.calls, node.keys, first.calls, first.keys)
+		}
+	}
 }

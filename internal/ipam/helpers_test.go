@@ -162,16 +162,23 @@ func checkClean(t testing.TB, m *IPAM, live map[string]bool) Report {
 type counting struct {
 	datastore.Store
 	reads, txns atomic.Int64
+	keys        atomic.Int64 // keys returned by reads
 }
 
 func (c *counting) Get(ctx context.Context, key string) (*datastore.KV, error) {
 	c.reads.Add(1)
-	return c.Store.Get(ctx, key)
+	kv, err := c.Store.Get(ctx, key)
+	if err == nil {
+		c.keys.Add(1)
+	}
+	return kv, err
 }
 
 func (c *counting) List(ctx context.Context, prefix string) ([]*datastore.KV, int64, error) {
 	c.reads.Add(1)
-	return c.Store.List(ctx, prefix)
+	kvs, rev, err := c.Store.List(ctx, prefix)
+	c.keys.Add(int64(len(kvs)))
+	return kvs, rev, err
 }
 
 func (c *counting) Create(ctx context.Context, key string, value []byte) (int64, error) {

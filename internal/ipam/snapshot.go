@@ -89,6 +89,62 @@ func (m *IPAM) snapshot(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
+// nodeSnapshot is the part of the IPAM state one node's GC pass needs:
+// the node's affinities (one List of host/<node>/) and the blocks they
+// name that are affine to the node (one Get each). Its cost is the
+// node's own block count, whatever the size of the cluster. Unlike
+// snapshot it is not read at one revision; every write GC derives from it
+// is compare-and-swap on the revisions read, so a block that changed in
+// between makes that write fail, never clobber. It holds no handles.
+func (m *IPAM) nodeSnapshot(ctx context.Context, node string) (*snapshot, error) {
+	kvs, rev, err := m.store.List(ctx, hostPrefix+node+"/")
+	if err != nil {
+		return nil, fmt.Errorf("read affinities of node %q: %w", node, err)
+	}
+	s := &snapshot{rev: rev, blocks: map[netip.Prefix]*block{}, handles: map[string]handleEntry{}}
+	for _, kv := range kvs {
+		n, cidr, err := parseAffinityKey(kv.Key)
+		if err != nil || n != node {
+			s.damaged = append(s.damaged, damagedKey{kv.Key, err})
+			continue
+		}
+		a, err := decodeAffinity(kv.Value)
+		if err != nil {
+			s.damaged = append(s.damaged, damagedKey{kv.Key, err})
+			continue
+		}
+		s.affs = append(s.affs, affEntry{node: node, cidr: cidr, v: a, key: kv.Key, rev: kv.Revision})
+		if _, ok := s.blocks[cidr]; ok {
+			continue
+		}
+		bkv, err := m.store.Get(ctx, blockKey(cidr))
+		if errors.Is(err, datastore.ErrNotFound) {
+			continue // dangling: GC removes the affinity
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read block %s: %w", cidr, err)
+		}
+		b, err := decodeBlock(bkv.Value)
+		if err == nil && b.cidr != cidr {
+			err = fmt.Errorf("block %s stored under the key of %s", b.cidr, cidr)
+		}
+		if err != nil {
+			// Damaged: leave its affinity alone too (without the block it
+			// would look dangling); tabby ipam check reports it.
+			s.damaged = append(s.damaged, damagedKey{bkv.Key, err})
+			s.affs = s.affs[:len(s.affs)-1]
+			continue
+		}
+		b.rev = bkv.Revision
+		s.sorted = append(s.sorted, cidr)
+		if b.affinity == node {
+			s.blocks[cidr] = b
+		}
+	}
+	sort.Slice(s.sorted, func(i, j int) bool { return comparePrefixes(s.sorted[i], s.sorted[j]) < 0 })
+	return s, nil
+}
+
 // blockList is the usable blocks in address order.
 func (s *snapshot) blockList() []*block {
 	out := make([]*block, 0, len(s.blocks))
@@ -184,6 +240,12 @@ func (m *IPAM) LiveHandles(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	return liveHandles(nodes, weps), nil
+}
+
+// LiveHandlesOf is LiveHandles computed from nodes and endpoints the
+// caller already has (an agent's watch cache), reading nothing.
+func LiveHandlesOf(nodes map[string]bool, weps []*api.WorkloadEndpoint) map[string]bool {
+	return liveHandles(nodes, weps)
 }
 
 func liveHandles(nodes map[string]bool, weps []*api.WorkloadEndpoint) map[string]bool {

@@ -24,6 +24,7 @@ type Store struct {
 	history   []datastore.Event // every change, in revision order
 	changed   chan struct{}     // closed and replaced on every write
 	closed    bool
+	elections map[string]chan struct{} // see NewElector
 }
 
 // New returns an empty store at revision 1.

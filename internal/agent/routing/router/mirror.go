@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tabbynet/tabby/internal/agent/routing"
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -15,9 +14,11 @@ import (
 )
 
 // mirror keeps the IPAM state routing needs (confirmed affinities, block
-// owners, borrowed addresses) in step with the datastore: each prefix is
-// listed, then watched from the listing's revision; a broken or compacted
-// watch relists. While the datastore is unreachable the last state stays.
+// owners, borrowed addresses) in step with the datastore: one
+// datastore.Reflector per prefix (list, watch from the listing's revision,
+// relist when the watch breaks). While the datastore is unreachable the
+// last state stays; a key that cannot be decoded is left out (logged once;
+// `tabby ipam check` names it).
 type mirror struct {
 	store datastore.Store
 	log   *slog.Logger
@@ -42,105 +43,81 @@ func newMirror(store datastore.Store, log *slog.Logger, kick func()) *mirror {
 
 // Run keeps the mirror in sync until ctx ends.
 func (m *mirror) Run(ctx context.Context) error {
+	affs := datastore.NewReflector(m.store, ipam.AffinityPrefix, decodeAffinity, datastore.Handler[affinity]{
+		Replace: func(items []datastore.Item[affinity], _ int64) {
+			m.replace(ipam.AffinityPrefix, func() {
+				m.affs = make(map[string]affinity, len(items))
+				for _, it := range items {
+					m.affs[it.Key] = it.Value
+				}
+			})
+		},
+		Put: func(it datastore.Item[affinity]) {
+			m.apply(func() bool {
+				old, had := m.affs[it.Key]
+				m.affs[it.Key] = it.Value
+				return !had || old != it.Value
+			})
+		},
+		Delete: func(key string, _ affinity, _ int64) {
+			m.apply(func() bool { delete(m.affs, key); return true })
+		},
+	}, datastore.ReflectorOptions{Name: "IPAM affinities", Log: m.log})
+	blocks := datastore.NewReflector(m.store, ipam.BlockPrefix, decodeBlock, datastore.Handler[ipam.BlockOwners]{
+		Replace: func(items []datastore.Item[ipam.BlockOwners], _ int64) {
+			m.replace(ipam.BlockPrefix, func() {
+				m.blocks = make(map[netip.Prefix]ipam.BlockOwners, len(items))
+				for _, it := range items {
+					m.blocks[it.Value.CIDR] = it.Value
+				}
+			})
+		},
+		Put: func(it datastore.Item[ipam.BlockOwners]) {
+			b := it.Value
+			m.apply(func() bool {
+				old, had := m.blocks[b.CIDR]
+				m.blocks[b.CIDR] = b
+				return !had || old.Node != b.Node || !sameBorrowed(old.Borrowed, b.Borrowed)
+			})
+		},
+		Delete: func(_ string, old ipam.BlockOwners, _ int64) {
+			m.apply(func() bool { delete(m.blocks, old.CIDR); return true })
+		},
+	}, datastore.ReflectorOptions{Name: "IPAM blocks", Log: m.log})
 	var wg sync.WaitGroup
-	for _, prefix := range []string{ipam.AffinityPrefix, ipam.BlockPrefix} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.sync(ctx, prefix)
-		}()
-	}
+	wg.Go(func() { _ = affs.Run(ctx) })
+	wg.Go(func() { _ = blocks.Run(ctx) })
 	wg.Wait()
 	return nil
 }
 
-func (m *mirror) sync(ctx context.Context, prefix string) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		kvs, rev, err := m.store.List(lctx, prefix)
-		cancel()
-		if err != nil {
-			m.log.Warn("list IPAM state failed; keeping the last known state", "prefix", prefix, "error", err)
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		m.replace(prefix, kvs)
-		for ev := range m.store.Watch(ctx, prefix, rev+1) {
-			if ev.Type == datastore.EventError {
-				m.log.Info("IPAM watch ended; relisting", "prefix", prefix, "error", ev.Err)
-				break
-			}
-			m.apply(prefix, ev.Type == datastore.EventDelete, &ev.KV)
-		}
-		sleep(ctx, 200*time.Millisecond)
-	}
+func decodeAffinity(kv *datastore.KV) (affinity, error) {
+	node, cidr, ok, err := ipam.ParseAffinity(kv.Key, kv.Value)
+	return affinity{node: node, cidr: cidr, confirmed: ok}, err
 }
 
-// replace swaps in a fresh listing of one prefix.
-func (m *mirror) replace(prefix string, kvs []*datastore.KV) {
+func decodeBlock(kv *datastore.KV) (ipam.BlockOwners, error) {
+	return ipam.ParseBlock(kv.Key, kv.Value)
+}
+
+// replace swaps in a fresh listing of one prefix (fill does it, under m.mu).
+func (m *mirror) replace(prefix string, fill func()) {
 	m.mu.Lock()
-	if prefix == ipam.AffinityPrefix {
-		m.affs = map[string]affinity{}
-	} else {
-		m.blocks = map[netip.Prefix]ipam.BlockOwners{}
-	}
-	for _, kv := range kvs {
-		m.applyLocked(prefix, false, kv)
-	}
+	fill()
 	m.listed[prefix] = true
 	m.mu.Unlock()
 	m.kick()
 }
 
-func (m *mirror) apply(prefix string, deleted bool, kv *datastore.KV) {
+// apply records one change (under m.mu); it kicks the router when routing
+// could change.
+func (m *mirror) apply(change func() bool) {
 	m.mu.Lock()
-	changed := m.applyLocked(prefix, deleted, kv)
+	changed := change()
 	m.mu.Unlock()
 	if changed {
 		m.kick()
 	}
-}
-
-// applyLocked records one key; it reports whether routing could change.
-func (m *mirror) applyLocked(prefix string, deleted bool, kv *datastore.KV) bool {
-	if prefix == ipam.AffinityPrefix {
-		if deleted {
-			_, had := m.affs[kv.Key]
-			delete(m.affs, kv.Key)
-			return had
-		}
-		node, cidr, ok, err := ipam.ParseAffinity(kv.Key, kv.Value)
-		if err != nil {
-			m.log.Warn("ignoring unreadable affinity (see tabby ipam check)", "key", kv.Key, "error", err)
-			return false
-		}
-		a := affinity{node: node, cidr: cidr, confirmed: ok}
-		old, had := m.affs[kv.Key]
-		m.affs[kv.Key] = a
-		return !had || old != a
-	}
-	if deleted {
-		cidr, err := ipam.ParseBlockKey(kv.Key)
-		if err != nil {
-			return false
-		}
-		_, had := m.blocks[cidr]
-		delete(m.blocks, cidr)
-		return had
-	}
-	b, err := ipam.ParseBlock(kv.Key, kv.Value)
-	if err != nil {
-		m.log.Warn("ignoring unreadable block (see tabby ipam check)", "key", kv.Key, "error", err)
-		return false
-	}
-	old, had := m.blocks[b.CIDR]
-	m.blocks[b.CIDR] = b
-	return !had || old.Node != b.Node || !sameBorrowed(old.Borrowed, b.Borrowed)
 }
 
 func sameBorrowed(a, b map[netip.Addr]string) bool {
@@ -186,15 +163,4 @@ func (m *mirror) snapshot() (blocks []routing.BlockAffinity, borrowed []routing.
 	})
 	slices.SortFunc(borrowed, func(a, b routing.BorrowedAddr) int { return a.Addr.Compare(b.Addr) })
 	return blocks, borrowed, true
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
