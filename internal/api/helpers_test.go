@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/tabbynet/tabby/internal/api/selector"
 )
 
 // manifest builds a one-resource YAML manifest; meta and spec are YAML
@@ -21,23 +19,13 @@ type validateCase struct {
 	doc      string
 	field    string
 	detail   string
-	selector bool // needs the real selector parser to reject
-}
-
-// selectorParserReady reports whether internal/api/selector rejects bad
-// selectors yet (it is developed in parallel; its stub accepts anything).
-func selectorParserReady() bool {
-	_, err := selector.Parse("app ==")
-	return err != nil
+	selector bool // rejected by the selector parser (not by Validate's own checks)
 }
 
 func runValidateCases(t *testing.T, cases []validateCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.selector && !selectorParserReady() {
-				t.Skip("selector.Parse does not reject bad selectors yet")
-			}
 			rs, err := DecodeNoValidate([]byte(tc.doc))
 			if err != nil {
 				t.Fatalf("DecodeNoValidate() error = %v; want none (bad test manifest)", err)
