@@ -62,7 +62,6 @@ fi
 echo "make deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# shellcheck disable=SC2086 # the package names are words
 apt-get install -y -q --no-install-recommends "${need[@]}"
 mapfile -t still < <(missing)
 if [ "${#still[@]}" -ne 0 ]; then
