@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X github.com/tabbynet/tabby/internal/version.Version=$(VERSIO
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all build test test-short lint fuzz demo bench bench-quick chaos clean
+.PHONY: all build deps deps-demo test test-short lint fuzz demo bench bench-quick chaos clean
 
 all: build
 
@@ -14,9 +14,20 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tabby ./cmd/tabby
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tabby-cni ./cmd/tabby-cni
 
+# The Debian packages of scripts/deps.txt (the one list): installs the
+# missing ones as root, prints the apt-get line otherwise, and only asks
+# dpkg when all are present. make test, chaos and bench depend on it;
+# make demo on its short form (iproute2).
+deps:
+	@./scripts/deps.sh
+
+deps-demo:
+	@./scripts/deps.sh demo
+
 # The full suite: unit tests, contract tests on real embedded etcd, and the
-# privileged tests (network namespaces, nftables, BGP, DNS). Needs root.
-test: build lint
+# privileged tests (network namespaces, nftables, BGP, DNS). Needs root;
+# on a fresh Debian machine it is the whole set-up (make deps first).
+test: deps build lint
 	$(GO) test -count=1 -timeout 30m ./...
 
 test-short:
@@ -39,23 +50,24 @@ fuzz:
 # form of every chaos and security scenario in labs (about 13 minutes on
 # 2 cores; root, iproute2, iperf3, nftables). `make test` runs the short
 # forms. The measured figures go to bin/chaos-figures.tsv.
-chaos: build
+chaos: deps build
 	@rm -f $(BIN)/chaos-figures.tsv
 	$(GO) test -count=1 -timeout 45m -v -run 'TestPrivileged|TestFuzzTargets' ./internal/chaos/ \
 	  -chaos.full -chaos.report=$(CURDIR)/$(BIN)/chaos-figures.tsv
 
 # A 3-host lab in network namespaces: containers get IPs, talk, a policy
 # takes effect (scripts/demo.sh; needs root and iproute2).
-demo: build
+demo: deps-demo build
 	./scripts/demo.sh
 
 # Benchmarks against their baselines (issue 9; docs/performance.md). Needs
-# root and iperf3 dnsperf dnsmasq-base containernetworking-plugins iptables
-# nftables (gnuplot-nox for the plots). Not part of `make test`.
+# root and the packages of scripts/deps.txt (make deps: iperf3 dnsperf
+# dnsmasq-base containernetworking-plugins iptables nftables gnuplot-nox
+# among them). Not part of `make test`.
 #   make bench                 every benchmark (< 30 min on 2 cores)
 #   make bench-quick           the short mode (< 5 min)
 #   make bench ARGS="--only cni,dns --rounds 3"
-bench: build
+bench: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/tabby-bench ./bench/cmd/tabby-bench
 	$(BIN)/tabby-bench --bin $(BIN) --out bench/results --tabby-version $(VERSION) $(ARGS)
 

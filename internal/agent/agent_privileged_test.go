@@ -23,13 +23,13 @@ import (
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "ip", "ping")
 }
 
 // listenIn opens a TCP echo listener inside a namespace.

@@ -3,8 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/agenttest"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // debianPlugins is where Debian's containernetworking-plugins puts ptp and host-local.
@@ -25,9 +24,7 @@ const debianPlugins = "/usr/lib/cni"
 //
 //	go test -run XXX -bench PrivilegedCNIAddDel -benchtime 100x ./internal/agent/
 func BenchmarkPrivilegedCNIAddDel(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b)
 	c := agenttest.NewCluster(b, "10.90.0.0/16")
 	h := c.StartHost("bench1", "10.200.0.1/24", "--disable-routing")
 	_, cpath := c.NewContainerNS()
@@ -44,9 +41,7 @@ func BenchmarkPrivilegedCNIAddDel(b *testing.B) {
 	})
 
 	b.Run("ptp+host-local", func(b *testing.B) {
-		if _, err := os.Stat(filepath.Join(debianPlugins, "ptp")); err != nil {
-			b.Skip("Debian containernetworking-plugins not installed")
-		}
+		testenv.NeedCNIPlugins(b, "ptp", "host-local")
 		state := b.TempDir()
 		conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"ptpbench","plugins":[{"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","subnet":"10.98.0.0/16","dataDir":%q}}]}`, state)
 		list, err := libcni.ConfListFromBytes([]byte(conf))

@@ -27,6 +27,7 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 var (
@@ -56,17 +57,8 @@ func TestMain(m *testing.M) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("chaos scenario: skipped with -short (it builds labs)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("chaos scenario: needs root")
-	}
-	for _, tool := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("chaos scenario: needs %s", tool)
-		}
-	}
+	testenv.Privileged(t)
+	testenv.NeedTools(t, "ip", "ping")
 }
 
 // binaries builds tabby and tabby-cni once per test binary.
@@ -449,9 +441,7 @@ type iperf struct {
 // startIperf runs iperf3 from client to server for secs seconds.
 func (e *env) startIperf(server, client *lab.Container, secs int) *iperf {
 	e.t.Helper()
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		e.t.Skip("needs iperf3")
-	}
+	testenv.NeedTool(e.t, "iperf3")
 	srv := e.startIn(server, "iperf3", "-s", "-1", "--forceflush", "-B", server.IP().String())
 	waitUntil(e.t, "iperf3 server listening", 10*time.Second, func() error {
 		if strings.Contains(srv.out.String(), "Server listening") {

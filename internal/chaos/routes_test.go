@@ -14,6 +14,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // status runs `tabby node status -o json` on node, as an operator would.
@@ -131,9 +132,7 @@ func (e *env) kernelState(node string) string {
 		{"ip", "rule", "show"},
 		{"nft", "list", "ruleset"},
 	} {
-		if _, err := exec.LookPath(argv[0]); err != nil {
-			continue
-		}
+		testenv.NeedTool(e.t, argv[0])
 		out, err := e.on(node, argv...)
 		if err != nil {
 			e.t.Fatalf("%v on %s: %v\n%s", argv, node, err, out)

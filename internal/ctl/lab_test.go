@@ -5,22 +5,20 @@ import (
 	"encoding/json"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // fakeLab writes the state files of a lab (no namespaces, no processes)
 // under a temporary lab root, and points the CLI at that root.
 func fakeLab(t *testing.T, name string) string {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
-	}
+	testenv.NeedTool(t, "ip")
 	root := t.TempDir()
 	old := labRoot
 	labRoot = root

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // dig runs the real dig (Debian package dnsutils) against the server.
@@ -35,9 +36,7 @@ func shortLines(s string) []string {
 }
 
 func TestDig(t *testing.T) {
-	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig is not installed (apt-get install dnsutils)")
-	}
+	testenv.NeedTool(t, "dig")
 	store := memstore.New()
 	c := datastore.NewClient(store)
 	mustCreate(t, c, testNode("agent-1", "10.0.1.11"))

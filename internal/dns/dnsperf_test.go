@@ -17,6 +17,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // BenchmarkDNSPerf runs Debian's dnsperf against tabby dns and against
@@ -25,11 +26,7 @@ import (
 // dnsmasq-base; b.N is ignored (each server gets one 10 s run; set
 // DNSPERF_SECONDS to change it).
 func BenchmarkDNSPerf(b *testing.B) {
-	for _, tool := range []string{"dnsperf", "dnsmasq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("%s is not installed (apt-get install dnsperf dnsmasq-base)", tool)
-		}
-	}
+	testenv.NeedTools(b, "dnsperf", "dnsmasq")
 	secs := 10
 	if s, err := strconv.Atoi(os.Getenv("DNSPERF_SECONDS")); err == nil && s > 0 {
 		secs = s

@@ -3,7 +3,6 @@ package dns
 import (
 	"bufio"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // docExample is one `dig` line of docs/dns.md and the "# …" lines under it.
@@ -53,9 +53,7 @@ func docExamples(t *testing.T, path string) []docExample {
 // Every dig example of docs/dns.md gives the answer shown under it, from a
 // server holding the fixture master state and the endpoint web.shop.
 func TestDocsExamples(t *testing.T) {
-	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig is not installed (apt-get install dnsutils)")
-	}
+	testenv.NeedTool(t, "dig")
 	examples := docExamples(t, "../../docs/dns.md")
 	if len(examples) < 20 {
 		t.Fatalf("found %d dig examples in docs/dns.md, expected more: did the format change?", len(examples))

@@ -8,12 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/lab/labtest"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // The privileged tests run the real binaries: they are built once into a
@@ -27,15 +27,8 @@ func TestMain(m *testing.M) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("privileged lab test: skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("privileged lab test: needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("privileged lab test: needs iproute2's ip")
-	}
+	testenv.Privileged(t)
+	testenv.NeedTool(t, "ip")
 }
 
 func testBinaries(t testing.TB) string { return labtest.Binaries(t) }

@@ -5,11 +5,12 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 func TestProbeSpecValidate(t *testing.T) {
@@ -131,8 +132,8 @@ func TestProbeOnceLoopback(t *testing.T) {
 		{name: "no such namespace", target: ProbeTarget{NS: "tabby-probe-test-none", Protocol: ProbeTCP, Dst: tcp.Addr()}, errHas: "tabby-probe-test-none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.needsRawSoc && os.Geteuid() != 0 {
-				t.Skip("ICMP probes open a raw socket: needs root")
+			if tc.needsRawSoc {
+				testenv.NeedRoot(t) // ICMP probes open a raw socket
 			}
 			tc.target.Timeout = 2 * time.Second
 			o := ProbeOnce(context.Background(), tc.target)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // uniqueName returns a namespace name private to this test run.
@@ -77,9 +79,7 @@ func allThreadsIn(t *testing.T, want nsID) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.NeedRoot(t)
 }
 
 func TestValidName(t *testing.T) {
@@ -163,15 +163,14 @@ func TestPrivilegedCreateDelete(t *testing.T) {
 		t.Fatalf("a failed second Create removed %q", path)
 	}
 
-	// iproute2 sees it as one of its own, when it is installed.
-	if ip, err := exec.LookPath("ip"); err == nil {
-		out, err := exec.Command(ip, "netns", "list").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), name) {
-			t.Errorf("ip netns list = %q, %v; want it to list %s", out, err, name)
-		}
-		if out, err := exec.Command(ip, "-n", name, "-o", "link", "show", "lo").CombinedOutput(); err != nil {
-			t.Errorf("ip -n %s link show lo: %v: %s", name, err, out)
-		}
+	// iproute2 sees it as one of its own.
+	ip := testenv.NeedTool(t, "ip")
+	out, err := exec.Command(ip, "netns", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), name) {
+		t.Errorf("ip netns list = %q, %v; want it to list %s", out, err, name)
+	}
+	if out, err := exec.Command(ip, "-n", name, "-o", "link", "show", "lo").CombinedOutput(); err != nil {
+		t.Errorf("ip -n %s link show lo: %v: %s", name, err, out)
 	}
 
 	runtime.LockOSThread()

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
-	"os"
 	"strings"
 	"testing"
 
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // Addresses of the test host's uplink.
@@ -25,12 +25,10 @@ const (
 	testUplinkMTU = 1450
 )
 
-// RequireRoot skips t unless it runs as root.
+// RequireRoot is testenv.NeedRoot: root, or a failure (a skip under -short).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.NeedRoot(t)
 }
 
 func uniqueSuffix(t testing.TB) string {

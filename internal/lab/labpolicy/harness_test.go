@@ -22,6 +22,7 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/lab"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // The tests run the real binaries, built once into a temporary directory.
@@ -32,17 +33,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requirePrivileged skips unless the test can build labs: root and
+// requirePrivileged requires what building labs needs: root and
 // iproute2. Unlike internal/lab's own tests these also run with -short
-// (in a smaller form): they are the policy conformance suite.
+// (in a smaller form) as root: they are the policy conformance suite.
 func requirePrivileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab policy test: needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("lab policy test: needs iproute2's ip")
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTool(t, "ip")
 }
 
 func testBinaries(t testing.TB) string { return labtest.Binaries(t) }

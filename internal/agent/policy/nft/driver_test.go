@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -50,11 +49,9 @@ func TestPrivilegedApplyIdempotent(t *testing.T) {
 			if ch := mustApply(t, d, rs); ch.Committed || !ch.Resynced {
 				t.Errorf("Apply after reading the kernel back: %+v, want no commit", ch)
 			}
-			if _, err := exec.LookPath("nft"); err == nil {
-				out := ns.nft(t, "list", "table", "inet", policy.TableName)
-				if !strings.Contains(out, "chain forward") {
-					t.Errorf("nft list table does not show the forward chain:\n%s", out)
-				}
+			out := ns.nft(t, "list", "table", "inet", policy.TableName)
+			if !strings.Contains(out, "chain forward") {
+				t.Errorf("nft list table does not show the forward chain:\n%s", out)
 			}
 		})
 	}

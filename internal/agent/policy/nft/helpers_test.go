@@ -12,13 +12,12 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.NeedRoot(t)
 }
 
 func randSuffix(t testing.TB) string {
@@ -63,12 +62,10 @@ func (ns *testNS) driver() *Driver {
 }
 
 // nft runs the nft CLI in the namespace (for tampering and debugging);
-// the test is skipped when nft is not installed.
+// the test fails when nft is not installed.
 func (ns *testNS) nft(t testing.TB, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft CLI not installed (apt-get install nftables)")
-	}
+	testenv.NeedTool(t, "nft")
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name, "nft"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)

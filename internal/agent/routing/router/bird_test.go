@@ -13,6 +13,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/routing/routingtest"
 	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // birdConf peers BIRD (AS 65000, the hosts' gateway 192.0.2.1) with two
@@ -42,10 +43,8 @@ protocol bgp h2 from host { neighbor 192.0.2.12 as 64513; }
 // It returns the control socket.
 func startBIRD(t *testing.T, ns, dir, conf string) string {
 	t.Helper()
-	bird, err := exec.LookPath("bird")
-	if err != nil {
-		t.Fatalf("bird is not installed (apt-get install bird2): %v", err)
-	}
+	bird := testenv.NeedTool(t, "bird")
+	testenv.NeedTool(t, "birdc")
 	confPath := filepath.Join(dir, "bird.conf")
 	sock := filepath.Join(dir, "bird.ctl")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

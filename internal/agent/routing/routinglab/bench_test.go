@@ -20,6 +20,7 @@ import (
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/lab"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // iperf3 runs one TCP stream for secs seconds from a command prefix (the
@@ -72,9 +73,7 @@ func median(xs []float64) float64 {
 // of 5 s). Goal: no encapsulation ≥ 90% of the veth pair.
 func BenchmarkPrivilegedLabThroughput(b *testing.B) {
 	requireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Fatalf("iperf3 is not installed (apt-get install iperf3): %v", err)
-	}
+	testenv.NeedTool(b, "iperf3")
 	// The floor: A -- veth -- B, routed.
 	s := routingtest.Suffix(b)
 	nsA, nsB := routingtest.NewNS(b, "tbyrbA-"+s), routingtest.NewNS(b, "tbyrbB-"+s)

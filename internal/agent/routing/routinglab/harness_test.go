@@ -20,6 +20,7 @@ import (
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // labWait bounds every wait for convergence (the machine is shared).
@@ -33,12 +34,8 @@ func TestMain(m *testing.M) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("privileged lab test: skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("privileged lab test: needs root")
-	}
+	testenv.Privileged(t)
+	testenv.NeedTool(t, "ip")
 }
 
 // binaries builds tabby and tabby-cni once per test binary.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // TestPrivilegedLabMesh: three hosts in a full mesh, containers on every
@@ -139,10 +140,8 @@ func TestPrivilegedLabBIRDRacks(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(birdConfig(st)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bird, err := exec.LookPath("bird")
-	if err != nil {
-		t.Fatalf("bird is not installed (apt-get install bird2): %v", err)
-	}
+	bird := testenv.NeedTool(t, "bird")
+	testenv.NeedTool(t, "birdc")
 	cmd, err := e.lab.NodeCommand(context.Background(), lab.RouterNode, []string{bird, "-f", "-c", conf, "-s", sock, "-P", filepath.Join(dir, "bird.pid")})
 	if err != nil {
 		t.Fatal(err)

@@ -14,21 +14,21 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
-// RequireRoot skips t unless it runs as root (the privileged tests need
-// namespaces).
+// RequireRoot requires root and iproute2 (the privileged tests need
+// namespaces): testenv fails the test without them, or skips it under
+// -short.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTool(t, "ip")
 }
 
 // Suffix is a short random string for unique names.
