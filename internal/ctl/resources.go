@@ -128,9 +128,9 @@ var writeVerbs = []writeVerb{
 
 func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 	var files []string
-	var recursive, skip bool
+	var recursive, skip, dryRun bool
 	cmd := &cobra.Command{
-		Use:   v.name + " -f FILE|DIR|-",
+		Use:   v.name + " -f FILE|DIR|- [--dry-run]",
 		Short: v.short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,43 +144,124 @@ func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 			}
 			defer store.Close()
 			c := datastore.NewClient(store)
+			plan, err := preflight(cmd.Context(), c, v.name, skip, docs)
+			if err != nil {
+				return err
+			}
 			if err := checkPools(cmd.Context(), c, v.name, docs); err != nil {
 				return err
 			}
 			if err := checkPoolsWithIPAM(cmd.Context(), store, c, docs); err != nil {
 				return err
 			}
+			if dryRun {
+				fmt.Fprintf(g.stdout, "Dry run: %s; nothing was written\n", plan.summary())
+				return nil
+			}
 			return runWrites(cmd.Context(), g, v, docs, func(ctx context.Context, r api.Resource) (bool, error) {
-				switch v.name {
-				case "create":
-					_, err := c.Create(ctx, r)
-					if skip && errors.Is(err, datastore.ErrExists) {
-						return false, nil
-					}
-					return true, err
-				case "replace":
-					if r.GetObjectMeta().ResourceVersion == "" {
-						cur, err := c.Get(ctx, r.KindInfo().Kind, r.GetObjectMeta().Namespace, r.GetObjectMeta().Name)
-						if err != nil {
-							return false, err
-						}
-						r.GetObjectMeta().ResourceVersion = cur.GetObjectMeta().ResourceVersion
-					}
-					_, err := c.Update(ctx, r)
-					return true, err
-				default:
-					_, _, err := c.Apply(ctx, r)
-					return true, err
-				}
+				return writeOne(ctx, c, v.name, skip, r)
 			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin) holding the resources")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "descend into subdirectories of -f DIR")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate everything against the datastore and report what would change; write nothing")
 	if v.skipOpt != "" {
 		cmd.Flags().BoolVar(&skip, v.skipOpt, false, "do not fail on resources that already exist")
 	}
 	return cmd
+}
+
+// writeOne performs one document's write for a write verb.
+func writeOne(ctx context.Context, c *datastore.Client, verb string, skip bool, r api.Resource) (bool, error) {
+	switch verb {
+	case "create":
+		_, err := c.Create(ctx, r)
+		if skip && errors.Is(err, datastore.ErrExists) {
+			return false, nil
+		}
+		return true, err
+	case "replace":
+		if r.GetObjectMeta().ResourceVersion == "" {
+			cur, err := c.Get(ctx, r.KindInfo().Kind, r.GetObjectMeta().Namespace, r.GetObjectMeta().Name)
+			if err != nil {
+				return false, err
+			}
+			r.GetObjectMeta().ResourceVersion = cur.GetObjectMeta().ResourceVersion
+		}
+		_, err := c.Update(ctx, r)
+		return true, err
+	default:
+		_, _, err := c.Apply(ctx, r)
+		return true, err
+	}
+}
+
+// writePlan counts what a write verb is about to do.
+type writePlan struct{ create, replace, skip int }
+
+func (p writePlan) summary() string {
+	var parts []string
+	if p.create > 0 {
+		parts = append(parts, fmt.Sprintf("would create %d", p.create))
+	}
+	if p.replace > 0 {
+		parts = append(parts, fmt.Sprintf("would replace %d", p.replace))
+	}
+	if p.skip > 0 {
+		parts = append(parts, fmt.Sprintf("would skip %d (already exist)", p.skip))
+	}
+	if len(parts) == 0 {
+		return "no changes"
+	}
+	return strings.Join(parts, ", ") + " resource(s)"
+}
+
+// preflight checks every document against the datastore before anything
+// is written: create refuses what exists (unless skip) and names given
+// twice, replace refuses what is missing, and both replace and apply refuse
+// a stale resourceVersion and changes to fields that may not change. A
+// multi-document input thus fails before its first write, not half way.
+// (A concurrent writer can still win between this check and the write;
+// the write itself is compare-and-swap and then fails cleanly.)
+func preflight(ctx context.Context, c *datastore.Client, verb string, skip bool, docs []document) (writePlan, error) {
+	var plan writePlan
+	seen := map[string]bool{}
+	for _, d := range docs {
+		r := d.res
+		m := r.GetObjectMeta()
+		key := datastore.ResourceKey(r.KindInfo(), m.Namespace, m.Name)
+		dup := seen[key]
+		seen[key] = true
+		cur, err := c.Get(ctx, r.KindInfo().Kind, m.Namespace, m.Name)
+		exists := err == nil
+		if err != nil && !errors.Is(err, datastore.ErrNotFound) {
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), err)
+		}
+		switch {
+		case verb == "create" && (exists || dup) && skip:
+			plan.skip++
+			continue
+		case verb == "create" && exists:
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), datastore.ErrExists)
+		case verb == "create" && dup:
+			return plan, fmt.Errorf("%s %s: the input holds it twice", verb, describe(r))
+		case verb == "replace" && !exists:
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), datastore.ErrNotFound)
+		}
+		if !exists {
+			plan.create++
+			continue
+		}
+		if rv := m.ResourceVersion; rv != "" && rv != cur.GetObjectMeta().ResourceVersion && !dup {
+			return plan, fmt.Errorf("%s %s: metadata.resourceVersion %s: %w (now %s)", verb, describe(r), rv, datastore.ErrConflict, cur.GetObjectMeta().ResourceVersion)
+		}
+		if err := api.ValidateUpdate(cur, r); err != nil {
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), err)
+		}
+		plan.replace++
+	}
+	return plan, nil
 }
 
 // runWrites applies fn to the documents in order, stopping at the first
@@ -425,5 +506,8 @@ func resourceCommands(g *globals) []*cobra.Command {
 		newWriteCommand(g, writeVerbs[2]),
 		newDeleteCommand(g),
 		newGetCommand(g),
+		newLabelCommand(g),
+		newPatchCommand(g),
+		newValidateCommand(g),
 	}
 }
