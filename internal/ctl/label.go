@@ -70,7 +70,6 @@ func newLabelCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-
 // changeLabel sets or removes one label as calicoctl does.
 func changeLabel(m *api.ObjectMeta, t target, key, value string, remove, overwrite bool) error {
 	old, set := m.Labels[key]

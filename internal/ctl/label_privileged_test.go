@@ -85,4 +85,3 @@ func endpointOf(t *testing.T, c *agenttest.Cluster, containerID string) *api.Wor
 	t.Fatalf("no endpoint for container %s", containerID)
 	return nil
 }
-
