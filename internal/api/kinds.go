@@ -93,6 +93,20 @@ type IPAMConfigSpec struct {
 	LeakGracePeriod *Duration `json:"leakGracePeriod,omitempty"`
 }
 
+// IPReservation lists addresses IPAM never hands out, neither
+// automatically nor when asked for one by name. Addresses already in use
+// when a reservation is made stay where they are.
+type IPReservation struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       IPReservationSpec `json:"spec"`
+}
+
+type IPReservationSpec struct {
+	// ReservedCIDRs are CIDRs or single addresses, IPv4 or IPv6.
+	ReservedCIDRs []string `json:"reservedCIDRs,omitempty"`
+}
+
 // ---- Endpoints ----
 
 // WorkloadEndpoint is one container interface.

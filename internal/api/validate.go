@@ -31,6 +31,8 @@ func Validate(r Resource) error {
 		p.checkIPPool(&r.Spec)
 	case *IPAMConfig:
 		p.checkIPAMConfig(&r.Spec)
+	case *IPReservation:
+		p.checkIPReservation(&r.Spec)
 	case *BGPConfiguration:
 		p.checkBGPConfiguration(r.Name, &r.Spec)
 	case *BGPPeer:
@@ -251,6 +253,15 @@ var (
 
 // isCommunity reports whether s is a standard (aa:nn, 16-bit parts) or
 // large (aa:nn:mm, 32-bit parts) BGP community.
+func (p *problems) checkIPReservation(s *IPReservationSpec) {
+	if len(s.ReservedCIDRs) == 0 {
+		p.add("spec.reservedCIDRs", "is required: list at least one CIDR or address")
+	}
+	for i, n := range s.ReservedCIDRs {
+		p.checkNet(index("spec.reservedCIDRs", i), n, 0)
+	}
+}
+
 func isCommunity(s string) bool {
 	var parts []string
 	bits := 16

@@ -131,14 +131,16 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 	}
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 4, 3, ' ', 0)
-	head := "GROUPING\tCIDR\tIPS TOTAL\tIPS IN USE\tIPS FREE"
+	head := "GROUPING\tCIDR\tIPS TOTAL\tIPS IN USE\tIPS RESERVED\tIPS FREE"
 	if o.blocks {
 		head += "\tNODE"
 	}
 	fmt.Fprintln(tw, head)
-	row := func(grouping string, cidr netip.Prefix, total *big.Int, inUse int, node string) {
+	row := func(grouping string, cidr netip.Prefix, total *big.Int, inUse int, reserved *big.Int, node string) {
 		free := new(big.Int).Sub(total, big.NewInt(int64(inUse)))
-		line := fmt.Sprintf("%s\t%s\t%s\t%d (%s)\t%s (%s)", grouping, cidr, total, inUse, percent(big.NewInt(int64(inUse)), total), free, percent(free, total))
+		free.Sub(free, reserved)
+		line := fmt.Sprintf("%s\t%s\t%s\t%d (%s)\t%s (%s)\t%s (%s)", grouping, cidr, total, inUse, percent(big.NewInt(int64(inUse)), total),
+			reserved, percent(reserved, total), free, percent(free, total))
 		if o.blocks {
 			line += "\t" + node
 		}
@@ -149,16 +151,16 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 		if p.Pool.Spec.Disabled {
 			grouping = "IP Pool (disabled)"
 		}
-		row(grouping, p.CIDR, p.Total, p.InUse, "")
+		row(grouping, p.CIDR, p.Total, p.InUse, p.Reserved, "")
 		if o.blocks {
 			for _, b := range p.Blocks {
-				row("Block", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, nodeOrNone(b.Node))
+				row("Block", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, big.NewInt(int64(b.Reserved)), nodeOrNone(b.Node))
 			}
 		}
 	}
 	if o.blocks {
 		for _, b := range u.Orphans {
-			row("Block (no pool)", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, nodeOrNone(b.Node))
+			row("Block (no pool)", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, big.NewInt(int64(b.Reserved)), nodeOrNone(b.Node))
 		}
 	}
 	if err := tw.Flush(); err != nil {

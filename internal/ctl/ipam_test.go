@@ -94,9 +94,9 @@ func TestIPAMShow(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	want := [][]string{
-		{"GROUPING", "CIDR", "IPS", "TOTAL", "IPS", "IN", "USE", "IPS", "FREE"},
-		{"IP", "Pool", "10.0.0.0/16", "65536", "3", "(0%)", "65533", "(100%)"},
-		{"IP", "Pool", "fd00:1::/112", "65536", "0", "(0%)", "65536", "(100%)"},
+		{"GROUPING", "CIDR", "IPS", "TOTAL", "IPS", "IN", "USE", "IPS", "RESERVED", "IPS", "FREE"},
+		{"IP", "Pool", "10.0.0.0/16", "65536", "3", "(0%)", "0", "(0%)", "65533", "(100%)"},
+		{"IP", "Pool", "fd00:1::/112", "65536", "0", "(0%)", "0", "(0%)", "65536", "(100%)"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("show printed:\n%s", out.String())
@@ -116,11 +116,11 @@ func TestIPAMShow(t *testing.T) {
 		rows = append(rows, strings.Join(strings.Fields(l), " "))
 	}
 	wantRows := []string{
-		"GROUPING CIDR IPS TOTAL IPS IN USE IPS FREE NODE",
-		"IP Pool 10.0.0.0/16 65536 3 (0%) 65533 (100%)",
-		"Block " + cl.web.Block.String() + " 64 2 (3%) 62 (97%) node-a",
-		"Block " + cl.tun.Block.String() + " 64 1 (2%) 63 (98%) node-b",
-		"IP Pool fd00:1::/112 65536 0 (0%) 65536 (100%)",
+		"GROUPING CIDR IPS TOTAL IPS IN USE IPS RESERVED IPS FREE NODE",
+		"IP Pool 10.0.0.0/16 65536 3 (0%) 0 (0%) 65533 (100%)",
+		"Block " + cl.web.Block.String() + " 64 2 (3%) 0 (0%) 62 (97%) node-a",
+		"Block " + cl.tun.Block.String() + " 64 1 (2%) 0 (0%) 63 (98%) node-b",
+		"IP Pool fd00:1::/112 65536 0 (0%) 0 (0%) 65536 (100%)",
 	}
 	if cl.tun.Block.Addr().Less(cl.web.Block.Addr()) {
 		wantRows[2], wantRows[3] = wantRows[3], wantRows[2]
@@ -200,5 +200,24 @@ func TestIPAMCheckAndRelease(t *testing.T) {
 	code, stdout, _ = cl.run(t, "ipam", "check")
 	if code != 1 || !strings.Contains(stdout, "endpoint-address-free") {
 		t.Errorf("check after a forced release: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestIPAMShowCountsReserved: reserved free addresses get their own
+// column; a reserved address already in use stays counted as in use.
+func TestIPAMShowCountsReserved(t *testing.T) {
+	cl := newIPAMCluster(t)
+	res := &api.IPReservation{ObjectMeta: api.ObjectMeta{Name: "r"},
+		Spec: api.IPReservationSpec{ReservedCIDRs: []string{cl.web.Addr.String(), "10.0.255.255"}}}
+	if _, err := datastore.NewClient(cl.store).Create(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runIPAMShow(context.Background(), cl.m, &out, ipamShowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	row := strings.Join(strings.Fields(strings.Split(out.String(), "\n")[1]), " ")
+	if want := "IP Pool 10.0.0.0/16 65536 3 (0%) 1 (0%) 65532 (100%)"; row != want {
+		t.Fatalf("pool row %q, want %q", row, want)
 	}
 }

@@ -21,6 +21,8 @@ var (
 	ErrExhausted = errors.New("exhausted")
 	// ErrInUse: a specific address asked for is held by another handle.
 	ErrInUse = errors.New("address in use")
+	// ErrReserved: a specific address asked for is in an IPReservation.
+	ErrReserved = errors.New("address reserved")
 	// ErrNotAllocated: the address to release is not allocated.
 	ErrNotAllocated = errors.New("address not allocated")
 	// ErrHandleMismatch: the handle already holds addresses that do not
