@@ -65,28 +65,46 @@ func newIPAMShowCommand(g *globals) *cobra.Command {
 }
 
 func newIPAMCheckCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "check",
+	var report string
+	var showProblems bool
+	cmd := &cobra.Command{
+		Use:   "check [--show-problem-ips] [-o report.json]",
 		Short: "Report leaked addresses, addresses held twice, handles without allocations and blocks without affinity (exit 1 if any)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withIPAM(cmd, func(ctx context.Context, m *ipam.IPAM) error {
-				return runIPAMCheck(ctx, m, g.stdout)
+				return runIPAMCheckTo(ctx, m, g.stdout, report)
 			})
 		},
 	}
+	cmd.Flags().StringVarP(&report, "output", "o", "", "also write the findings as JSON to this file (for ipam release --from-report)")
+	cmd.Flags().BoolVar(&showProblems, "show-problem-ips", true, "list every problem address (the default; accepted for calicoctl compatibility)")
+	return cmd
 }
 
 func newIPAMReleaseCommand(g *globals) *cobra.Command {
-	var ip string
+	var ip, from string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "release --ip ADDR [--force]",
-		Short: "Release an address (refused while a live endpoint holds it, unless --force)",
+		Use:   "release (--ip ADDR [--force] | --from-report report.json)",
+		Short: "Release an address (refused while a live endpoint holds it, unless --force), or the leaks of an ipam check report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ip == "" {
-				return exitError{code: 2, msg: "ipam release: --ip is required"}
+			switch {
+			case ip != "" && from != "":
+				return exitError{code: 2, msg: "ipam release: --ip and --from-report are exclusive"}
+			case from != "" && force:
+				return exitError{code: 2, msg: "ipam release: --force applies to --ip only"}
+			case from != "":
+				r, err := readIPAMReport(from)
+				if err != nil {
+					return err
+				}
+				return g.withIPAM(cmd, func(ctx context.Context, m *ipam.IPAM) error {
+					return releaseFromReport(ctx, m, g.stdout, r)
+				})
+			case ip == "":
+				return exitError{code: 2, msg: "ipam release: --ip (or --from-report) is required"}
 			}
 			a, err := parseIPFlag(ip)
 			if err != nil {
@@ -99,6 +117,7 @@ func newIPAMReleaseCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "the address to release")
 	cmd.Flags().BoolVar(&force, "force", false, "release even if a live endpoint holds the address")
+	cmd.Flags().StringVar(&from, "from-report", "", "release the leaked addresses of this ipam check report that are still leaked")
 	return cmd
 }
 
@@ -241,9 +260,20 @@ func showIP(ctx context.Context, m *ipam.IPAM, w io.Writer, a netip.Addr) error 
 
 // runIPAMCheck prints what ipam.Check finds; exit 1 when it finds anything.
 func runIPAMCheck(ctx context.Context, m *ipam.IPAM, w io.Writer) error {
+	return runIPAMCheckTo(ctx, m, w, "")
+}
+
+// runIPAMCheckTo is runIPAMCheck that also writes a JSON report to path.
+func runIPAMCheckTo(ctx context.Context, m *ipam.IPAM, w io.Writer, path string) error {
 	r, err := m.Check(ctx, nil)
 	if err != nil {
 		return err
+	}
+	if path != "" {
+		if err := writeIPAMReport(path, newIPAMReport(r, time.Now())); err != nil {
+			return err
+		}
+		defer fmt.Fprintf(w, "Report written to %s.\n", path)
 	}
 	fmt.Fprintf(w, "Checked %d pool(s), %d block(s), %d allocation(s), %d handle record(s), %d live endpoint(s).\n",
 		r.Pools, r.Blocks, r.Allocations, r.Handles, r.Endpoints)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -185,7 +187,7 @@ func TestIPAMCheckAndRelease(t *testing.T) {
 	if code, _, stderr := cl.run(t, "ipam", "release", "--ip", cl.leak.Addr.String()); code != 1 || !strings.Contains(stderr, "is not allocated") {
 		t.Errorf("second release: exit %d, %s", code, stderr)
 	}
-	if code, _, stderr := cl.run(t, "ipam", "release"); code != 2 || !strings.Contains(stderr, "--ip is required") {
+	if code, _, stderr := cl.run(t, "ipam", "release"); code != 2 || !strings.Contains(stderr, "--ip (or --from-report) is required") {
 		t.Errorf("release without --ip: exit %d, %s", code, stderr)
 	}
 	code, stdout, _ = cl.run(t, "ipam", "check")
@@ -219,5 +221,66 @@ func TestIPAMShowCountsReserved(t *testing.T) {
 	row := strings.Join(strings.Fields(strings.Split(out.String(), "\n")[1]), " ")
 	if want := "IP Pool 10.0.0.0/16 65536 3 (0%) 1 (0%) 65532 (100%)"; row != want {
 		t.Fatalf("pool row %q, want %q", row, want)
+	}
+}
+
+// TestIPAMReleaseFromReport: check writes a report; by the time release
+// runs, one reported leak has been released and its address given to a
+// new container. release --from-report frees the leak that is still one
+// and leaves the reused address alone.
+func TestIPAMReleaseFromReport(t *testing.T) {
+	cl := newIPAMCluster(t)
+	ctx := context.Background()
+	leak2, err := cl.m.Allocate(ctx, ipam.Request{Handle: "net.gone2.eth0", Node: "node-a", IPv4: 1,
+		Attrs: ipam.Attributes{Timestamp: time.Now().Add(-time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, stdout, stderr := cl.run(t, "ipam", "check", "--show-problem-ips", "-o", report)
+	if code != 1 || !strings.Contains(stdout, "Report written to "+report) {
+		t.Fatalf("check -o: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`"kind": "leaked"`, `"address": "` + cl.leak.Addr.String() + `"`, `"address": "` + leak2[0].Addr.String() + `"`, `"sequence"`} {
+		if !strings.Contains(string(b), w) {
+			t.Fatalf("report lacks %s:\n%s", w, b)
+		}
+	}
+
+	// Meanwhile leak2 is released and its address goes to a new container.
+	reused := leak2[0].Addr
+	if ok, err := cl.m.ReleaseAllocation(ctx, reused, "net.gone2.eth0", leak2[0].Seq); err != nil || !ok {
+		t.Fatalf("release leak2: %v %v", ok, err)
+	}
+	if _, err := cl.m.Allocate(ctx, ipam.Request{Handle: "net.new.eth0", Node: "node-a", Static: []netip.Addr{reused}}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr = cl.run(t, "ipam", "release", "--from-report", report)
+	if code != 0 {
+		t.Fatalf("release --from-report: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, w := range []string{"Released " + cl.leak.Addr.String(), "Skipped " + reused.String() + ": it was reallocated since the report", "Released 1 address(es), skipped 1"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("release output lacks %q:\n%s", w, stdout)
+		}
+	}
+	if info, _ := cl.m.Lookup(ctx, reused); !info.Allocated || info.Handle != "net.new.eth0" {
+		t.Fatalf("the reused address %s: allocated %v to %q; want it left with net.new.eth0", reused, info.Allocated, info.Handle)
+	}
+	if info, _ := cl.m.Lookup(ctx, cl.leak.Addr); info.Allocated {
+		t.Fatalf("the leak %s is still allocated", cl.leak.Addr)
+	}
+	if info, _ := cl.m.Lookup(ctx, cl.web.Addr); !info.Allocated {
+		t.Fatal("the live endpoint's address was released")
+	}
+
+	bad := writeFile(t, "bad.json", `{"version": 1, "problems": [{"kind": "leaked", "address": "10.0.0.300", "sequence": 1}]}`)
+	if code, _, stderr := cl.run(t, "ipam", "release", "--from-report", bad); code != 1 || !strings.Contains(stderr, `problems[0].address: "10.0.0.300"`) {
+		t.Fatalf("bad report: exit %d %s", code, stderr)
 	}
 }
