@@ -440,7 +440,7 @@ func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 }
 
 func newGetCommand(g *globals) *cobra.Command {
-	var namespace, output string
+	var namespace, output, tmpl string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME...]",
@@ -451,10 +451,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("unknown resource kind %q (kinds: %s)", args[0], kindNames())
 			}
-			switch output {
-			case "table", "ps", "wide", "yaml", "json":
-			default:
-				return fmt.Errorf("-o: %q is not one of table, wide, yaml, json", output)
+			format, err := parseOutput(output, tmpl)
+			if err != nil {
+				return err
 			}
 			if all && namespace != "" {
 				return errors.New("-n and -A are exclusive")
@@ -484,18 +483,21 @@ func newGetCommand(g *globals) *cobra.Command {
 			for i := range rs {
 				rs[i] = api.Redact(rs[i])
 			}
-			switch output {
+			switch format.kind {
 			case "yaml", "json":
-				return api.Encode(g.stdout, rs, output)
+				return api.Encode(g.stdout, rs, format.kind)
+			case "custom-columns", "go-template":
+				return printCustom(g.stdout, format, rs, len(args) > 1)
 			default:
-				return printTable(g.stdout, k, rs, output == "wide", all)
+				return printTable(g.stdout, k, rs, format.kind == "wide", all)
 			}
 		},
 		ValidArgsFunction: completeKinds,
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list namespaced resources of every namespace")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml, json, custom-columns=TITLE:.field.path,..., go-template=TEXT or go-template-file=FILE")
+	cmd.Flags().StringVar(&tmpl, "template", "", "the template of -o go-template")
 	return cmd
 }
 
