@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/ipam"
 )
 
@@ -24,7 +27,7 @@ func newIPAMCommand(g *globals) *cobra.Command {
 		Use:   "ipam",
 		Short: "Show IP address use, check IPAM for leaks and inconsistencies, release addresses",
 	}
-	cmd.AddCommand(newIPAMShowCommand(g), newIPAMCheckCommand(g), newIPAMReleaseCommand(g))
+	cmd.AddCommand(newIPAMShowCommand(g), newIPAMCheckCommand(g), newIPAMReleaseCommand(g), newIPAMConfigureCommand(g))
 	return cmd
 }
 
@@ -49,6 +52,9 @@ func newIPAMShowCommand(g *globals) *cobra.Command {
 			if o.ip != "" && o.blocks {
 				return exitError{code: 2, msg: "ipam show: --ip and --blocks are exclusive"}
 			}
+			if o.config {
+				return g.showIPAMConfig(cmd.Context())
+			}
 			if o.ip != "" {
 				if _, err := parseIPFlag(o.ip); err != nil {
 					return err
@@ -61,6 +67,7 @@ func newIPAMShowCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.blocks, "blocks", false, "also show every block, with the node it is affine to")
 	cmd.Flags().StringVar(&o.ip, "ip", "", "show who holds this address")
+	cmd.Flags().BoolVar(&o.config, "show-configuration", false, "show the IPAM configuration (IPAMConfig default) instead")
 	return cmd
 }
 
@@ -132,6 +139,27 @@ func parseIPFlag(s string) (netip.Addr, error) {
 type ipamShowOptions struct {
 	blocks bool
 	ip     string
+	config bool
+}
+
+// showIPAMConfig prints IPAMConfig default (the defaults when absent).
+func (g *globals) showIPAMConfig(ctx context.Context) error {
+	store, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cfg := &api.IPAMConfig{ObjectMeta: api.ObjectMeta{Name: "default"}}
+	r, err := datastore.NewClient(store).Get(ctx, "IPAMConfig", "", "default")
+	switch {
+	case err == nil:
+		cfg = r.(*api.IPAMConfig)
+	case !errors.Is(err, datastore.ErrNotFound):
+		return err
+	}
+	fmt.Fprintln(g.stdout, "IPAM configuration:")
+	writeIPAMConfig(g.stdout, cfg)
+	return nil
 }
 
 // runIPAMShow prints calicoctl's table (GROUPING, CIDR, IPS TOTAL, IPS IN

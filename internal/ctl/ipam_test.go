@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -282,5 +283,69 @@ func TestIPAMReleaseFromReport(t *testing.T) {
 	bad := writeFile(t, "bad.json", `{"version": 1, "problems": [{"kind": "leaked", "address": "10.0.0.300", "sequence": 1}]}`)
 	if code, _, stderr := cl.run(t, "ipam", "release", "--from-report", bad); code != 1 || !strings.Contains(stderr, `problems[0].address: "10.0.0.300"`) {
 		t.Fatalf("bad report: exit %d %s", code, stderr)
+	}
+}
+
+// TestIPAMConfigure sets strict affinity and the block limit with the CLI
+// and checks that the allocator honours both.
+func TestIPAMConfigure(t *testing.T) {
+	c := newCLI(t)
+	c.stdin = "apiVersion: tabby.dev/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.70.0.0/28, blockSize: 30}\n"
+	c.ok("apply", "-f", "-")
+	store, err := etcd.New(etcd.Config{Endpoints: []string{c.ds}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ctx := context.Background()
+	m := ipam.New(store, etcdtest.Logger(t))
+	allocate := func(handle, node string) error {
+		_, err := m.Allocate(ctx, ipam.Request{Handle: handle, Node: node, IPv4: 1})
+		return err
+	}
+
+	if out := c.ok("ipam", "show", "--show-configuration"); !strings.Contains(out, "StrictAffinity:     false") {
+		t.Fatalf("default configuration: %s", out)
+	}
+	out := c.ok("ipam", "configure", "--max-blocks-per-host=1")
+	if !strings.Contains(out, "MaxBlocksPerHost:   1") {
+		t.Fatalf("configure output: %s", out)
+	}
+	for i := range 4 { // one /30 block: four addresses
+		if err := allocate(fmt.Sprintf("a%d", i), "node-a"); err != nil {
+			t.Fatalf("allocation %d: %v", i, err)
+		}
+	}
+	// node-b may claim its one block; node-a may not claim a second, and
+	// (not strict) borrows from node-b's block.
+	if err := allocate("b0", "node-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := allocate("a4", "node-a"); err != nil {
+		t.Fatalf("borrowing without strict affinity: %v", err)
+	}
+	c.ok("ipam", "configure", "--strictaffinity=true")
+	err = allocate("a5", "node-a")
+	if !errors.Is(err, ipam.ErrExhausted) || !strings.Contains(err.Error(), "maxBlocksPerHost") || !strings.Contains(err.Error(), "strictAffinity is on") {
+		t.Fatalf("allocation beyond the limit with strict affinity: %v", err)
+	}
+	if out := c.ok("get", "ipamconfig", "default", "-o", "yaml"); !strings.Contains(out, "strictAffinity: true") || !strings.Contains(out, "maxBlocksPerHost: 1") {
+		t.Fatalf("stored configuration:\n%s", out)
+	}
+	c.ok("ipam", "configure", "--strictaffinity=false", "--dry-run")
+	if out := c.ok("ipam", "show", "--show-configuration"); !strings.Contains(out, "StrictAffinity:     true") {
+		t.Fatalf("--dry-run wrote: %s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ipam", "configure"}, "give --strictaffinity"},
+		{[]string{"ipam", "configure", "--strictaffinity=maybe"}, `--strictaffinity: "maybe" is not true or false`},
+		{[]string{"ipam", "configure", "--max-blocks-per-host=-1"}, "negative"},
+	} {
+		if code, _, errs := c.run(tc.args...); code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d %q", tc.args, code, errs)
+		}
 	}
 }
