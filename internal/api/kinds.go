@@ -48,6 +48,25 @@ type NodeStatus struct {
 	MTU           int    `json:"mtu,omitempty"`           // workload MTU; Tabby extension
 }
 
+// ClusterInformation describes the cluster; the one that counts is named
+// "default". It is created once, by the first tool that needs it, and
+// never changes its GUID afterwards.
+type ClusterInformation struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       ClusterInformationSpec `json:"spec"`
+}
+
+type ClusterInformationSpec struct {
+	ClusterGUID string `json:"clusterGUID,omitempty"`
+	// ClusterType is a comma-separated list, e.g. "tabby,etcdv3,bgp".
+	ClusterType    string `json:"clusterType,omitempty"`
+	CalicoVersion  string `json:"calicoVersion,omitempty"`
+	DatastoreReady *bool  `json:"datastoreReady,omitempty"`
+	// TabbyVersion is the version of the tool that created it (Tabby extension).
+	TabbyVersion string `json:"tabbyVersion,omitempty"`
+}
+
 // ---- IPAM configuration ----
 
 // Encapsulation modes for ipipMode and vxlanMode.

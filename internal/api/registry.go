@@ -8,6 +8,7 @@ var Kinds = []KindInfo{
 	{Kind: "Node", Plural: "nodes", Short: []string{"no"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Node{} }},
 	{Kind: "IPPool", Plural: "ippools", Short: []string{"pool", "pools", "ipp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPPool{} }},
 	{Kind: "IPAMConfig", Plural: "ipamconfigs", Short: []string{"ipamconfiguration", "ipamconfigurations"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPAMConfig{} }},
+	{Kind: "ClusterInformation", Plural: "clusterinformations", Short: []string{"clusterinfo", "clusterinfos"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &ClusterInformation{} }},
 	{Kind: "IPReservation", Plural: "ipreservations", Short: []string{"ipr", "ipres"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPReservation{} }},
 	{Kind: "BGPConfiguration", Plural: "bgpconfigurations", Short: []string{"bgpconfig", "bgpconfigs"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &BGPConfiguration{} }},
 	{Kind: "BGPPeer", Plural: "bgppeers", Short: []string{"bgpp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &BGPPeer{} }},
@@ -49,6 +50,7 @@ func kindInfo(name string) KindInfo {
 }
 
 func (*Node) KindInfo() KindInfo                { return kindInfo("Node") }
+func (*ClusterInformation) KindInfo() KindInfo  { return kindInfo("ClusterInformation") }
 func (*IPPool) KindInfo() KindInfo              { return kindInfo("IPPool") }
 func (*IPAMConfig) KindInfo() KindInfo          { return kindInfo("IPAMConfig") }
 func (*IPReservation) KindInfo() KindInfo       { return kindInfo("IPReservation") }

@@ -33,6 +33,10 @@ func Validate(r Resource) error {
 		p.checkIPAMConfig(&r.Spec)
 	case *IPReservation:
 		p.checkIPReservation(&r.Spec)
+	case *ClusterInformation:
+		if g := r.Spec.ClusterGUID; g != "" && !containerIDRegex.MatchString(g) {
+			p.add("spec.clusterGUID", "%s is not a GUID: use letters, digits and '-'", quote(g))
+		}
 	case *BGPConfiguration:
 		p.checkBGPConfiguration(r.Name, &r.Spec)
 	case *BGPPeer:
@@ -65,7 +69,7 @@ func (p *problems) checkMeta(r Resource) {
 	k := r.KindInfo()
 	m := r.GetObjectMeta()
 	switch r.(type) {
-	case *IPAMConfig:
+	case *IPAMConfig, *ClusterInformation:
 		p.checkConfigName("metadata.name", m.Name, false)
 	case *BGPConfiguration, *FelixConfiguration:
 		p.checkConfigName("metadata.name", m.Name, true)

@@ -108,18 +108,6 @@ func commands(g *globals) []*cobra.Command {
 	}
 }
 
-func newVersionCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(g.stdout, "tabby %s\n", Version)
-			return nil
-		},
-	}
-}
-
 // etcdConfig merges flags and environment into the datastore connection config.
 func (g *globals) etcdConfig() (etcd.Config, error) {
 	urls := firstNonEmpty(g.datastore, os.Getenv("TABBY_DATASTORE"))
