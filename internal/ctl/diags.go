@@ -104,9 +104,13 @@ func diagParts(o diagsOptions) []diagPart {
 			return fmt.Appendf(nil, "tabby %s\nkernel %s", Version, rel), nil
 		}},
 		{"agent/agent.log", func(ctx context.Context) ([]byte, error) { return agentLogs(ctx, o.logs) }},
-		{"agent/cache.json", func(ctx context.Context) ([]byte, error) { return httpGet(ctx, o.agentHTTP, agent.CachePath, o.timeout) }},
+		{"agent/cache.json", func(ctx context.Context) ([]byte, error) {
+			return httpGet(ctx, o.agentHTTP, agent.CachePath, o.timeout)
+		}},
 		{"agent/metrics.txt", func(ctx context.Context) ([]byte, error) { return httpGet(ctx, o.agentHTTP, "/metrics", o.timeout) }},
-		{"bgp/status.json", func(ctx context.Context) ([]byte, error) { return httpGet(ctx, o.agentHTTP, router.StatusPath, o.timeout) }},
+		{"bgp/status.json", func(ctx context.Context) ([]byte, error) {
+			return httpGet(ctx, o.agentHTTP, router.StatusPath, o.timeout)
+		}},
 		{"nftables/ruleset.txt", cmdOut("nft", "list", "ruleset")},
 		{"network/routes.txt", both(cmdOut("ip", "-4", "route", "show", "table", "all"), cmdOut("ip", "-6", "route", "show", "table", "all"))},
 		{"network/addresses.txt", cmdOut("ip", "-d", "address")},
@@ -251,4 +255,3 @@ func httpGet(ctx context.Context, addr, path string, timeout time.Duration) ([]b
 	}
 	return b, nil
 }
-
