@@ -72,7 +72,7 @@ func parseOutput(o, tmplFlag string) (outputFormat, error) {
 		}
 		return outputFormat{kind: "go-template", tmpl: t}, nil
 	}
-	return outputFormat{}, fmt.Errorf("-o: %q is not one of table, wide, yaml, json, custom-columns=..., go-template=..., go-template-file=...", o)
+	return outputFormat{}, fmt.Errorf("-o: %q is not one of table, wide, yaml, json, custom-columns=SPEC, go-template=TEXT, go-template-file=FILE", o)
 }
 
 func toJSON(v any) (string, error) {
