@@ -232,3 +232,27 @@ func TestValidateOffline(t *testing.T) {
 		t.Fatalf("validate of overlapping pools: %q", errs)
 	}
 }
+
+// TestPreflightManyDocuments: with many documents of a kind the
+// preflight lists the kind once; creating them still refuses one that
+// exists before writing any.
+func TestPreflightManyDocuments(t *testing.T) {
+	c := newCLI(t)
+	var b strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&b, "---\napiVersion: tabby.dev/v1\nkind: GlobalNetworkSet\nmetadata: {name: set-%d}\nspec: {nets: [10.9.%d.0/24]}\n", i, i)
+	}
+	c.stdin = "apiVersion: tabby.dev/v1\nkind: GlobalNetworkSet\nmetadata: {name: set-19}\nspec: {nets: [10.9.19.0/24]}\n"
+	c.ok("create", "-f", "-")
+	c.stdin = b.String()
+	if errs := c.fail("create", "-f", "-"); !strings.Contains(errs, `GlobalNetworkSet "set-19"`) || !strings.Contains(errs, "already exists") {
+		t.Fatalf("create: %q", errs)
+	}
+	if out := c.ok("get", "gns"); strings.Contains(out, "set-0") {
+		t.Fatal("documents before the existing one were written")
+	}
+	c.stdin = b.String()
+	if out := c.ok("apply", "-f", "-"); !strings.Contains(out, "Successfully applied 20") {
+		t.Fatalf("apply: %q", out)
+	}
+}

@@ -172,6 +172,43 @@ func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 	return cmd
 }
 
+// storedVersions reads the stored version of every document's resource:
+// one Get each for a few, one List per kind for many.
+func storedVersions(ctx context.Context, c *datastore.Client, docs []document) (map[string]api.Resource, error) {
+	perKind := map[string]int{}
+	for _, d := range docs {
+		perKind[d.res.KindInfo().Kind]++
+	}
+	out := map[string]api.Resource{}
+	for kind, n := range perKind {
+		if n <= 8 {
+			continue
+		}
+		rs, _, err := c.List(ctx, kind, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			m := r.GetObjectMeta()
+			out[datastore.ResourceKey(r.KindInfo(), m.Namespace, m.Name)] = r
+		}
+	}
+	for _, d := range docs {
+		k, m := d.res.KindInfo(), d.res.GetObjectMeta()
+		if perKind[k.Kind] > 8 {
+			continue
+		}
+		r, err := c.Get(ctx, k.Kind, m.Namespace, m.Name)
+		switch {
+		case err == nil:
+			out[datastore.ResourceKey(k, m.Namespace, m.Name)] = r
+		case !errors.Is(err, datastore.ErrNotFound):
+			return nil, fmt.Errorf("%s: %w", describe(d.res), err)
+		}
+	}
+	return out, nil
+}
+
 // writeOne performs one document's write for a write verb.
 func writeOne(ctx context.Context, c *datastore.Client, verb string, skip bool, r api.Resource) (bool, error) {
 	switch verb {
@@ -226,6 +263,10 @@ func (p writePlan) summary() string {
 // the write itself is compare-and-swap and then fails cleanly.)
 func preflight(ctx context.Context, c *datastore.Client, verb string, skip bool, docs []document) (writePlan, error) {
 	var plan writePlan
+	stored, err := storedVersions(ctx, c, docs)
+	if err != nil {
+		return plan, fmt.Errorf("%s: %w", verb, err)
+	}
 	seen := map[string]bool{}
 	for _, d := range docs {
 		r := d.res
@@ -233,11 +274,7 @@ func preflight(ctx context.Context, c *datastore.Client, verb string, skip bool,
 		key := datastore.ResourceKey(r.KindInfo(), m.Namespace, m.Name)
 		dup := seen[key]
 		seen[key] = true
-		cur, err := c.Get(ctx, r.KindInfo().Kind, m.Namespace, m.Name)
-		exists := err == nil
-		if err != nil && !errors.Is(err, datastore.ErrNotFound) {
-			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), err)
-		}
+		cur, exists := stored[key]
 		switch {
 		case verb == "create" && (exists || dup) && skip:
 			plan.skip++
