@@ -2,10 +2,14 @@ package ctl
 
 import (
 	"context"
+	"io"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tabbynet/tabby/internal/agent"
 	"github.com/tabbynet/tabby/internal/agent/agenttest"
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/lab"
@@ -84,4 +88,59 @@ func endpointOf(t *testing.T, c *agenttest.Cluster, containerID string) *api.Wor
 	}
 	t.Fatalf("no endpoint for container %s", containerID)
 	return nil
+}
+
+// TestPrivilegedReservedAddressesNotAttached: a running agent (reading
+// reservations from its watched cache) never gives a container a reserved
+// address, including a reservation applied with the CLI while it runs.
+func TestPrivilegedReservedAddressesNotAttached(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces) and not -short")
+	}
+	c := agenttest.NewCluster(t, "")
+	c.Apply(&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.IPPoolSpec{CIDR: "10.81.0.0/26", BlockSize: 29}})
+	c.Apply(&api.IPReservation{ObjectMeta: api.ObjectMeta{Name: "low"}, Spec: api.IPReservationSpec{ReservedCIDRs: []string{"10.81.0.0/28"}}})
+	h := c.StartHost("node1", "10.203.0.1/24")
+	first := h.Attach("net1")
+	if netip.MustParsePrefix("10.81.0.0/28").Contains(first.IP()) {
+		t.Fatalf("container got reserved address %s", first.IP())
+	}
+	// Reserve the rest of first's block, then wait until the agent's
+	// cache has it (the CLI shows the datastore; the agent watches it).
+	blk := netip.PrefixFrom(first.IP(), 29).Masked()
+	tabby := &cli{t: t, ds: c.EtcdURL}
+	tabby.stdin = "apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {name: later}\nspec: {reservedCIDRs: [" + blk.String() + "]}\n"
+	tabby.ok("apply", "-f", "-")
+	waitCached(t, h, `"name": "later"`)
+	for i := range 8 {
+		ct := h.Attach("net1")
+		if a := ct.IP(); blk.Contains(a) || netip.MustParsePrefix("10.81.0.0/28").Contains(a) {
+			t.Fatalf("attach %d got reserved address %s", i, a)
+		}
+	}
+	if info := tabby.ok("ipam", "show"); !strings.Contains(info, "IPS RESERVED") {
+		t.Fatalf("ipam show:\n%s", info)
+	}
+}
+
+// waitCached polls the agent's cache (its HTTP /debug/cache, inside the
+// host's namespace) until it holds want.
+func waitCached(t *testing.T, h *agenttest.Host, want string) {
+	t.Helper()
+	hc := lab.HTTPClientIn(h.NS)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := hc.Get("http://127.0.0.1:9099" + agent.CachePath)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's cache did not get %s within 30s (%v)", want, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

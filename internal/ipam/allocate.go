@@ -102,10 +102,11 @@ func (pl *plan) add(c *block, p *pool, ords []int) {
 // (when they match the request), so a retried request is harmless.
 //
 // The common case — a free address in a block affine to the node, with the
-// node's view cached from an earlier allocation — costs two datastore
-// round trips: a listing of the IPReservations (addresses never handed
-// out), and a transaction that updates the block, creates the handle and
-// checks that the pool, IPAMConfig and Node are unchanged.
+// node's view cached from an earlier allocation — costs one datastore
+// round trip: a transaction that updates the block, creates the handle and
+// checks that the pool, IPAMConfig and Node are unchanged. (IPReservations
+// come from Config.Reservations, the agent's watched cache; without it they
+// are listed once per request.)
 func (m *IPAM) Allocate(ctx context.Context, req Request) ([]Allocation, error) {
 	if err := req.validate(); err != nil {
 		return nil, fmt.Errorf("allocate: %w", err)

@@ -39,6 +39,10 @@ type Config struct {
 	ClaimTimeout time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Reservations, when set, supplies the IPReservations (the agent
+	// passes its watched cache), so that an allocation reads none from
+	// the datastore. When nil, every request lists them once.
+	Reservations func() []*api.IPReservation
 }
 
 // DefaultClaimTimeout is Config.ClaimTimeout's default.

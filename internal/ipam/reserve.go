@@ -11,19 +11,33 @@ import (
 )
 
 // reservations is the union of every IPReservation's CIDRs. Allocate
-// reads it once per request (one small listing), so a reservation counts
-// from the next allocation on; addresses already held are not touched.
+// reads it once per request (from Config.Reservations, or one small
+// listing), so a reservation counts from the next allocation on; addresses
+// already held are not touched.
 type reservations struct {
 	cidrs  []netip.Prefix // sorted by address, then prefix length
 	owners []string       // IPReservation name of each entry
 }
 
-// readReservations lists the IPReservations.
+// readReservations returns the IPReservations: from Config.Reservations
+// when set, else listed from the datastore.
 func (m *IPAM) readReservations(ctx context.Context) (*reservations, error) {
+	if m.cfg.Reservations != nil {
+		return m.buildReservations(m.cfg.Reservations()), nil
+	}
 	rs, _, err := m.client.List(ctx, "IPReservation", "")
 	if err != nil {
 		return nil, fmt.Errorf("read IP reservations: %w", err)
 	}
+	list := make([]*api.IPReservation, len(rs))
+	for i, r := range rs {
+		list[i] = r.(*api.IPReservation)
+	}
+	return m.buildReservations(list), nil
+}
+
+// buildReservations merges the reservations' CIDRs into disjoint prefixes.
+func (m *IPAM) buildReservations(rs []*api.IPReservation) *reservations {
 	r := &reservations{}
 	type entry struct {
 		p     netip.Prefix
@@ -31,13 +45,13 @@ func (m *IPAM) readReservations(ctx context.Context) (*reservations, error) {
 	}
 	var es []entry
 	for _, res := range rs {
-		for _, s := range res.(*api.IPReservation).Spec.ReservedCIDRs {
+		for _, s := range res.Spec.ReservedCIDRs {
 			p, err := api.ParseNet(s)
 			if err != nil {
-				m.log.Warn("ignoring invalid reserved CIDR", "reservation", res.GetObjectMeta().Name, "cidr", s)
+				m.log.Warn("ignoring invalid reserved CIDR", "reservation", res.Name, "cidr", s)
 				continue
 			}
-			es = append(es, entry{p.Masked(), res.GetObjectMeta().Name})
+			es = append(es, entry{p.Masked(), res.Name})
 		}
 	}
 	slices.SortFunc(es, func(a, b entry) int {
@@ -56,7 +70,7 @@ func (m *IPAM) readReservations(ctx context.Context) (*reservations, error) {
 		r.cidrs = append(r.cidrs, e.p)
 		r.owners = append(r.owners, e.owner)
 	}
-	return r, nil
+	return r
 }
 
 // reservedBy says which reservation holds a, if any.

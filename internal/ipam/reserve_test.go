@@ -105,3 +105,26 @@ func TestReservationLeavesAddressesInUse(t *testing.T) {
 		}
 	})
 }
+
+// TestReservationsFromSource: with Config.Reservations (the agent's
+// watched cache) allocations honour the reservations without reading them.
+func TestReservationsFromSource(t *testing.T) {
+	s := newStoreWithPool(t)
+	var src []*api.IPReservation
+	c := &counting{Store: s}
+	m, err := NewWithConfig(c, nil, Config{Reservations: func() []*api.IPReservation { return src }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := alloc(t, m, v4("warm", "n1"))[0]
+	next := first.Addr.Next()
+	src = []*api.IPReservation{{ObjectMeta: api.ObjectMeta{Name: "r"}, Spec: api.IPReservationSpec{ReservedCIDRs: []string{next.String()}}}}
+	c.reads.Store(0)
+	got := alloc(t, m, v4("h1", "n1"))[0]
+	if got.Addr == next {
+		t.Fatalf("allocated %s, reserved by the source", next)
+	}
+	if r := c.reads.Load(); r != 0 {
+		t.Errorf("allocation with a reservation source read the datastore %d times", r)
+	}
+}
