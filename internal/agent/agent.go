@@ -36,7 +36,7 @@ var Version = "dev"
 var watchedKinds = []string{
 	"Node", "IPPool", "IPAMConfig", "WorkloadEndpoint", "HostEndpoint", "Profile",
 	"Tier", "NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
-	"FelixConfiguration", "BGPConfiguration", "BGPPeer",
+	"FelixConfiguration", "BGPConfiguration", "BGPPeer", "IPReservation",
 }
 
 // Dataplane is the part of the agent that programs the kernel from the
@@ -96,7 +96,6 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 	client := datastore.NewClient(store)
 	a := &Agent{
 		cfg: cfg, log: log, store: store, client: client,
-		ipam:     ipam.New(store, log),
 		wirer:    wirer,
 		dp:       dp,
 		cache:    newCache(client, watchedKinds, log.With("component", "agent-cache")),
@@ -104,6 +103,15 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 		syncReqs: make(chan chan error, 256),
 		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
+	// IPAM takes the IPReservations from the watched cache: no datastore
+	// read per allocation for them.
+	m, err := ipam.NewWithConfig(store, log, ipam.Config{Reservations: func() []*api.IPReservation {
+		return listOf[*api.IPReservation](a.cache, "IPReservation")
+	}})
+	if err != nil {
+		return nil, err
+	}
+	a.ipam = m
 	a.reaper = newReaper(a, kernelDeadKernel{})
 	a.quarantine.dirty = make(chan struct{}, 1)
 	a.cache.onBad = func(b datastore.BadRecord) { a.m.badRecords.WithLabelValues(b.Kind).Inc() }

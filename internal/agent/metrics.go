@@ -83,7 +83,7 @@ func itoa(n uint) string {
 	return string(b)
 }
 
-// httpHandler serves /livez, /readyz and /metrics.
+// httpHandler serves /livez, /readyz, /metrics and the cache (CachePath).
 func (a *Agent) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -97,6 +97,7 @@ func (a *Agent) httpHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+CachePath, a.serveCache)
 	for path, h := range a.extraHandlers {
 		mux.Handle(path, h)
 	}

@@ -60,6 +60,25 @@ type QuarantinedPolicy struct {
 	Reason    string `json:"reason"`
 }
 
+// ClusterInformation describes the cluster; the one that counts is named
+// "default". It is created once, by the first tool that needs it, and
+// never changes its GUID afterwards.
+type ClusterInformation struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       ClusterInformationSpec `json:"spec"`
+}
+
+type ClusterInformationSpec struct {
+	ClusterGUID string `json:"clusterGUID,omitempty"`
+	// ClusterType is a comma-separated list, e.g. "tabby,etcdv3,bgp".
+	ClusterType    string `json:"clusterType,omitempty"`
+	CalicoVersion  string `json:"calicoVersion,omitempty"`
+	DatastoreReady *bool  `json:"datastoreReady,omitempty"`
+	// TabbyVersion is the version of the tool that created it (Tabby extension).
+	TabbyVersion string `json:"tabbyVersion,omitempty"`
+}
+
 // ---- IPAM configuration ----
 
 // Encapsulation modes for ipipMode and vxlanMode.
@@ -103,6 +122,20 @@ type IPAMConfigSpec struct {
 	// live endpoint is kept before GC releases it (Tabby extension; Calico
 	// has it in KubeControllersConfiguration). Default 15m.
 	LeakGracePeriod *Duration `json:"leakGracePeriod,omitempty"`
+}
+
+// IPReservation lists addresses IPAM never hands out, neither
+// automatically nor when asked for one by name. Addresses already in use
+// when a reservation is made stay where they are.
+type IPReservation struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       IPReservationSpec `json:"spec"`
+}
+
+type IPReservationSpec struct {
+	// ReservedCIDRs are CIDRs or single addresses, IPv4 or IPv6.
+	ReservedCIDRs []string `json:"reservedCIDRs,omitempty"`
 }
 
 // ---- Endpoints ----

@@ -8,6 +8,8 @@ var Kinds = []KindInfo{
 	{Kind: "Node", Plural: "nodes", Short: []string{"no"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Node{} }},
 	{Kind: "IPPool", Plural: "ippools", Short: []string{"pool", "pools", "ipp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPPool{} }},
 	{Kind: "IPAMConfig", Plural: "ipamconfigs", Short: []string{"ipamconfiguration", "ipamconfigurations"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPAMConfig{} }},
+	{Kind: "ClusterInformation", Plural: "clusterinformations", Short: []string{"clusterinfo", "clusterinfos"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &ClusterInformation{} }},
+	{Kind: "IPReservation", Plural: "ipreservations", Short: []string{"ipr", "ipres"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &IPReservation{} }},
 	{Kind: "BGPConfiguration", Plural: "bgpconfigurations", Short: []string{"bgpconfig", "bgpconfigs"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &BGPConfiguration{} }},
 	{Kind: "BGPPeer", Plural: "bgppeers", Short: []string{"bgpp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &BGPPeer{} }},
 	{Kind: "FelixConfiguration", Plural: "felixconfigurations", Short: []string{"felixconfig", "felixconfigs"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &FelixConfiguration{} }},
@@ -49,8 +51,10 @@ func kindInfo(name string) KindInfo {
 }
 
 func (*Node) KindInfo() KindInfo                { return kindInfo("Node") }
+func (*ClusterInformation) KindInfo() KindInfo  { return kindInfo("ClusterInformation") }
 func (*IPPool) KindInfo() KindInfo              { return kindInfo("IPPool") }
 func (*IPAMConfig) KindInfo() KindInfo          { return kindInfo("IPAMConfig") }
+func (*IPReservation) KindInfo() KindInfo       { return kindInfo("IPReservation") }
 func (*BGPConfiguration) KindInfo() KindInfo    { return kindInfo("BGPConfiguration") }
 func (*BGPPeer) KindInfo() KindInfo             { return kindInfo("BGPPeer") }
 func (*FelixConfiguration) KindInfo() KindInfo  { return kindInfo("FelixConfiguration") }

@@ -31,6 +31,12 @@ func Validate(r Resource) error {
 		p.checkIPPool(&r.Spec)
 	case *IPAMConfig:
 		p.checkIPAMConfig(&r.Spec)
+	case *IPReservation:
+		p.checkIPReservation(&r.Spec)
+	case *ClusterInformation:
+		if g := r.Spec.ClusterGUID; g != "" && !containerIDRegex.MatchString(g) {
+			p.add("spec.clusterGUID", "%s is not a GUID: use letters, digits and '-'", quote(g))
+		}
 	case *BGPConfiguration:
 		p.checkBGPConfiguration(r.Name, &r.Spec)
 	case *BGPPeer:
@@ -67,7 +73,7 @@ func (p *problems) checkMeta(r Resource) {
 	k := r.KindInfo()
 	m := r.GetObjectMeta()
 	switch r.(type) {
-	case *IPAMConfig:
+	case *IPAMConfig, *ClusterInformation:
 		p.checkConfigName("metadata.name", m.Name, false)
 	case *BGPConfiguration, *FelixConfiguration:
 		p.checkConfigName("metadata.name", m.Name, true)
@@ -255,6 +261,15 @@ var (
 
 // isCommunity reports whether s is a standard (aa:nn, 16-bit parts) or
 // large (aa:nn:mm, 32-bit parts) BGP community.
+func (p *problems) checkIPReservation(s *IPReservationSpec) {
+	if len(s.ReservedCIDRs) == 0 {
+		p.add("spec.reservedCIDRs", "is required: list at least one CIDR or address")
+	}
+	for i, n := range s.ReservedCIDRs {
+		p.checkNet(index("spec.reservedCIDRs", i), n, 0)
+	}
+}
+
 func isCommunity(s string) bool {
 	var parts []string
 	bits := 16

@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/ipam"
 )
 
@@ -24,7 +27,7 @@ func newIPAMCommand(g *globals) *cobra.Command {
 		Use:   "ipam",
 		Short: "Show IP address use, check IPAM for leaks and inconsistencies, release addresses",
 	}
-	cmd.AddCommand(newIPAMShowCommand(g), newIPAMCheckCommand(g), newIPAMReleaseCommand(g))
+	cmd.AddCommand(newIPAMShowCommand(g), newIPAMCheckCommand(g), newIPAMReleaseCommand(g), newIPAMConfigureCommand(g))
 	return cmd
 }
 
@@ -49,6 +52,9 @@ func newIPAMShowCommand(g *globals) *cobra.Command {
 			if o.ip != "" && o.blocks {
 				return exitError{code: 2, msg: "ipam show: --ip and --blocks are exclusive"}
 			}
+			if o.config {
+				return g.showIPAMConfig(cmd.Context())
+			}
 			if o.ip != "" {
 				if _, err := parseIPFlag(o.ip); err != nil {
 					return err
@@ -61,32 +67,51 @@ func newIPAMShowCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.blocks, "blocks", false, "also show every block, with the node it is affine to")
 	cmd.Flags().StringVar(&o.ip, "ip", "", "show who holds this address")
+	cmd.Flags().BoolVar(&o.config, "show-configuration", false, "show the IPAM configuration (IPAMConfig default) instead")
 	return cmd
 }
 
 func newIPAMCheckCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "check",
+	var report string
+	var showProblems bool
+	cmd := &cobra.Command{
+		Use:   "check [--show-problem-ips] [-o report.json]",
 		Short: "Report leaked addresses, addresses held twice, handles without allocations and blocks without affinity (exit 1 if any)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withIPAM(cmd, func(ctx context.Context, m *ipam.IPAM) error {
-				return runIPAMCheck(ctx, m, g.stdout)
+				return runIPAMCheckTo(ctx, m, g.stdout, report)
 			})
 		},
 	}
+	cmd.Flags().StringVarP(&report, "output", "o", "", "also write the findings as JSON to this file (for ipam release --from-report)")
+	cmd.Flags().BoolVar(&showProblems, "show-problem-ips", true, "list every problem address (the default; accepted for calicoctl compatibility)")
+	return cmd
 }
 
 func newIPAMReleaseCommand(g *globals) *cobra.Command {
-	var ip string
+	var ip, from string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "release --ip ADDR [--force]",
-		Short: "Release an address (refused while a live endpoint holds it, unless --force)",
+		Use:   "release (--ip ADDR [--force] | --from-report report.json)",
+		Short: "Release an address (refused while a live endpoint holds it, unless --force), or the leaks of an ipam check report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ip == "" {
-				return exitError{code: 2, msg: "ipam release: --ip is required"}
+			switch {
+			case ip != "" && from != "":
+				return exitError{code: 2, msg: "ipam release: --ip and --from-report are exclusive"}
+			case from != "" && force:
+				return exitError{code: 2, msg: "ipam release: --force applies to --ip only"}
+			case from != "":
+				r, err := readIPAMReport(from)
+				if err != nil {
+					return err
+				}
+				return g.withIPAM(cmd, func(ctx context.Context, m *ipam.IPAM) error {
+					return releaseFromReport(ctx, m, g.stdout, r)
+				})
+			case ip == "":
+				return exitError{code: 2, msg: "ipam release: --ip (or --from-report) is required"}
 			}
 			a, err := parseIPFlag(ip)
 			if err != nil {
@@ -99,6 +124,7 @@ func newIPAMReleaseCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "the address to release")
 	cmd.Flags().BoolVar(&force, "force", false, "release even if a live endpoint holds the address")
+	cmd.Flags().StringVar(&from, "from-report", "", "release the leaked addresses of this ipam check report that are still leaked")
 	return cmd
 }
 
@@ -113,6 +139,27 @@ func parseIPFlag(s string) (netip.Addr, error) {
 type ipamShowOptions struct {
 	blocks bool
 	ip     string
+	config bool
+}
+
+// showIPAMConfig prints IPAMConfig default (the defaults when absent).
+func (g *globals) showIPAMConfig(ctx context.Context) error {
+	store, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cfg := &api.IPAMConfig{ObjectMeta: api.ObjectMeta{Name: "default"}}
+	r, err := datastore.NewClient(store).Get(ctx, "IPAMConfig", "", "default")
+	switch {
+	case err == nil:
+		cfg = r.(*api.IPAMConfig)
+	case !errors.Is(err, datastore.ErrNotFound):
+		return err
+	}
+	fmt.Fprintln(g.stdout, "IPAM configuration:")
+	writeIPAMConfig(g.stdout, cfg)
+	return nil
 }
 
 // runIPAMShow prints calicoctl's table (GROUPING, CIDR, IPS TOTAL, IPS IN
@@ -131,14 +178,16 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 	}
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 4, 3, ' ', 0)
-	head := "GROUPING\tCIDR\tIPS TOTAL\tIPS IN USE\tIPS FREE"
+	head := "GROUPING\tCIDR\tIPS TOTAL\tIPS IN USE\tIPS RESERVED\tIPS FREE"
 	if o.blocks {
 		head += "\tNODE"
 	}
 	fmt.Fprintln(tw, head)
-	row := func(grouping string, cidr netip.Prefix, total *big.Int, inUse int, node string) {
+	row := func(grouping string, cidr netip.Prefix, total *big.Int, inUse int, reserved *big.Int, node string) {
 		free := new(big.Int).Sub(total, big.NewInt(int64(inUse)))
-		line := fmt.Sprintf("%s\t%s\t%s\t%d (%s)\t%s (%s)", grouping, cidr, total, inUse, percent(big.NewInt(int64(inUse)), total), free, percent(free, total))
+		free.Sub(free, reserved)
+		line := fmt.Sprintf("%s\t%s\t%s\t%d (%s)\t%s (%s)\t%s (%s)", grouping, cidr, total, inUse, percent(big.NewInt(int64(inUse)), total),
+			reserved, percent(reserved, total), free, percent(free, total))
 		if o.blocks {
 			line += "\t" + node
 		}
@@ -149,16 +198,16 @@ func runIPAMShow(ctx context.Context, m *ipam.IPAM, w io.Writer, o ipamShowOptio
 		if p.Pool.Spec.Disabled {
 			grouping = "IP Pool (disabled)"
 		}
-		row(grouping, p.CIDR, p.Total, p.InUse, "")
+		row(grouping, p.CIDR, p.Total, p.InUse, p.Reserved, "")
 		if o.blocks {
 			for _, b := range p.Blocks {
-				row("Block", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, nodeOrNone(b.Node))
+				row("Block", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, big.NewInt(int64(b.Reserved)), nodeOrNone(b.Node))
 			}
 		}
 	}
 	if o.blocks {
 		for _, b := range u.Orphans {
-			row("Block (no pool)", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, nodeOrNone(b.Node))
+			row("Block (no pool)", b.CIDR, big.NewInt(int64(b.Size)), b.InUse, big.NewInt(int64(b.Reserved)), nodeOrNone(b.Node))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -239,9 +288,20 @@ func showIP(ctx context.Context, m *ipam.IPAM, w io.Writer, a netip.Addr) error 
 
 // runIPAMCheck prints what ipam.Check finds; exit 1 when it finds anything.
 func runIPAMCheck(ctx context.Context, m *ipam.IPAM, w io.Writer) error {
+	return runIPAMCheckTo(ctx, m, w, "")
+}
+
+// runIPAMCheckTo is runIPAMCheck that also writes a JSON report to path.
+func runIPAMCheckTo(ctx context.Context, m *ipam.IPAM, w io.Writer, path string) error {
 	r, err := m.Check(ctx, nil)
 	if err != nil {
 		return err
+	}
+	if path != "" {
+		if err := writeIPAMReport(path, newIPAMReport(r, time.Now())); err != nil {
+			return err
+		}
+		defer fmt.Fprintf(w, "Report written to %s.\n", path)
 	}
 	fmt.Fprintf(w, "Checked %d pool(s), %d block(s), %d allocation(s), %d handle record(s), %d live endpoint(s).\n",
 		r.Pools, r.Blocks, r.Allocations, r.Handles, r.Endpoints)

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,9 +97,9 @@ func TestIPAMShow(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	want := [][]string{
-		{"GROUPING", "CIDR", "IPS", "TOTAL", "IPS", "IN", "USE", "IPS", "FREE"},
-		{"IP", "Pool", "10.0.0.0/16", "65536", "3", "(0%)", "65533", "(100%)"},
-		{"IP", "Pool", "fd00:1::/112", "65536", "0", "(0%)", "65536", "(100%)"},
+		{"GROUPING", "CIDR", "IPS", "TOTAL", "IPS", "IN", "USE", "IPS", "RESERVED", "IPS", "FREE"},
+		{"IP", "Pool", "10.0.0.0/16", "65536", "3", "(0%)", "0", "(0%)", "65533", "(100%)"},
+		{"IP", "Pool", "fd00:1::/112", "65536", "0", "(0%)", "0", "(0%)", "65536", "(100%)"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("show printed:\n%s", out.String())
@@ -116,11 +119,11 @@ func TestIPAMShow(t *testing.T) {
 		rows = append(rows, strings.Join(strings.Fields(l), " "))
 	}
 	wantRows := []string{
-		"GROUPING CIDR IPS TOTAL IPS IN USE IPS FREE NODE",
-		"IP Pool 10.0.0.0/16 65536 3 (0%) 65533 (100%)",
-		"Block " + cl.web.Block.String() + " 64 2 (3%) 62 (97%) node-a",
-		"Block " + cl.tun.Block.String() + " 64 1 (2%) 63 (98%) node-b",
-		"IP Pool fd00:1::/112 65536 0 (0%) 65536 (100%)",
+		"GROUPING CIDR IPS TOTAL IPS IN USE IPS RESERVED IPS FREE NODE",
+		"IP Pool 10.0.0.0/16 65536 3 (0%) 0 (0%) 65533 (100%)",
+		"Block " + cl.web.Block.String() + " 64 2 (3%) 0 (0%) 62 (97%) node-a",
+		"Block " + cl.tun.Block.String() + " 64 1 (2%) 0 (0%) 63 (98%) node-b",
+		"IP Pool fd00:1::/112 65536 0 (0%) 0 (0%) 65536 (100%)",
 	}
 	if cl.tun.Block.Addr().Less(cl.web.Block.Addr()) {
 		wantRows[2], wantRows[3] = wantRows[3], wantRows[2]
@@ -185,7 +188,7 @@ func TestIPAMCheckAndRelease(t *testing.T) {
 	if code, _, stderr := cl.run(t, "ipam", "release", "--ip", cl.leak.Addr.String()); code != 1 || !strings.Contains(stderr, "is not allocated") {
 		t.Errorf("second release: exit %d, %s", code, stderr)
 	}
-	if code, _, stderr := cl.run(t, "ipam", "release"); code != 2 || !strings.Contains(stderr, "--ip is required") {
+	if code, _, stderr := cl.run(t, "ipam", "release"); code != 2 || !strings.Contains(stderr, "--ip (or --from-report) is required") {
 		t.Errorf("release without --ip: exit %d, %s", code, stderr)
 	}
 	code, stdout, _ = cl.run(t, "ipam", "check")
@@ -200,5 +203,149 @@ func TestIPAMCheckAndRelease(t *testing.T) {
 	code, stdout, _ = cl.run(t, "ipam", "check")
 	if code != 1 || !strings.Contains(stdout, "endpoint-address-free") {
 		t.Errorf("check after a forced release: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestIPAMShowCountsReserved: reserved free addresses get their own
+// column; a reserved address already in use stays counted as in use.
+func TestIPAMShowCountsReserved(t *testing.T) {
+	cl := newIPAMCluster(t)
+	res := &api.IPReservation{ObjectMeta: api.ObjectMeta{Name: "r"},
+		Spec: api.IPReservationSpec{ReservedCIDRs: []string{cl.web.Addr.String(), "10.0.255.255"}}}
+	if _, err := datastore.NewClient(cl.store).Create(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runIPAMShow(context.Background(), cl.m, &out, ipamShowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	row := strings.Join(strings.Fields(strings.Split(out.String(), "\n")[1]), " ")
+	if want := "IP Pool 10.0.0.0/16 65536 3 (0%) 1 (0%) 65532 (100%)"; row != want {
+		t.Fatalf("pool row %q, want %q", row, want)
+	}
+}
+
+// TestIPAMReleaseFromReport: check writes a report; by the time release
+// runs, one reported leak has been released and its address given to a
+// new container. release --from-report frees the leak that is still one
+// and leaves the reused address alone.
+func TestIPAMReleaseFromReport(t *testing.T) {
+	cl := newIPAMCluster(t)
+	ctx := context.Background()
+	leak2, err := cl.m.Allocate(ctx, ipam.Request{Handle: "net.gone2.eth0", Node: "node-a", IPv4: 1,
+		Attrs: ipam.Attributes{Timestamp: time.Now().Add(-time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, stdout, stderr := cl.run(t, "ipam", "check", "--show-problem-ips", "-o", report)
+	if code != 1 || !strings.Contains(stdout, "Report written to "+report) {
+		t.Fatalf("check -o: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`"kind": "leaked"`, `"address": "` + cl.leak.Addr.String() + `"`, `"address": "` + leak2[0].Addr.String() + `"`, `"sequence"`} {
+		if !strings.Contains(string(b), w) {
+			t.Fatalf("report lacks %s:\n%s", w, b)
+		}
+	}
+
+	// Meanwhile leak2 is released and its address goes to a new container.
+	reused := leak2[0].Addr
+	if ok, err := cl.m.ReleaseAllocation(ctx, reused, "net.gone2.eth0", leak2[0].Seq); err != nil || !ok {
+		t.Fatalf("release leak2: %v %v", ok, err)
+	}
+	if _, err := cl.m.Allocate(ctx, ipam.Request{Handle: "net.new.eth0", Node: "node-a", Static: []netip.Addr{reused}}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr = cl.run(t, "ipam", "release", "--from-report", report)
+	if code != 0 {
+		t.Fatalf("release --from-report: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, w := range []string{"Released " + cl.leak.Addr.String(), "Skipped " + reused.String() + ": it was reallocated since the report", "Released 1 address(es), skipped 1"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("release output lacks %q:\n%s", w, stdout)
+		}
+	}
+	if info, _ := cl.m.Lookup(ctx, reused); !info.Allocated || info.Handle != "net.new.eth0" {
+		t.Fatalf("the reused address %s: allocated %v to %q; want it left with net.new.eth0", reused, info.Allocated, info.Handle)
+	}
+	if info, _ := cl.m.Lookup(ctx, cl.leak.Addr); info.Allocated {
+		t.Fatalf("the leak %s is still allocated", cl.leak.Addr)
+	}
+	if info, _ := cl.m.Lookup(ctx, cl.web.Addr); !info.Allocated {
+		t.Fatal("the live endpoint's address was released")
+	}
+
+	bad := writeFile(t, "bad.json", `{"version": 1, "problems": [{"kind": "leaked", "address": "10.0.0.300", "sequence": 1}]}`)
+	if code, _, stderr := cl.run(t, "ipam", "release", "--from-report", bad); code != 1 || !strings.Contains(stderr, `problems[0].address: "10.0.0.300"`) {
+		t.Fatalf("bad report: exit %d %s", code, stderr)
+	}
+}
+
+// TestIPAMConfigure sets strict affinity and the block limit with the CLI
+// and checks that the allocator honours both.
+func TestIPAMConfigure(t *testing.T) {
+	c := newCLI(t)
+	c.stdin = "apiVersion: tabby.dev/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.70.0.0/28, blockSize: 30}\n"
+	c.ok("apply", "-f", "-")
+	store, err := etcd.New(etcd.Config{Endpoints: []string{c.ds}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ctx := context.Background()
+	m := ipam.New(store, etcdtest.Logger(t))
+	allocate := func(handle, node string) error {
+		_, err := m.Allocate(ctx, ipam.Request{Handle: handle, Node: node, IPv4: 1})
+		return err
+	}
+
+	if out := c.ok("ipam", "show", "--show-configuration"); !strings.Contains(out, "StrictAffinity:     false") {
+		t.Fatalf("default configuration: %s", out)
+	}
+	out := c.ok("ipam", "configure", "--max-blocks-per-host=1")
+	if !strings.Contains(out, "MaxBlocksPerHost:   1") {
+		t.Fatalf("configure output: %s", out)
+	}
+	for i := range 4 { // one /30 block: four addresses
+		if err := allocate(fmt.Sprintf("a%d", i), "node-a"); err != nil {
+			t.Fatalf("allocation %d: %v", i, err)
+		}
+	}
+	// node-b may claim its one block; node-a may not claim a second, and
+	// (not strict) borrows from node-b's block.
+	if err := allocate("b0", "node-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := allocate("a4", "node-a"); err != nil {
+		t.Fatalf("borrowing without strict affinity: %v", err)
+	}
+	c.ok("ipam", "configure", "--strictaffinity=true")
+	err = allocate("a5", "node-a")
+	if !errors.Is(err, ipam.ErrExhausted) || !strings.Contains(err.Error(), "maxBlocksPerHost") || !strings.Contains(err.Error(), "strictAffinity is on") {
+		t.Fatalf("allocation beyond the limit with strict affinity: %v", err)
+	}
+	if out := c.ok("get", "ipamconfig", "default", "-o", "yaml"); !strings.Contains(out, "strictAffinity: true") || !strings.Contains(out, "maxBlocksPerHost: 1") {
+		t.Fatalf("stored configuration:\n%s", out)
+	}
+	c.ok("ipam", "configure", "--strictaffinity=false", "--dry-run")
+	if out := c.ok("ipam", "show", "--show-configuration"); !strings.Contains(out, "StrictAffinity:     true") {
+		t.Fatalf("--dry-run wrote: %s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ipam", "configure"}, "give --strictaffinity"},
+		{[]string{"ipam", "configure", "--strictaffinity=maybe"}, `--strictaffinity: "maybe" is not true or false`},
+		{[]string{"ipam", "configure", "--max-blocks-per-host=-1"}, "negative"},
+	} {
+		if code, _, errs := c.run(tc.args...); code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d %q", tc.args, code, errs)
+		}
 	}
 }

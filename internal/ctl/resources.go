@@ -128,9 +128,9 @@ var writeVerbs = []writeVerb{
 
 func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 	var files []string
-	var recursive, skip bool
+	var recursive, skip, dryRun bool
 	cmd := &cobra.Command{
-		Use:   v.name + " -f FILE|DIR|-",
+		Use:   v.name + " -f FILE|DIR|- [--dry-run]",
 		Short: v.short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,43 +144,161 @@ func newWriteCommand(g *globals, v writeVerb) *cobra.Command {
 			}
 			defer store.Close()
 			c := datastore.NewClient(store)
+			plan, err := preflight(cmd.Context(), c, v.name, skip, docs)
+			if err != nil {
+				return err
+			}
 			if err := checkPools(cmd.Context(), c, v.name, docs); err != nil {
 				return err
 			}
 			if err := checkPoolsWithIPAM(cmd.Context(), store, c, docs); err != nil {
 				return err
 			}
+			if dryRun {
+				fmt.Fprintf(g.stdout, "Dry run: %s; nothing was written\n", plan.summary())
+				return nil
+			}
 			return runWrites(cmd.Context(), g, v, docs, func(ctx context.Context, r api.Resource) (bool, error) {
-				switch v.name {
-				case "create":
-					_, err := c.Create(ctx, r)
-					if skip && errors.Is(err, datastore.ErrExists) {
-						return false, nil
-					}
-					return true, err
-				case "replace":
-					if r.GetObjectMeta().ResourceVersion == "" {
-						cur, err := c.Get(ctx, r.KindInfo().Kind, r.GetObjectMeta().Namespace, r.GetObjectMeta().Name)
-						if err != nil {
-							return false, err
-						}
-						r.GetObjectMeta().ResourceVersion = cur.GetObjectMeta().ResourceVersion
-					}
-					_, err := c.Update(ctx, r)
-					return true, err
-				default:
-					_, _, err := c.Apply(ctx, r)
-					return true, err
-				}
+				return writeOne(ctx, c, v.name, skip, r)
 			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin) holding the resources")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "descend into subdirectories of -f DIR")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate everything against the datastore and report what would change; write nothing")
 	if v.skipOpt != "" {
 		cmd.Flags().BoolVar(&skip, v.skipOpt, false, "do not fail on resources that already exist")
 	}
 	return cmd
+}
+
+// storedVersions reads the stored version of every document's resource:
+// one Get each for a few, one List per kind for many.
+func storedVersions(ctx context.Context, c *datastore.Client, docs []document) (map[string]api.Resource, error) {
+	perKind := map[string]int{}
+	for _, d := range docs {
+		perKind[d.res.KindInfo().Kind]++
+	}
+	out := map[string]api.Resource{}
+	for kind, n := range perKind {
+		if n <= 8 {
+			continue
+		}
+		rs, _, err := c.List(ctx, kind, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			m := r.GetObjectMeta()
+			out[datastore.ResourceKey(r.KindInfo(), m.Namespace, m.Name)] = r
+		}
+	}
+	for _, d := range docs {
+		k, m := d.res.KindInfo(), d.res.GetObjectMeta()
+		if perKind[k.Kind] > 8 {
+			continue
+		}
+		r, err := c.Get(ctx, k.Kind, m.Namespace, m.Name)
+		switch {
+		case err == nil:
+			out[datastore.ResourceKey(k, m.Namespace, m.Name)] = r
+		case !errors.Is(err, datastore.ErrNotFound):
+			return nil, fmt.Errorf("%s: %w", describe(d.res), err)
+		}
+	}
+	return out, nil
+}
+
+// writeOne performs one document's write for a write verb.
+func writeOne(ctx context.Context, c *datastore.Client, verb string, skip bool, r api.Resource) (bool, error) {
+	switch verb {
+	case "create":
+		_, err := c.Create(ctx, r)
+		if skip && errors.Is(err, datastore.ErrExists) {
+			return false, nil
+		}
+		return true, err
+	case "replace":
+		if r.GetObjectMeta().ResourceVersion == "" {
+			cur, err := c.Get(ctx, r.KindInfo().Kind, r.GetObjectMeta().Namespace, r.GetObjectMeta().Name)
+			if err != nil {
+				return false, err
+			}
+			r.GetObjectMeta().ResourceVersion = cur.GetObjectMeta().ResourceVersion
+		}
+		_, err := c.Update(ctx, r)
+		return true, err
+	default:
+		_, _, err := c.Apply(ctx, r)
+		return true, err
+	}
+}
+
+// writePlan counts what a write verb is about to do.
+type writePlan struct{ create, replace, skip int }
+
+func (p writePlan) summary() string {
+	var parts []string
+	if p.create > 0 {
+		parts = append(parts, fmt.Sprintf("would create %d", p.create))
+	}
+	if p.replace > 0 {
+		parts = append(parts, fmt.Sprintf("would replace %d", p.replace))
+	}
+	if p.skip > 0 {
+		parts = append(parts, fmt.Sprintf("would skip %d (already exist)", p.skip))
+	}
+	if len(parts) == 0 {
+		return "no changes"
+	}
+	return strings.Join(parts, ", ") + " resource(s)"
+}
+
+// preflight checks every document against the datastore before anything
+// is written: create refuses what exists (unless skip) and names given
+// twice, replace refuses what is missing, and both replace and apply refuse
+// a stale resourceVersion and changes to fields that may not change. A
+// multi-document input thus fails before its first write, not half way.
+// (A concurrent writer can still win between this check and the write;
+// the write itself is compare-and-swap and then fails cleanly.)
+func preflight(ctx context.Context, c *datastore.Client, verb string, skip bool, docs []document) (writePlan, error) {
+	var plan writePlan
+	stored, err := storedVersions(ctx, c, docs)
+	if err != nil {
+		return plan, fmt.Errorf("%s: %w", verb, err)
+	}
+	seen := map[string]bool{}
+	for _, d := range docs {
+		r := d.res
+		m := r.GetObjectMeta()
+		key := datastore.ResourceKey(r.KindInfo(), m.Namespace, m.Name)
+		dup := seen[key]
+		seen[key] = true
+		cur, exists := stored[key]
+		switch {
+		case verb == "create" && (exists || dup) && skip:
+			plan.skip++
+			continue
+		case verb == "create" && exists:
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), datastore.ErrExists)
+		case verb == "create" && dup:
+			return plan, fmt.Errorf("%s %s: the input holds it twice", verb, describe(r))
+		case verb == "replace" && !exists:
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), datastore.ErrNotFound)
+		}
+		if !exists {
+			plan.create++
+			continue
+		}
+		if rv := m.ResourceVersion; rv != "" && rv != cur.GetObjectMeta().ResourceVersion && !dup {
+			return plan, fmt.Errorf("%s %s: metadata.resourceVersion %s: %w (now %s)", verb, describe(r), rv, datastore.ErrConflict, cur.GetObjectMeta().ResourceVersion)
+		}
+		if err := api.ValidateUpdate(cur, r); err != nil {
+			return plan, fmt.Errorf("%s %s: %w", verb, describe(r), err)
+		}
+		plan.replace++
+	}
+	return plan, nil
 }
 
 // runWrites applies fn to the documents in order, stopping at the first
@@ -359,7 +477,7 @@ func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 }
 
 func newGetCommand(g *globals) *cobra.Command {
-	var namespace, output string
+	var namespace, output, tmpl string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME...]",
@@ -370,10 +488,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("unknown resource kind %q (kinds: %s)", args[0], kindNames())
 			}
-			switch output {
-			case "table", "ps", "wide", "yaml", "json":
-			default:
-				return fmt.Errorf("-o: %q is not one of table, wide, yaml, json", output)
+			format, err := parseOutput(output, tmpl)
+			if err != nil {
+				return err
 			}
 			if all && namespace != "" {
 				return errors.New("-n and -A are exclusive")
@@ -408,12 +525,14 @@ func newGetCommand(g *globals) *cobra.Command {
 			for i := range rs {
 				rs[i] = api.Redact(rs[i])
 			}
-			switch output {
+			switch format.kind {
 			case "yaml", "json":
-				err = api.Encode(g.stdout, rs, output)
+				err = api.Encode(g.stdout, rs, format.kind)
+			case "custom-columns", "go-template":
+				err = printCustom(g.stdout, format, rs, len(args) > 1)
 			default:
 				var extra []column
-				if output == "wide" {
+				if format.kind == "wide" {
 					st, serr := policyStatusColumn(cmd.Context(), c, k)
 					if serr != nil {
 						return serr
@@ -422,7 +541,7 @@ func newGetCommand(g *globals) *cobra.Command {
 						extra = append(extra, *st)
 					}
 				}
-				err = printTable(g.stdout, k, rs, output == "wide", all, extra...)
+				err = printTable(g.stdout, k, rs, format.kind == "wide", all, extra...)
 			}
 			return errors.Join(err, listErr)
 		},
@@ -430,7 +549,8 @@ func newGetCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list namespaced resources of every namespace")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml, json, custom-columns=TITLE:.field.path,..., go-template=TEXT or go-template-file=FILE")
+	cmd.Flags().StringVar(&tmpl, "template", "", "the template of -o go-template")
 	return cmd
 }
 
@@ -441,5 +561,8 @@ func resourceCommands(g *globals) []*cobra.Command {
 		newWriteCommand(g, writeVerbs[2]),
 		newDeleteCommand(g),
 		newGetCommand(g),
+		newLabelCommand(g),
+		newPatchCommand(g),
+		newValidateCommand(g),
 	}
 }

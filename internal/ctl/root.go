@@ -19,7 +19,6 @@ import (
 
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
-	"github.com/tabbynet/tabby/internal/version"
 )
 
 // DefaultDatastore is used when neither --datastore nor TABBY_DATASTORE is set.
@@ -103,18 +102,6 @@ func commands(g *globals) []*cobra.Command {
 		newLabCommand(g),
 		newIPAMCommand(g),
 		newNodeCommand(g),
-	}
-}
-
-func newVersionCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(g.stdout, "tabby %s\n", version.String())
-			return nil
-		},
 	}
 }
 

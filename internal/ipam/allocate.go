@@ -65,6 +65,8 @@ type plan struct {
 	pools   map[string]*pool
 	cluster map[int]*clusterView
 	claimed *[]*block // blocks claimed for this request, across attempts
+	// reserved are the IPReservations, read once per request.
+	reserved *reservations
 
 	checkedHandle bool
 	// dryRun plans without writing: a block it would claim is made in
@@ -105,7 +107,9 @@ func (pl *plan) add(c *block, p *pool, ords []int) {
 // The common case — a free address in a block affine to the node, with the
 // node's view cached from an earlier allocation — costs one datastore
 // round trip: a transaction that updates the block, creates the handle and
-// checks that the pool, IPAMConfig and Node are unchanged.
+// checks that the pool, IPAMConfig and Node are unchanged. (IPReservations
+// come from Config.Reservations, the agent's watched cache; without it they
+// are listed once per request.)
 func (m *IPAM) Allocate(ctx context.Context, req Request) ([]Allocation, error) {
 	if err := req.validate(); err != nil {
 		return nil, fmt.Errorf("allocate: %w", err)
@@ -120,6 +124,10 @@ func (m *IPAM) Allocate(ctx context.Context, req Request) ([]Allocation, error) 
 		a.Timestamp = m.now()
 	}
 	attrs := a.secondary()
+	reserved, err := m.readReservations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("allocate %q on node %q: %w", req.Handle, req.Node, err)
+	}
 	var claimed []*block
 	var lastErr error
 	fresh := false
@@ -138,7 +146,7 @@ func (m *IPAM) Allocate(ctx context.Context, req Request) ([]Allocation, error) 
 			return nil, fmt.Errorf("allocate %q on node %q: %w", req.Handle, req.Node, err)
 		}
 		fresh = true
-		pl := &plan{req: &req, attrs: attrs, v: v, touched: map[netip.Prefix]*block{}, pools: map[string]*pool{}, cluster: map[int]*clusterView{}, claimed: &claimed}
+		pl := &plan{req: &req, attrs: attrs, v: v, touched: map[netip.Prefix]*block{}, pools: map[string]*pool{}, cluster: map[int]*clusterView{}, claimed: &claimed, reserved: reserved}
 		out, err := m.tryAllocate(ctx, pl)
 		switch {
 		case err == nil:
@@ -286,7 +294,7 @@ func (m *IPAM) planAuto(ctx context.Context, pl *plan, pools []*pool, fam, n int
 	got := 0
 	take := func(b *block, p *pool) {
 		c := pl.block(b)
-		ords := c.take(n-got, pl.req.Handle, pl.attrs)
+		ords := c.takeUnreserved(n-got, pl.req.Handle, pl.attrs, pl.reserved)
 		pl.add(c, p, ords)
 		got += len(ords)
 	}
@@ -354,9 +362,9 @@ func (m *IPAM) planAuto(ctx context.Context, pl *plan, pools []*pool, fam, n int
 			if c := pl.touched[cidr]; c != nil {
 				b = c
 			}
-			if b.numFree() > 0 {
+			if f := b.numFree() - b.reservedFree(pl.reserved); f > 0 {
 				borrowable = append(borrowable, b)
-				free += b.numFree()
+				free += f
 			}
 		}
 		switch {
@@ -410,7 +418,7 @@ func (m *IPAM) claimNext(ctx context.Context, pl *plan, cl *clusterView, pools [
 	for _, p := range pools {
 		it := newCandidateBlocks(p, node)
 		for cidr, ok := it.next(); ok; cidr, ok = it.next() {
-			if cl.taken(cidr) {
+			if cl.taken(cidr) || pl.reserved.covers(cidr) {
 				continue
 			}
 			if other, since := cl.pendingOther(cidr, node, now, m.cfg.ClaimTimeout); other != "" {
@@ -543,6 +551,9 @@ func (m *IPAM) planStatic(ctx context.Context, pl *plan, i int, a netip.Addr) er
 	}
 	if p.res.Spec.Disabled {
 		return fmt.Errorf("%s: %s is in IP pool %s, which is disabled", field, a, p)
+	}
+	if owner, cidr, ok := pl.reserved.reservedBy(a); ok {
+		return fmt.Errorf("%s: %s is reserved by IPReservation %q (%s): %w", field, a, owner, cidr, ErrReserved)
 	}
 	if !p.res.Spec.AllowsUse(req.use()) {
 		return fmt.Errorf("%s: %s is in IP pool %s, whose allowedUses %v do not include %s", field, a, p, p.res.Spec.AllowedUses, req.use())

@@ -3,9 +3,11 @@ package ipam
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 
+	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
@@ -45,7 +47,11 @@ func BenchmarkAllocateUncontended(b *testing.B) {
 			createPool(b, s, "big", "10.0.0.0/8")
 			createNode(b, s, "n1", nil)
 			c := &counting{Store: s}
-			m := newIPAM(b, c, nil)
+			// As in the agent: IPReservations from its watched cache.
+			m, err := NewWithConfig(c, slog.New(slog.DiscardHandler), Config{Reservations: func() []*api.IPReservation { return nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
 			ctx := context.Background()
 			alloc(b, m, v4("warm", "n1"))
 			c.reads.Store(0)

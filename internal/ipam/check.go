@@ -53,6 +53,9 @@ type Problem struct {
 	Block  netip.Prefix // when about a block
 	Handle string
 	Node   string
+	// Seq is the allocation's sequence number (leaked addresses only): a
+	// release naming it frees that allocation and never a later one.
+	Seq    uint64
 	Detail string
 }
 
@@ -210,7 +213,7 @@ func (m *IPAM) checkAllocations(s *snapshot, allocs []allocation, live map[strin
 		if w := a.attrs[AttrWorkload]; w != "" {
 			detail += fmt.Sprintf(" (workload %q)", w)
 		}
-		r.add(Problem{Kind: ProblemLeaked, Addr: a.addr, Block: a.b.cidr, Handle: a.handle, Node: a.node, Detail: detail})
+		r.add(Problem{Kind: ProblemLeaked, Addr: a.addr, Block: a.b.cidr, Handle: a.handle, Node: a.node, Seq: a.seq, Detail: detail})
 	}
 	for _, h := range sortedKeys(perHandle) {
 		if h == "" {

@@ -21,6 +21,8 @@ var (
 	ErrExhausted = errors.New("exhausted")
 	// ErrInUse: a specific address asked for is held by another handle.
 	ErrInUse = errors.New("address in use")
+	// ErrReserved: a specific address asked for is in an IPReservation.
+	ErrReserved = errors.New("address reserved")
 	// ErrNotAllocated: the address to release is not allocated.
 	ErrNotAllocated = errors.New("address not allocated")
 	// ErrHandleMismatch: the handle already holds addresses that do not
@@ -37,6 +39,10 @@ type Config struct {
 	ClaimTimeout time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Reservations, when set, supplies the IPReservations (the agent
+	// passes its watched cache), so that an allocation reads none from
+	// the datastore. When nil, every request lists them once.
+	Reservations func() []*api.IPReservation
 }
 
 // DefaultClaimTimeout is Config.ClaimTimeout's default.

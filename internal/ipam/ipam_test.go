@@ -396,7 +396,11 @@ func TestCommonCaseOneRoundTrip(t *testing.T) {
 		createPool(t, s, "p6", "fd00:100::/64")
 		createNode(t, s, "n1", nil)
 		c := &counting{Store: s}
-		m := newIPAM(t, c, nil)
+		// As in the agent: reservations come from its watched cache.
+		m, err := NewWithConfig(c, nil, Config{Reservations: func() []*api.IPReservation { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
 		alloc(t, m, Request{Handle: "warm", Node: "n1", IPv4: 1, IPv6: 1})
 		c.reads.Store(0)
 		c.txns.Store(0)

@@ -22,6 +22,9 @@ type BlockInfo struct {
 	Pool  *api.IPPool
 	Size  int
 	InUse int
+	// Reserved counts the free addresses of the block that an
+	// IPReservation keeps out of use (set by Usage only).
+	Reserved int
 }
 
 // HandleAddrs lists the addresses a handle holds (none when it does not exist).
@@ -126,11 +129,15 @@ func (m *IPAM) Borrowed(ctx context.Context, node string) ([]netip.Addr, error) 
 
 // PoolUsage is one pool's use, for `tabby ipam show`.
 type PoolUsage struct {
-	Pool   *api.IPPool
-	CIDR   netip.Prefix
-	Total  *big.Int // addresses in the pool
-	InUse  int
-	Blocks []BlockInfo
+	Pool  *api.IPPool
+	CIDR  netip.Prefix
+	Total *big.Int // addresses in the pool
+	InUse int
+	// Reserved counts the pool's addresses that IPReservations keep out
+	// of use and that are not in use (an address reserved after it was
+	// allocated counts as in use until it is released).
+	Reserved *big.Int
+	Blocks   []BlockInfo
 }
 
 // Usage is the whole IPAM's use.
@@ -150,12 +157,16 @@ func (m *IPAM) Usage(ctx context.Context) (*Usage, error) {
 	if err != nil {
 		return nil, err
 	}
+	res, err := m.readReservations(ctx)
+	if err != nil {
+		return nil, err
+	}
 	u := &Usage{}
 	idx := map[*pool]int{}
 	for _, p := range pools {
 		idx[p] = len(u.Pools)
 		total := new(big.Int).Lsh(big.NewInt(1), uint(p.cidr.Addr().BitLen()-p.cidr.Bits()))
-		u.Pools = append(u.Pools, PoolUsage{Pool: p.res, CIDR: p.cidr, Total: total})
+		u.Pools = append(u.Pools, PoolUsage{Pool: p.res, CIDR: p.cidr, Total: total, Reserved: res.size(p.cidr)})
 	}
 	for _, b := range s.blockList() {
 		bi := blockInfo(b, pools)
@@ -165,6 +176,10 @@ func (m *IPAM) Usage(ctx context.Context) (*Usage, error) {
 			continue
 		}
 		pu := &u.Pools[idx[p]]
+		bi.Reserved = b.reservedFree(res)
+		// Reserved addresses in use count as in use, not as reserved.
+		heldReserved := new(big.Int).Sub(res.size(b.cidr), big.NewInt(int64(bi.Reserved)))
+		pu.Reserved.Sub(pu.Reserved, heldReserved)
 		pu.InUse += bi.InUse
 		pu.Blocks = append(pu.Blocks, bi)
 	}
