@@ -146,8 +146,8 @@ func BenchmarkExecVersion(b *testing.B) {
 }
 
 // TestVersionSameAsTabby builds both binaries the way `make build` does
-// and checks that `tabby-cni --version` names the version `tabby version`
-// prints.
+// and checks that `tabby-cni --version` names the version `tabby version
+// --client` prints (without --client, version also asks the cluster).
 func TestVersionSameAsTabby(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds both binaries with make")
@@ -158,16 +158,16 @@ func TestVersionSameAsTabby(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
-	cli, err := exec.Command(filepath.Join(bin, "tabby"), "version").Output()
+	cli, err := exec.Command(filepath.Join(bin, "tabby"), "version", "--client").Output()
 	if err != nil {
-		t.Fatalf("tabby version: %v", err)
+		t.Fatalf("tabby version --client: %v", err)
 	}
 	plugin, err := exec.Command(filepath.Join(bin, "tabby-cni"), "--version").Output()
 	if err != nil {
 		t.Fatalf("tabby-cni --version: %v", err)
 	}
-	if got := strings.TrimSpace(string(cli)); got != "tabby "+v {
-		t.Errorf("tabby version = %q; want %q", got, "tabby "+v)
+	if got, want := strings.TrimSpace(string(cli)), "Client Version:    "+v; got != want {
+		t.Errorf("tabby version --client = %q; want %q", got, want)
 	}
 	if !strings.HasPrefix(string(plugin), "tabby-cni "+v+":") {
 		t.Errorf("tabby-cni --version = %q; want it to start with %q", plugin, "tabby-cni "+v+":")
