@@ -14,15 +14,14 @@ import (
 	"github.com/tabbynet/tabby/internal/agent"
 	"github.com/tabbynet/tabby/internal/agent/agenttest"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // TestPrivilegedVersionAndDiags runs version and node diags against a
 // running agent: version lists the node with the agent's version, and the
 // archive holds every part with the node's real state in it.
 func TestPrivilegedVersionAndDiags(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces) and not -short")
-	}
+	testenv.Privileged(t)
 	c := agenttest.NewCluster(t, "10.79.0.0/16")
 	h := c.StartHost("node1", "10.202.0.1/24")
 	ct := h.Attach("net1")
@@ -118,9 +117,7 @@ func keys(m map[string]string) []string {
 // TestPrivilegedCheckSystem probes this kernel and agrees with iproute2
 // about IP-in-IP.
 func TestPrivilegedCheckSystem(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces) and not -short")
-	}
+	testenv.Privileged(t)
 	c := &cli{t: t, ds: "http://127.0.0.1:1"}
 	out := c.ok("node", "checksystem")
 	if !strings.Contains(out, "nf_tables  OK") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/tabbynet/tabby/internal/agent/agenttest"
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/lab"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // TestPrivilegedLabelOnRunningEndpoint labels the endpoint of a running
@@ -20,9 +20,7 @@ import (
 // agent restart, periodic resyncs and a repeated CNI ADD, and removing it
 // restores traffic.
 func TestPrivilegedLabelOnRunningEndpoint(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces) and not -short")
-	}
+	testenv.Privileged(t)
 	c := agenttest.NewCluster(t, "10.78.0.0/16")
 	h := c.StartHost("node1", "10.201.0.1/24", "--resync-interval", "1s")
 	a, b := h.Attach("net1"), h.Attach("net1")
@@ -94,9 +92,7 @@ func endpointOf(t *testing.T, c *agenttest.Cluster, containerID string) *api.Wor
 // reservations from its watched cache) never gives a container a reserved
 // address, including a reservation applied with the CLI while it runs.
 func TestPrivilegedReservedAddressesNotAttached(t *testing.T) {
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces) and not -short")
-	}
+	testenv.Privileged(t)
 	c := agenttest.NewCluster(t, "")
 	c.Apply(&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.IPPoolSpec{CIDR: "10.81.0.0/26", BlockSize: 29}})
 	c.Apply(&api.IPReservation{ObjectMeta: api.ObjectMeta{Name: "low"}, Spec: api.IPReservationSpec{ReservedCIDRs: []string{"10.81.0.0/28"}}})

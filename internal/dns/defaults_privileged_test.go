@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcdtest"
 	"github.com/tabbynet/tabby/internal/netns"
+	"github.com/tabbynet/tabby/internal/testenv"
 )
 
 // clientNS is a private network namespace whose loopback holds client
@@ -34,9 +34,7 @@ type clientNS struct {
 
 func newClientNS(t *testing.T, addrs ...string) *clientNS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (a network namespace)")
-	}
+	testenv.NeedRoot(t)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	name := "tdns" + hex.EncodeToString(b[:])

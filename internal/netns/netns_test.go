@@ -398,3 +398,10 @@ func TestPrivilegedGone(t *testing.T) {
 		t.Errorf("Gone(\"\") = nil error, want one")
 	}
 }
+
+// The main goroutine keeps the main thread for itself, so no test runs Do
+// on it: when a goroutine ends while locked to the main thread, the Go
+// runtime cannot let that thread exit and wedges it instead, and
+// TestPrivilegedDoDiscardsThreadWhenRestoreFails would find the thread
+// still there (it did, now and then, under load).
+func init() { runtime.LockOSThread() }
