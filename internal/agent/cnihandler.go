@@ -366,16 +366,21 @@ func (a *Agent) removeEndpoint(ctx context.Context, namespace, name, containerID
 		_, err := a.ipam.ReleaseHandle(ctx, handle)
 		relErr <- err
 	}()
-	_, delErr := a.client.Delete(ctx, "WorkloadEndpoint", namespace, name, "")
+	// The record goes only while it is still this container's: a newer
+	// container may have taken the name since the cache was filled (a
+	// late DEL must never remove it).
+	_, delErr := a.client.DeleteIf(ctx, "WorkloadEndpoint", namespace, name, func(r api.Resource) bool {
+		return ownedBy(r, containerID)
+	})
 	if err := <-relErr; err != nil {
 		return ipamError(err)
 	}
-	if delErr != nil && !errors.Is(delErr, datastore.ErrNotFound) {
+	if delErr != nil {
 		return cni.Errorf(types.ErrTryAgainLater, "delete endpoint %s: %v", name, delErr)
 	}
 	// The veth is gone, so nothing can use the endpoint's chains any more:
 	// the dataplane loop removes them without making DEL wait.
-	if r, ok := a.cache.get("WorkloadEndpoint", namespace, name); ok {
+	if r, ok := a.cache.get("WorkloadEndpoint", namespace, name); ok && ownedBy(r, containerID) {
 		a.cache.remove("WorkloadEndpoint", r)
 		a.m.endpoints.Dec()
 	} else {
@@ -383,6 +388,12 @@ func (a *Agent) removeEndpoint(ctx context.Context, namespace, name, containerID
 	}
 	a.log.Info("container detached", "endpoint", name, "containerID", containerID)
 	return nil
+}
+
+// ownedBy says whether an endpoint record belongs to the container (any
+// container, when DEL names none).
+func ownedBy(r api.Resource, containerID string) bool {
+	return containerID == "" || r.(*api.WorkloadEndpoint).Spec.ContainerID == containerID
 }
 
 // Check verifies that the attachment is as ADD left it.

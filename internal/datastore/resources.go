@@ -267,6 +267,48 @@ func (c *Client) Delete(ctx context.Context, kind, namespace, name, resourceVers
 	return nil, fmt.Errorf("delete %s %q: %w (gave up after %d attempts)", k.Kind, name, ErrConflict, MaxRetries)
 }
 
+// DeleteIf deletes a resource only while owns says so: it reads
+// the stored value, asks owns whether it may go, and deletes it
+// conditional on the revision it read, re-reading on a conflict (bounded
+// by MaxRetries). It reports whether it deleted; a resource that is
+// already gone, or that owns refuses, is not an error. The check and the
+// delete are one compare-and-swap: a value written after the read is
+// never deleted on the strength of the old one.
+func (c *Client) DeleteIf(ctx context.Context, kind, namespace, name string, owns func(api.Resource) bool) (bool, error) {
+	k, err := lookup(kind)
+	if err != nil {
+		return false, err
+	}
+	key := ResourceKey(k, namespace, name)
+	for range MaxRetries {
+		kv, err := c.Store.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("delete %s %q: %w", k.Kind, name, err)
+		}
+		r, err := decode(k, kv)
+		if err != nil {
+			return false, fmt.Errorf("delete %s %q: %w", k.Kind, name, err)
+		}
+		if !owns(r) {
+			return false, nil
+		}
+		err = c.Store.Delete(ctx, key, kv.Revision)
+		switch {
+		case errors.Is(err, ErrConflict):
+			continue
+		case errors.Is(err, ErrNotFound):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("delete %s %q: %w", k.Kind, name, err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("delete %s %q: %w (gave up after %d attempts)", k.Kind, name, ErrConflict, MaxRetries)
+}
+
 // Watch streams changes to resources of a kind (all namespaces) from
 // revision fromRev. Errors arrive as events with Err set.
 func (c *Client) Watch(ctx context.Context, kind string, fromRev int64) <-chan ResourceEvent {
