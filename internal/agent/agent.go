@@ -259,7 +259,7 @@ func (a *Agent) workloadMTU() int {
 // registerNode creates or updates this host's Node resource with compare-and-swap.
 func (a *Agent) registerNode(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := a.writeNode(ctx)
+		err := a.writeNode(ctx, true)
 		if err == nil {
 			return nil
 		}
@@ -273,7 +273,13 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) writeNode(ctx context.Context) error {
+// writeNode creates or updates this host's Node with compare-and-swap.
+// The agent owns the Node's status; of its spec it writes only the
+// addresses, and only at start (start true), where they are unset or where
+// the agent was told its address (--node-ip). A heartbeat writes status
+// alone, so an operator's edit of the spec (bgp addresses, orchRefs,
+// labels) is never reverted.
+func (a *Agent) writeNode(ctx context.Context, start bool) error {
 	for range datastore.MaxRetries {
 		cur, err := a.client.Get(ctx, "Node", "", a.cfg.Node)
 		var n *api.Node
@@ -285,15 +291,9 @@ func (a *Agent) writeNode(ctx context.Context) error {
 		default:
 			n = cur.(*api.Node)
 		}
-		if n.Spec.BGP == nil {
-			n.Spec.BGP = &api.NodeBGPSpec{}
+		if start {
+			a.nodeSpec(n)
 		}
-		n.Spec.BGP.IPv4Address = a.nodeIP.String()
-		if a.cfg.NodeIPv6.IsValid() {
-			n.Spec.BGP.IPv6Address = a.cfg.NodeIPv6.String()
-		}
-		n.Spec.Addresses = []api.NodeAddress{{Address: a.nodeIP.String(), Type: "CalicoNodeIP"}}
-		n.Spec.OrchRefs = nil
 		n.Status.AgentVersion = Version
 		n.Status.LastHeartbeat = time.Now().UTC().Format(time.RFC3339)
 		n.Status.MTU = a.workloadMTU()
@@ -314,6 +314,25 @@ func (a *Agent) writeNode(ctx context.Context) error {
 	return fmt.Errorf("%w (gave up after %d attempts)", datastore.ErrConflict, datastore.MaxRetries)
 }
 
+// nodeSpec fills in the addresses the agent detected or was given: where
+// unset, or everywhere when the address came from the agent's own
+// configuration.
+func (a *Agent) nodeSpec(n *api.Node) {
+	told := a.cfg.NodeIP.IsValid()
+	if n.Spec.BGP == nil {
+		n.Spec.BGP = &api.NodeBGPSpec{}
+	}
+	if n.Spec.BGP.IPv4Address == "" || told {
+		n.Spec.BGP.IPv4Address = a.nodeIP.String()
+	}
+	if a.cfg.NodeIPv6.IsValid() && (n.Spec.BGP.IPv6Address == "" || told) {
+		n.Spec.BGP.IPv6Address = a.cfg.NodeIPv6.String()
+	}
+	if len(n.Spec.Addresses) == 0 || told {
+		n.Spec.Addresses = []api.NodeAddress{{Address: a.nodeIP.String(), Type: "CalicoNodeIP"}}
+	}
+}
+
 func (a *Agent) heartbeatLoop(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -324,7 +343,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) error {
 		case <-t.C:
 		case <-a.quarantine.dirty: // the status changed: write it now
 		}
-		if err := a.writeNode(ctx); err != nil && ctx.Err() == nil {
+		if err := a.writeNode(ctx, false); err != nil && ctx.Err() == nil {
 			a.log.Warn("heartbeat failed", "error", err)
 		}
 	}
