@@ -61,6 +61,8 @@ type Agent struct {
 	cache  *cache
 	m      *metrics
 	reaper *reaper // removes endpoints of containers that died without DEL
+	// attach serialises ADD, DEL and CHECK of one attachment.
+	attach attachLocks
 
 	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools

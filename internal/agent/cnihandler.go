@@ -58,6 +58,11 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := a.attach.lock(ctx, id.IPAMHandle)
+	if err != nil {
+		return nil, cni.Errorf(types.ErrTryAgainLater, "wait for another operation on %s: %v", id.IPAMHandle, err)
+	}
+	defer unlock()
 	if req.Mode == cni.ModeIPAM {
 		return a.addIPAMOnly(ctx, req, id)
 	}
@@ -322,6 +327,13 @@ func (a *Agent) Del(ctx context.Context, req *cni.Request) (err error) {
 	if err != nil {
 		return err
 	}
+	// A DEL that arrives while the ADD of the same attachment still runs
+	// waits for it, then removes what it made.
+	unlock, err := a.attach.lock(ctx, id.IPAMHandle)
+	if err != nil {
+		return cni.Errorf(types.ErrTryAgainLater, "wait for another operation on %s: %v", id.IPAMHandle, err)
+	}
+	defer unlock()
 	if req.Mode == cni.ModeIPAM {
 		_, err := a.ipam.ReleaseHandle(ctx, id.IPAMHandle)
 		if err != nil {
