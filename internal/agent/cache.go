@@ -28,7 +28,8 @@ type cache struct {
 	mu      sync.RWMutex
 	objs    map[string]map[string]api.Resource // kind → namespace/name → resource
 	synced  map[string]bool
-	version uint64 // bumped on every change
+	version uint64           // bumped on every change
+	seen    map[string]int64 // kind → newest revision its watch delivered
 
 	// tombstones keep deleted WorkloadEndpoints in the dataplane's view for
 	// a short while (see tombstoneTTL).
@@ -74,16 +75,46 @@ func (c *cache) Run(ctx context.Context) error {
 // handler applies one kind's reflector events to the cache.
 func (c *cache) handler(kind string) datastore.Handler[api.Resource] {
 	return datastore.Handler[api.Resource]{
-		Replace: func(items []datastore.Item[api.Resource], _ int64) {
+		Replace: func(items []datastore.Item[api.Resource], rev int64) {
+			c.saw(kind, rev)
 			list := make([]api.Resource, len(items))
 			for i, it := range items {
 				list[i] = it.Value
 			}
 			c.replace(kind, list)
 		},
-		Put:    func(it datastore.Item[api.Resource]) { c.put(kind, it.Value) },
-		Delete: func(_ string, old api.Resource, _ int64) { c.remove(kind, old) },
+		Put:    func(it datastore.Item[api.Resource]) { c.saw(kind, it.Revision); c.put(kind, it.Value) },
+		Delete: func(_ string, old api.Resource, rev int64) { c.saw(kind, rev); c.remove(kind, old) },
 	}
+}
+
+// saw records the newest revision the watch has delivered for kind.
+func (c *cache) saw(kind string, rev int64) {
+	c.mu.Lock()
+	if c.seen == nil {
+		c.seen = map[string]int64{}
+	}
+	if rev > c.seen[kind] {
+		c.seen[kind] = rev
+	}
+	c.mu.Unlock()
+}
+
+// putWritten stores a resource this agent has just written at rev, so the
+// dataplane sees it before the watch brings it back. It is skipped when
+// the watch has already delivered rev or later (the cache then holds that
+// write or something newer, a delete included): a write is never put over
+// a newer state.
+func (c *cache) putWritten(kind string, r api.Resource, rev int64) {
+	c.mu.Lock()
+	if rev <= c.seen[kind] {
+		c.mu.Unlock()
+		return
+	}
+	c.objs[kind][objKey(r)] = r
+	c.version++
+	c.mu.Unlock()
+	c.signal()
 }
 
 func (c *cache) replace(kind string, list []api.Resource) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,14 +213,25 @@ func (a *Agent) buildEndpoint(id *cni.Identity, name, hostIf string, allocs []ip
 
 // writeEndpoint creates the WorkloadEndpoint (one round trip), or
 // replaces it when one of that name is left from an earlier container.
+//
+// The written endpoint goes into the cache at its revision at once: ADD's
+// pending mark ends when ADD returns, and a sync between then and the
+// watch's delivery would otherwise find the endpoint in neither place and
+// remove its policy and anti-spoofing entries from a running container.
 func (a *Agent) writeEndpoint(ctx context.Context, w *api.WorkloadEndpoint) error {
 	c := *w
-	_, err := a.client.Create(ctx, &c)
+	written, err := a.client.Create(ctx, &c)
 	if errors.Is(err, datastore.ErrExists) {
 		c = *w
-		_, _, err = a.client.Apply(ctx, &c)
+		written, _, err = a.client.Apply(ctx, &c)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if rev, perr := strconv.ParseInt(written.GetObjectMeta().ResourceVersion, 10, 64); perr == nil {
+		a.cache.putWritten("WorkloadEndpoint", written, rev)
+	}
+	return nil
 }
 
 // ensureProfile creates the network's default profile if it is missing:
