@@ -61,8 +61,10 @@ type Agent struct {
 	cache  *cache
 	m      *metrics
 	reaper *reaper // removes endpoints of containers that died without DEL
-	// attach serialises ADD, DEL and CHECK of one attachment.
+	// attach serialises ADD and DEL of one attachment.
 	attach attachLocks
+	// enableForwarding is the sysctl write Run makes (a seam for tests).
+	enableForwarding func() error
 
 	nodeIP    netip.Prefix
 	uplinkMTU int // detected once at start; the workload MTU follows the pools
@@ -98,12 +100,13 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 	client := datastore.NewClient(store)
 	a := &Agent{
 		cfg: cfg, log: log, store: store, client: client,
-		wirer:    wirer,
-		dp:       dp,
-		cache:    newCache(client, watchedKinds, log.With("component", "agent-cache")),
-		m:        newMetrics(),
-		syncReqs: make(chan chan error, 256),
-		pending:  pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
+		wirer:            wirer,
+		enableForwarding: enableIPForwarding,
+		dp:               dp,
+		cache:            newCache(client, watchedKinds, log.With("component", "agent-cache")),
+		m:                newMetrics(),
+		syncReqs:         make(chan chan error, 256),
+		pending:          pendingEndpoints{m: map[string]*api.WorkloadEndpoint{}},
 	}
 	// IPAM takes the IPReservations from the watched cache: no datastore
 	// read per allocation for them.
@@ -132,32 +135,35 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.nodeIP = ip
 	a.log.Info("starting", "nodeIP", ip, "socket", a.cfg.Socket, "version", Version)
 
+	// Every goroutine Run starts is in wg, and every return waits for
+	// them: the deferred cancel runs first, then the deferred wait.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 1) // the first loop failure; later ones are dropped
 	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+				select {
+				case errc <- fmt.Errorf("%s: %w", name, err):
+				default:
+				}
 			}
-		}()
+		})
 	}
 
-	var httpSrv *http.Server
 	if a.cfg.HTTPListen != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("listen on %s for health and metrics: %w", a.cfg.HTTPListen, err)
 		}
-		httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = httpSrv.Serve(ln) }()
-		defer httpSrv.Close()
+		httpSrv := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() { _ = httpSrv.Serve(ln) })
+		wg.Go(func() { <-ctx.Done(); _ = httpSrv.Close() }) // so Serve returns
 	}
 
-	if err := enableForwarding(); err != nil {
+	if err := a.enableForwarding(); err != nil {
 		return err
 	}
 	if err := a.registerNode(ctx); err != nil {
@@ -188,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
 	}
 	srv := &http.Server{Handler: cni.NewHTTPHandler(a, a.log), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(rootOnlyListener{Listener: ln, log: a.log}) }()
+	wg.Go(func() { _ = srv.Serve(rootOnlyListener{Listener: ln, log: a.log}) })
 	a.ready.Store(true)
 	a.log.Info("ready", "socket", a.cfg.Socket, "mtu", a.workloadMTU())
 
@@ -198,7 +204,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ready.Store(false)
 	shutCtx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
-	_ = srv.Shutdown(shutCtx)
+	if srv.Shutdown(shutCtx) != nil {
+		_ = srv.Close()
+	}
 	c2()
 	_ = os.Remove(a.cfg.Socket)
 	cancel()
@@ -351,9 +359,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) error {
 	}
 }
 
-// enableForwarding turns on IP forwarding in the host's network namespace:
+// enableIPForwarding turns on IP forwarding in the host's network namespace:
 // container traffic is routed through it.
-func enableForwarding() error {
+func enableIPForwarding() error {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}

@@ -58,7 +58,9 @@ func objKey(r api.Resource) string {
 
 // Run keeps the cache in sync until ctx ends.
 func (c *cache) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	// Every reflector is built before any runs: an error returns with
+	// nothing started.
+	rs := make([]*datastore.Reflector[api.Resource], 0, len(c.kinds))
 	for _, k := range c.kinds {
 		r, err := datastore.NewResourceReflector(c.client.Store, k, c.handler(k), datastore.ReflectorOptions{
 			Log: c.log, OnBad: c.onBad,
@@ -66,6 +68,10 @@ func (c *cache) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cache %s: %w", k, err)
 		}
+		rs = append(rs, r)
+	}
+	var wg sync.WaitGroup
+	for _, r := range rs {
 		wg.Go(func() { _ = r.Run(ctx) })
 	}
 	wg.Wait()
