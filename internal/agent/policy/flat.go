@@ -1,0 +1,417 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The last flat-cost steps (docs/design/policy.md "Flat cost per new
+// connection"), pure transforms checked against Compile by the packet-walk
+// oracle like SplitFamilies and MergeRules:
+//
+//   - InlinePolicies copies the rules of the policies and profiles an
+//     endpoint chain jumps to into that chain, where doing so cannot change
+//     a verdict, so the rules of all of an endpoint's policies form runs
+//     that MergeRules and DispatchPorts work across, not one policy at a
+//     time.
+//   - DispatchPorts turns the rules of a run that each admit one protocol
+//     and a few destination ports into one lookup in a verdict map keyed by
+//     (protocol, port), whose elements jump to a small chain holding the
+//     rules of that port (their peers merged into one set where they can
+//     be): a new connection walks a few rules whatever the number of
+//     policies. Chains of equal bodies are shared (named after their
+//     content), so a port admitted from the same peers by many policies
+//     costs one chain.
+//   - Prune drops the chains nothing reaches any more.
+//
+// Flatten is the whole pipeline the agent programs.
+
+// Flatten returns the flat-cost form of a compiled ruleset: families
+// split, policies inlined, runs merged and dispatched by port, endpoint
+// chains shared, unreachable chains dropped. rs is not modified.
+func Flatten(rs *Ruleset) *Ruleset {
+	out := SplitFamilies(rs)
+	out = InlinePolicies(out)
+	out = MergeRules(out)
+	out = DispatchPorts(out)
+	out = ShareEndpointChains(out)
+	return Prune(out)
+}
+
+// acceptReturn is the rule an endpoint chain follows each policy jump with.
+var acceptReturn = Rule{Matches: []Match{Mark{Mask: MarkAccept, Value: MarkAccept}}, Verdict: Verdict{Kind: Return}}
+
+// InlinePolicies replaces, in every endpoint chain, each unguarded
+// `jump X` followed by the accept test `meta mark & accept == accept
+// return` with the rules of X, when X can be inlined: its rules never
+// jump, go to or look up a map, never pass (set the pass bit), and every
+// return allows (sets the accept bit). The accept bit is clear whenever an
+// endpoint chain runs a jump (a set bit returns at once), so an inlined
+// allow returning from the endpoint chain does what the jump, the return
+// from X and the accept test did. rs is not modified.
+func InlinePolicies(rs *Ruleset) *Ruleset {
+	inlinable := map[string]bool{}
+	for _, c := range rs.Chains {
+		inlinable[c.Name] = c.Hook == nil && canInline(c.Rules)
+	}
+	out := &Ruleset{Sets: rs.Sets, Maps: rs.Maps, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	for _, c := range rs.Chains {
+		if c.Hook != nil || !isEndpointChain(c.Name) {
+			out.Chains = append(out.Chains, c)
+			continue
+		}
+		var rules []Rule
+		for i := 0; i < len(c.Rules); i++ {
+			r := c.Rules[i]
+			if r.Verdict.Kind == Jump && len(r.Matches) == 0 && len(r.Stmts) == 0 && inlinable[r.Verdict.Chain] &&
+				i+1 < len(c.Rules) && c.Rules[i+1].Equal(acceptReturn) {
+				rules = append(rules, rs.Chain(r.Verdict.Chain).Rules...)
+				i++ // the accept test
+				continue
+			}
+			rules = append(rules, r)
+		}
+		out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: rules})
+	}
+	return out
+}
+
+// setsAccept reports whether m sets the accept bit, whatever it was.
+func setsAccept(m SetMark) bool { return m.And&MarkAccept == 0 && m.Xor&MarkAccept != 0 }
+
+// keepsPass reports whether m leaves the pass bit as it was.
+func keepsPass(m SetMark) bool { return m.And&MarkPass != 0 && m.Xor&MarkPass == 0 }
+
+func canInline(rules []Rule) bool {
+	for _, r := range rules {
+		allows := false
+		for _, s := range r.Stmts {
+			switch s := s.(type) {
+			case SetMark:
+				if !keepsPass(s) {
+					return false
+				}
+				allows = allows || setsAccept(s)
+			case Log:
+			default:
+				return false
+			}
+		}
+		switch r.Verdict.Kind {
+		case Continue, Drop:
+		case Return:
+			if !allows {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// dispatchMin is the smallest number of port rules in a run worth a map
+// lookup: below it the rules' compares are as cheap.
+const dispatchMin = 4
+
+// dispatchSpan is the widest port range a rule may have to be dispatched:
+// the map holds one element per port.
+const dispatchSpan = 16
+
+// DispatchPorts rewrites every run (see MergeRules) of a non-base chain
+// that holds at least dispatchMin rules admitting one protocol and a
+// destination port range of at most dispatchSpan ports: those rules leave
+// the chain; in their place, one rule per protocol looks (protocol, port)
+// up in a verdict map whose elements jump to a chain holding the rules of
+// that port, without their protocol and port matches and with their peers
+// merged. A run that allows is followed by the accept test, so a port
+// chain's allow returns from the chain as the rule it came from did. The
+// other rules of the run stay, after the lookup: inside a run the order
+// does not matter. rs is not modified.
+func DispatchPorts(rs *Ruleset) *Ruleset {
+	d := &dispatcher{merger: merger{sets: map[string]*Set{}}, chains: map[string]*Chain{}}
+	for _, s := range rs.Sets {
+		d.sets[s.Name] = s
+	}
+	out := &Ruleset{Maps: slices.Clone(rs.Maps), Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	for _, c := range rs.Chains {
+		if c.Hook != nil {
+			out.Chains = append(out.Chains, c)
+			continue
+		}
+		out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: d.chain(c.Name, c.Rules)})
+	}
+	for _, c := range d.chains {
+		out.Chains = append(out.Chains, c)
+	}
+	out.Maps = append(out.Maps, d.maps...)
+	for _, s := range d.sets {
+		out.Sets = append(out.Sets, s)
+	}
+	slices.SortFunc(out.Sets, func(a, b *Set) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Maps, func(a, b *Map) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+type dispatcher struct {
+	merger
+	chains map[string]*Chain // port chains by name
+	maps   []*Map
+}
+
+func (d *dispatcher) chain(name string, rules []Rule) []Rule {
+	var out []Rule
+	for i := 0; i < len(rules); {
+		if !mergeable(rules[i]) {
+			out = append(out, rules[i])
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(rules) && mergeable(rules[j]) && sameEnd(rules[i], rules[j]) {
+			j++
+		}
+		out = append(out, d.run(name, rules[i:j])...)
+		i = j
+	}
+	return out
+}
+
+// portRule is a dispatchable rule: its protocol, port range, and the rule
+// without those two matches.
+type portRule struct {
+	proto    uint8
+	min, max uint16
+	rest     Rule
+}
+
+// dispatchable splits a rule into protocol, destination port range and
+// the rest, when it has exactly one positive protocol with ports and one
+// positive destination port range of at most dispatchSpan ports.
+func dispatchable(r Rule) (portRule, bool) {
+	pi, po := -1, -1
+	for i, m := range r.Matches {
+		switch m := m.(type) {
+		case L4Proto:
+			if m.Neg || !protoHasPorts(m.Proto) || pi >= 0 {
+				return portRule{}, false
+			}
+			pi = i
+		case Port:
+			if m.Dir != Dst {
+				continue
+			}
+			if m.Neg || po >= 0 || int(m.Max)-int(m.Min) >= dispatchSpan {
+				return portRule{}, false
+			}
+			po = i
+		case PortSet, AddrPortSet:
+			if p, ok := m.(PortSet); ok && p.Dir != Dst {
+				continue
+			}
+			return portRule{}, false
+		}
+	}
+	if pi < 0 || po < 0 {
+		return portRule{}, false
+	}
+	p := r.Matches[po].(Port)
+	var rest []Match
+	for i, m := range r.Matches {
+		if i != pi && i != po {
+			rest = append(rest, m)
+		}
+	}
+	return portRule{proto: r.Matches[pi].(L4Proto).Proto, min: p.Min, max: p.Max, rest: Rule{Matches: rest, Stmts: r.Stmts, Verdict: r.Verdict}}, true
+}
+
+func protoHasPorts(p uint8) bool { return p == 6 || p == 17 || p == 132 || p == 136 }
+
+func (d *dispatcher) run(chain string, run []Rule) []Rule {
+	var ports []portRule
+	var stay []Rule
+	for _, r := range run {
+		if p, ok := dispatchable(r); ok {
+			ports = append(ports, p)
+		} else {
+			stay = append(stay, r)
+		}
+	}
+	if len(ports) < dispatchMin || !endsDispatchable(run[0]) {
+		return run
+	}
+	// (protocol, port) → the rules admitting it, in run order.
+	type key struct {
+		proto uint8
+		port  uint16
+	}
+	byPort := map[key][]Rule{}
+	var protos []uint8
+	for _, p := range ports {
+		if !slices.Contains(protos, p.proto) {
+			protos = append(protos, p.proto)
+		}
+		for port := int(p.min); port <= int(p.max); port++ {
+			k := key{p.proto, uint16(port)}
+			byPort[k] = append(byPort[k], p.rest)
+		}
+	}
+	suffix := familySuffix(chain)
+	m := &Map{Type: MapProtoPort}
+	var body strings.Builder
+	for k, rules := range byPort {
+		target := d.portChain(d.mergeOn(rules, addrSlot, d.unionAddrs), suffix)
+		m.Elements = append(m.Elements, MapElement{Key: Element{Proto: k.proto, Port: k.port}, Verdict: Verdict{Kind: Jump, Chain: target}})
+	}
+	slices.SortFunc(m.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
+	for _, e := range m.Elements {
+		fmt.Fprintf(&body, "%d/%d>%s,", e.Key.Proto, e.Key.Port, e.Verdict.Chain)
+	}
+	m.Name = "pd-" + shortHash(body.String()) + strings.TrimPrefix(suffix, ":")
+	m.Comment = truncateComment(fmt.Sprintf("ports of %s: %d elements", chain, len(m.Elements)))
+	if !slices.ContainsFunc(d.maps, func(o *Map) bool { return o.Name == m.Name }) {
+		d.maps = append(d.maps, m)
+	}
+	slices.Sort(protos)
+	var out []Rule
+	for _, p := range protos {
+		out = append(out, Rule{Matches: []Match{L4Proto{Proto: p}}, Verdict: Verdict{Kind: VMap, Map: m.Name, Key: KeyProtoDport}})
+	}
+	if run[0].Verdict.Kind == Return {
+		out = append(out, acceptReturn)
+	}
+	return append(out, stay...)
+}
+
+// endsDispatchable reports whether a run ending like r can leave its
+// rules to port chains: a drop or accept ends evaluation there too, and a
+// return that allows is followed by the accept test.
+func endsDispatchable(r Rule) bool {
+	switch r.Verdict.Kind {
+	case Drop, Accept:
+		return true
+	case Return:
+		for _, s := range r.Stmts {
+			if m, ok := s.(SetMark); ok && setsAccept(m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// portChain returns the name of the shared chain holding rules, creating
+// it on first use; its name is its content's.
+func (d *dispatcher) portChain(rules []Rule, suffix string) string {
+	var body strings.Builder
+	for _, r := range rules {
+		body.WriteString(r.String())
+		body.WriteByte('\n')
+	}
+	name := "pc-" + shortHash(body.String()) + suffix
+	if d.chains[name] == nil {
+		d.chains[name] = &Chain{Name: name, Rules: rules}
+	}
+	return name
+}
+
+// familySuffix is the ":4" or ":6" of a per-family chain, or "".
+func familySuffix(chain string) string {
+	if strings.HasSuffix(chain, ":4") || strings.HasSuffix(chain, ":6") {
+		return chain[len(chain)-2:]
+	}
+	return ""
+}
+
+// Prune returns rs without the non-base chains, maps and sets that nothing
+// reaches from a base chain. rs is not modified.
+func Prune(rs *Ruleset) *Ruleset {
+	chains, maps, sets := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	var visitChain func(string)
+	verdict := func(v Verdict) {
+		switch v.Kind {
+		case Jump, Goto:
+			visitChain(v.Chain)
+		case VMap:
+			if maps[v.Map] {
+				return
+			}
+			maps[v.Map] = true
+			if m := rs.Map(v.Map); m != nil {
+				for _, e := range m.Elements {
+					if e.Verdict.Kind == Jump || e.Verdict.Kind == Goto {
+						visitChain(e.Verdict.Chain)
+					}
+				}
+			}
+		}
+	}
+	visitChain = func(name string) {
+		if chains[name] {
+			return
+		}
+		chains[name] = true
+		c := rs.Chain(name)
+		if c == nil {
+			return
+		}
+		for _, r := range c.Rules {
+			for _, m := range r.Matches {
+				if s := matchSet(m); s != "" {
+					sets[s] = true
+				}
+			}
+			verdict(r.Verdict)
+		}
+	}
+	for _, c := range rs.Chains {
+		if c.Hook != nil {
+			visitChain(c.Name)
+		}
+	}
+	out := &Ruleset{Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	for _, c := range rs.Chains {
+		if chains[c.Name] {
+			out.Chains = append(out.Chains, c)
+		}
+	}
+	for _, m := range rs.Maps {
+		if maps[m.Name] {
+			out.Maps = append(out.Maps, m)
+		}
+	}
+	for _, s := range rs.Sets {
+		if sets[s.Name] || keptSet(s.Name) {
+			out.Sets = append(out.Sets, s)
+		}
+	}
+	return out
+}
+
+// matchSet is the name of the set a match reads, or "".
+func matchSet(m Match) string {
+	switch m := m.(type) {
+	case AddrSet:
+		return m.Set
+	case PortSet:
+		return m.Set
+	case AddrPortSet:
+		return m.Set
+	case IfAddrSet:
+		return m.Set
+	}
+	return ""
+}
+
+// keptSet reports the sets every ruleset has, referenced or not: the
+// driver reads the workload address sets to flush conntrack.
+func keptSet(name string) bool {
+	switch name {
+	case SetWorkloadSrc4, SetWorkloadSrc6, SetPools4, SetPools6, SetNATPools4, SetNATPools6:
+		return true
+	}
+	return false
+}
