@@ -57,6 +57,9 @@ type Config struct {
 	// other parts; production leaves both on).
 	DisablePolicy  bool
 	DisableRouting bool
+	// PolicyForm is the shape of the nftables table: PolicyFormFlat
+	// (default) or PolicyFormReference (see KernelDataplane.Form).
+	PolicyForm string
 	// DisableBGP runs no BGP speaker: VXLAN pools still route (from the
 	// datastore), other pools need another way (e.g. a flat L2 network).
 	DisableBGP bool
@@ -98,6 +101,9 @@ func (c Config) WithDefaults() Config {
 	if c.Socket == "" {
 		c.Socket = DefaultSocket
 	}
+	if c.PolicyForm == "" {
+		c.PolicyForm = PolicyFormFlat
+	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = DefaultResyncInterval
 	}
@@ -124,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.NodeIP.IsValid() && !c.NodeIP.Addr().Is4() {
 		errs = append(errs, fmt.Errorf("node-ip: %s is not an IPv4 address", c.NodeIP))
+	}
+	if c.PolicyForm != PolicyFormFlat && c.PolicyForm != PolicyFormReference {
+		errs = append(errs, fmt.Errorf("policy-form: %q: must be %s or %s", c.PolicyForm, PolicyFormFlat, PolicyFormReference))
 	}
 	if c.NodeIPv6.IsValid() && !c.NodeIPv6.Addr().Is6() {
 		errs = append(errs, fmt.Errorf("node-ipv6: %s is not an IPv6 address", c.NodeIPv6))

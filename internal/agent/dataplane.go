@@ -27,9 +27,28 @@ type KernelDataplane struct {
 	lastWarnings string
 	quarantined  []policy.Quarantine
 
+	stats PolicyStats
+
 	Policy PolicyDriver // nil: policy disabled
 	Router Router       // nil: routing disabled
 	Log    *slog.Logger
+	// Form is the shape of the programmed table: PolicyFormFlat (the
+	// default) or PolicyFormReference (policy.Compile's output as is).
+	Form string
+}
+
+// The table forms KernelDataplane can program (see
+// docs/design/policy.md "Flat cost per new connection").
+const (
+	PolicyFormFlat      = "flat"
+	PolicyFormReference = "reference"
+)
+
+// PolicyStats describes the last programmed table.
+type PolicyStats struct {
+	Policies int // policies and profiles applying to this host's endpoints
+	Chains   int
+	Rules    int
 }
 
 // Router receives the routing part of every view; it programs routes on
@@ -90,7 +109,28 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	}
 	d.logWarnings(rs.Warnings)
 	d.noteQuarantine(rs.Quarantined)
-	return d.Policy.Apply(ctx, rs)
+	st := PolicyStats{Policies: rs.PolicyCount()}
+	if d.Form != PolicyFormReference {
+		rs = policy.Flatten(rs)
+	}
+	st.Chains = len(rs.Chains)
+	for _, c := range rs.Chains {
+		st.Rules += len(c.Rules)
+	}
+	if err := d.Policy.Apply(ctx, rs); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.stats = st
+	d.mu.Unlock()
+	return nil
+}
+
+// PolicyStats returns what the last successful Sync programmed.
+func (d *KernelDataplane) PolicyStats() PolicyStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
 }
 
 // noteQuarantine keeps the last compile's quarantined policies and logs

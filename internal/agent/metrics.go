@@ -24,6 +24,7 @@ type metrics struct {
 	syncSkipped  prometheus.Counter
 	gcReleased   prometheus.Counter
 	quarantined  *prometheus.GaugeVec
+	table        *prometheus.GaugeVec
 	gcPasses     *prometheus.CounterVec
 	badRecords   *prometheus.CounterVec
 }
@@ -57,6 +58,9 @@ func newMetrics() *metrics {
 		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tabby_agent_policy_quarantined", Help: "1 for each policy or profile this agent could not compile (the endpoints it selects fail closed).",
 		}, []string{"policy"}),
+		table: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tabby_agent_policy_table", Help: "What the last programmed nftables table holds: policies (policies and profiles applying to this host's endpoints), chains, rules.",
+		}, []string{"what"}),
 		gcPasses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tabby_ipam_gc_passes_total", Help: "IPAM GC passes run, by scope (node: this node's blocks; cluster: the elected agent's cluster-wide pass).",
 		}, []string{"scope"}),
@@ -64,7 +68,7 @@ func newMetrics() *metrics {
 			Name: "tabby_datastore_bad_records_total", Help: "Datastore records skipped because they cannot be decoded, by kind (each key and revision counted once).",
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined, m.gcPasses, m.badRecords,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined, m.table, m.gcPasses, m.badRecords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

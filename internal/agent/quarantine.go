@@ -59,3 +59,21 @@ func (a *Agent) quarantineStatus() []api.QuarantinedPolicy {
 	}
 	return out
 }
+
+// PolicyStatsReporter is implemented by a Dataplane that reports what its
+// last programmed table holds (KernelDataplane does).
+type PolicyStatsReporter interface {
+	PolicyStats() PolicyStats
+}
+
+// notePolicyStats sets the tabby_agent_policy_table gauges after a sync.
+func (a *Agent) notePolicyStats() {
+	r, ok := a.dp.(PolicyStatsReporter)
+	if !ok {
+		return
+	}
+	st := r.PolicyStats()
+	a.m.table.WithLabelValues("policies").Set(float64(st.Policies))
+	a.m.table.WithLabelValues("chains").Set(float64(st.Chains))
+	a.m.table.WithLabelValues("rules").Set(float64(st.Rules))
+}

@@ -149,6 +149,7 @@ func (a *Agent) syncDataplaneNext(ctx context.Context) (time.Time, error) {
 	v, next := a.viewAt(start)
 	err := a.dp.Sync(ctx, v)
 	a.noteQuarantine()
+	a.notePolicyStats()
 	a.m.syncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.syncErrors.Inc()

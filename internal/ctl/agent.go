@@ -94,6 +94,8 @@ func newAgentCommand(g *globals) *cobra.Command {
 	f.DurationVar(&g.requestTimeout, "datastore-timeout", DefaultAgentDatastoreTimeout,
 		"bound on each datastore request: when the datastore does not answer, CNI ADD and DEL fail this soon with code 11 (try again later)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not program nftables policy (not for production)")
+	f.StringVar(&cfg.PolicyForm, "policy-form", agent.PolicyFormFlat,
+		"shape of the nftables table: flat (policies inlined and dispatched by port: a new connection's cost does not grow with the rules) or reference (one chain per policy, every rule walked)")
 	f.BoolVar(&cfg.DisableRouting, "disable-routing", false, "do not run BGP or program routes")
 	f.BoolVar(&cfg.DisableBGP, "disable-bgp", false, "run no BGP speaker; VXLAN pools still route from the datastore")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

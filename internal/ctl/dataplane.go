@@ -20,7 +20,7 @@ type kernelDataplane struct {
 }
 
 func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
-	dp := &agent.KernelDataplane{Log: log}
+	dp := &agent.KernelDataplane{Log: log, Form: cfg.PolicyForm}
 	d := &kernelDataplane{KernelDataplane: dp}
 	if !cfg.DisablePolicy {
 		d.nft = nft.New(log)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // TableName is the name of Tabby's nftables table (family inet). Tabby never
@@ -34,6 +35,23 @@ type Ruleset struct {
 	// Quarantined lists the policies and profiles that could not be
 	// compiled, sorted by ID: their chains drop everything.
 	Quarantined []Quarantine
+}
+
+// PolicyCount is the number of policies and profiles with a chain in the
+// ruleset (a policy chain per direction: pi-/po-, gpi-/gpo-, pri-/pro-).
+// Count it on Compile's output: Flatten inlines most of those chains.
+func (r *Ruleset) PolicyCount() int {
+	seen := map[string]bool{}
+	for _, c := range r.Chains {
+		for _, p := range [][2]string{{"pi-", "po-"}, {"gpi-", "gpo-"}, {"pri-", "pro-"}} {
+			for _, pre := range p {
+				if rest, ok := strings.CutPrefix(c.Name, pre); ok && c.Hook == nil {
+					seen[p[0]+rest] = true
+				}
+			}
+		}
+	}
+	return len(seen)
 }
 
 // Set returns the named set, or nil.

@@ -93,8 +93,9 @@ func mustDump(t testing.TB, d *Driver) string {
 // form runs the package's tests on a flat-cost form of every compiled
 // ruleset: "split" (policy.SplitFamilies), "split+merge" (then
 // policy.MergeRules), "share" (policy.ShareEndpointChains) or
-// "split+share": go test ./internal/agent/policy/nft -args -form=split.
-var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split", "split+merge", "share" or "split+share"`)
+// "split+share", or "flat" (policy.Flatten, what the agent programs):
+// go test ./internal/agent/policy/nft -args -form=split.
+var form = flag.String("form", "", `test a flat-cost form of every compiled ruleset: "split", "split+merge", "share", "split+share" or "flat"`)
 
 func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 	t.Helper()
@@ -112,8 +113,10 @@ func mustCompile(t testing.TB, s *policy.State) *policy.Ruleset {
 		rs = policy.ShareEndpointChains(rs)
 	case "split+share":
 		rs = policy.ShareEndpointChains(policy.SplitFamilies(rs))
+	case "flat":
+		rs = policy.Flatten(rs)
 	default:
-		t.Fatalf("-form: %q is not split, split+merge, share or split+share", *form)
+		t.Fatalf("-form: %q is not split, split+merge, share, split+share or flat", *form)
 	}
 	return rs
 }
