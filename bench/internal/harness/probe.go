@@ -3,15 +3,18 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
+	"github.com/tabbynet/tabby/internal/lab"
 	"github.com/tabbynet/tabby/internal/netns"
 )
 
@@ -19,10 +22,13 @@ import (
 // entering it and without exec'ing a CLI (cheap enough to poll every few
 // milliseconds across 20 hosts).
 type Probe struct {
-	NS  string
-	f   *os.File
-	nft *nftables.Conn
-	nl  *netlink.Handle
+	NS string
+	// AgentHTTP is the address of the agent's HTTP API in NS (for
+	// Policies); set by whoever started the agent.
+	AgentHTTP string
+	f         *os.File
+	nft       *nftables.Conn
+	nl        *netlink.Handle
 }
 
 // NewProbe opens namespace ns (by name) and registers the close.
@@ -48,25 +54,34 @@ func (j *Janitor) NewProbe(ns string) (*Probe, error) {
 
 var tabbyTable = &nftables.Table{Name: "tabby", Family: nftables.TableFamilyINet}
 
-// HasChain reports whether table inet tabby has the chain.
-func (p *Probe) HasChain(name string) bool {
-	c, err := p.nft.ListChain(tabbyTable, name)
-	return err == nil && c != nil
-}
+// Policies returns how many policies and profiles the agent in NS has in
+// its programmed table (its tabby_agent_policy_table{what="policies"}
+// gauge). The flat table inlines policies, so chains do not tell.
+func (p *Probe) Policies() (int, error) { return p.tableGauge("policies") }
 
-// CountChains counts the chains of inet tabby whose name has prefix.
-func (p *Probe) CountChains(prefix string) (int, error) {
-	cs, err := p.nft.ListChainsOfTableFamily(nftables.TableFamilyINet)
+// Rules returns the number of rules in the agent's programmed table.
+func (p *Probe) Rules() (int, error) { return p.tableGauge("rules") }
+
+func (p *Probe) tableGauge(what string) (int, error) {
+	if p.AgentHTTP == "" {
+		return 0, fmt.Errorf("probe %s: no agent HTTP address", p.NS)
+	}
+	resp, err := lab.HTTPClientIn(p.NS).Get("http://" + p.AgentHTTP + "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, c := range cs {
-		if c.Table != nil && c.Table.Name == "tabby" && strings.HasPrefix(c.Name, prefix) {
-			n++
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, `tabby_agent_policy_table{what="`+what+`"} `); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(n), err
 		}
 	}
-	return n, nil
+	return 0, nil // not synced yet
 }
 
 // SetContaining returns the selector set (s4-…) of inet tabby that holds
@@ -78,7 +93,7 @@ func (p *Probe) SetContaining(addr netip.Addr) (*nftables.Set, error) {
 		return nil, err
 	}
 	for _, s := range sets {
-		if strings.HasPrefix(s.Name, "s4-") && p.SetHas(s, addr) {
+		if isSelectorSet(s.Name) && p.SetHas(s, addr) {
 			return s, nil
 		}
 	}
@@ -100,16 +115,16 @@ func (p *Probe) SetHas(s *nftables.Set, addr netip.Addr) bool {
 	return false
 }
 
-// SetElements counts the elements (interval starts) of the sets whose
-// name has prefix.
-func (p *Probe) SetElements(prefix string) (int, error) {
+// SetElements counts the elements (interval starts) of the IPv4 selector
+// sets (isSelectorSet).
+func (p *Probe) SetElements() (int, error) {
 	sets, err := p.nft.GetSets(tabbyTable)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, s := range sets {
-		if !strings.HasPrefix(s.Name, prefix) {
+		if !isSelectorSet(s.Name) {
 			continue
 		}
 		els, err := p.nft.GetSetElements(s)
@@ -123,6 +138,12 @@ func (p *Probe) SetElements(prefix string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// isSelectorSet: the IPv4 selector sets (s4-…) and the unions the flat
+// table merges some of them into (u4-…).
+func isSelectorSet(name string) bool {
+	return strings.HasPrefix(name, "s4-") || strings.HasPrefix(name, "u4-")
 }
 
 // HasRoute reports whether the main table has a route to exactly dst.

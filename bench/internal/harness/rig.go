@@ -155,6 +155,10 @@ type Host struct {
 	ds     *Datastore
 }
 
+// AgentHTTP is where a rig host's agent serves its HTTP API, inside the
+// host's namespace.
+const AgentHTTP = "127.0.0.1:9099"
+
 // StartHost creates a host namespace and starts an agent in it. The
 // uplink is one end of a veth pair inside the namespace (this kernel has
 // no dummy links), so the host has a source address.
@@ -189,7 +193,7 @@ func StartHost(ctx context.Context, env *Env, ds *Datastore, name, nodeIP string
 // Start starts (or restarts) the agent and waits until it answers.
 func (h *Host) Start(ctx context.Context) error {
 	argv := append([]string{filepath.Join(h.env.Bin, "tabby"), "agent", "--node", h.Name, "--datastore", h.ds.URL,
-		"--socket", h.Socket, "--node-ip", h.NodeIP.String(), "--mtu", "1500", "--http-listen", "127.0.0.1:9099",
+		"--socket", h.Socket, "--node-ip", h.NodeIP.String(), "--mtu", "1500", "--http-listen", AgentHTTP,
 		"--log-level", "info", "--gc-interval", "1h"}, h.Args...)
 	_ = os.Remove(h.Socket)
 	p, err := h.env.J.StartProc("agent "+h.Name, h.NS, argv, filepath.Join(h.dir, "agent.log"))

@@ -2,9 +2,7 @@ package suite
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tabbynet/tabby/bench/internal/harness"
@@ -15,14 +13,13 @@ import (
 // 1,000 policies × 10 rules, selecting endpoints by label, with the
 // 10,000 "ghost" endpoints feeding their selector sets.
 const (
-	scalePolicies     = 1000
-	rulesPerPolicy    = 10
-	scaleEndpoints    = 10000
-	scaleNamespace    = "default"
-	ghostNode         = "ghost"
-	benchAllowPolicy  = "zz-allow-bench"
-	benchAllowOrder   = 5000
-	policyChainPrefix = "pi-"
+	scalePolicies    = 1000
+	rulesPerPolicy   = 10
+	scaleEndpoints   = 10000
+	scaleNamespace   = "default"
+	ghostNode        = "ghost"
+	benchAllowPolicy = "zz-allow-bench"
+	benchAllowOrder  = 5000
 )
 
 var appLabels = []string{"web", "db", "cache", "api"}
@@ -78,65 +75,42 @@ func ghostEndpoints(n int, second byte) []api.Resource {
 	return out
 }
 
-// nftCounts summarises the `inet tabby` table of a namespace: policy
-// chains and the elements of the selector sets.
+// nftCounts summarises a host's programmed policy: the policies and
+// profiles its agent reports in its table, the table's rules, and the
+// elements of the IPv4 selector sets.
 type nftCounts struct {
-	PolicyChains int
-	SetElements  int
-	Rules        int
+	Policies    int
+	SetElements int
+	Rules       int
 }
 
-func countTabbyTable(ctx context.Context, ns string) (nftCounts, error) {
-	out, err := harness.Run(ctx, harness.InNS(ns, "nft", "-j", "list", "table", "inet", "tabby")...)
-	if err != nil {
-		return nftCounts{}, err
-	}
-	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return nftCounts{}, fmt.Errorf("nft -j output: %w", err)
-	}
+func countTabbyTable(ctx context.Context, p *harness.Probe) (nftCounts, error) {
 	var c nftCounts
-	for _, o := range doc.Nftables {
-		if raw, ok := o["chain"]; ok {
-			var ch struct{ Name string }
-			_ = json.Unmarshal(raw, &ch)
-			if strings.HasPrefix(ch.Name, policyChainPrefix) {
-				c.PolicyChains++
-			}
-		}
-		if raw, ok := o["set"]; ok {
-			var s struct {
-				Name string
-				Elem []json.RawMessage
-			}
-			_ = json.Unmarshal(raw, &s)
-			if strings.HasPrefix(s.Name, "s4-") {
-				c.SetElements += len(s.Elem)
-			}
-		}
-		if _, ok := o["rule"]; ok {
-			c.Rules++
-		}
+	var err error
+	if c.Policies, err = p.Policies(); err != nil {
+		return c, err
 	}
-	return c, nil
+	if c.SetElements, err = p.SetElements(); err != nil {
+		return c, err
+	}
+	c.Rules, err = p.Rules()
+	return c, err
 }
 
-// waitProgrammed polls the host's table until it has at least chains
-// policy chains and elems selector-set elements.
-func waitProgrammed(ctx context.Context, ns string, chains, elems int, d time.Duration) (nftCounts, error) {
+// waitProgrammed polls the host until its agent has at least policies
+// policies in its table and its selector sets elems elements.
+func waitProgrammed(ctx context.Context, p *harness.Probe, policies, elems int, d time.Duration) (nftCounts, error) {
 	deadline := time.Now().Add(d)
 	var c nftCounts
 	var err error
 	for {
-		c, err = countTabbyTable(ctx, ns)
-		if err == nil && c.PolicyChains >= chains && c.SetElements >= elems {
+		c, err = countTabbyTable(ctx, p)
+		if err == nil && c.Policies >= policies && c.SetElements >= elems {
 			return c, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return c, fmt.Errorf("policy not programmed after %s: %d policy chains (want %d), %d set elements (want %d), last error %v",
-				d, c.PolicyChains, chains, c.SetElements, elems, err)
+			return c, fmt.Errorf("policy not programmed after %s: %d policies (want %d), %d set elements (want %d), last error %v",
+				d, c.Policies, policies, c.SetElements, elems, err)
 		}
 		time.Sleep(time.Second)
 	}

@@ -168,12 +168,12 @@ func scaleOne(ctx context.Context, env *harness.Env, rec *harness.Recorder, n in
 	if err := createAll(ctx, s.client, rs, 8); err != nil {
 		return err
 	}
-	wantChains := policies + 2 // the scale policies, the allow policy and probe-src
+	want := policies + 2 // the scale policies, the allow policy and probe-src
 	if err := s.waitAll(ctx, harness.Pick(env, 8*time.Minute, time.Minute), func(p *harness.Probe) (bool, error) {
-		c, err := p.CountChains(policyChainPrefix)
-		return c >= wantChains, err
+		c, err := p.Policies()
+		return c >= want, err
 	}); err != nil {
-		return fmt.Errorf("programming %d policies: %w", wantChains, err)
+		return fmt.Errorf("programming %d policies: %w", want, err)
 	}
 	program := time.Since(t0).Seconds()
 	cpuSetup := s.agentCPU()
@@ -258,6 +258,7 @@ func newScaleLab(ctx context.Context, env *harness.Env, n int) (*scaleLab, error
 			if s.probes[ns.Name], err = env.J.NewProbe(ns.Namespace); err != nil {
 				return nil, err
 			}
+			s.probes[ns.Name].AgentHTTP = netip.AddrPortFrom(ns.IP.Addr(), lab.AgentHTTPPort).String()
 		}
 	}
 	if len(s.hosts) != n {
@@ -297,12 +298,16 @@ func runPropagation(ctx context.Context, env *harness.Env, rec *harness.Recorder
 	}); err != nil {
 		return fmt.Errorf("routes between the hosts: %w", err)
 	}
+	before, err := s.policies()
+	if err != nil {
+		return err
+	}
 	if err := createAll(ctx, s.client, []api.Resource{probeSrcPolicy()}, 1); err != nil {
 		return err
 	}
 	if err := s.waitAll(ctx, 2*time.Minute, func(p *harness.Probe) (bool, error) {
-		c, err := p.CountChains(policyChainPrefix)
-		return c >= 1, err
+		c, err := p.Policies()
+		return c > before[p], err
 	}); err != nil {
 		return fmt.Errorf("programming probe-src: %w", err)
 	}
@@ -493,12 +498,12 @@ func (s *scaleLab) resync(ctx context.Context, rec *harness.Recorder, h lab.Node
 	policyDone := time.Duration(-1)
 	_, werr := waitProbes(ctx, []*harness.Probe{p}, t0, harness.Pick(s.env, 3*time.Minute, time.Minute), 5*time.Millisecond, func(p *harness.Probe) (bool, error) {
 		if policyDone < 0 {
-			c, err := p.CountChains(policyChainPrefix)
+			c, err := p.Policies()
 			if err != nil || c < chains {
-				status = fmt.Sprintf("%d of %d policy chains", c, chains)
+				status = fmt.Sprintf("%d of %d policies", c, chains)
 				return false, err
 			}
-			e, err := p.SetElements("s4-")
+			e, err := p.SetElements()
 			if err != nil || e < elems {
 				status = fmt.Sprintf("%d of %d set elements", e, elems)
 				return false, err
@@ -564,16 +569,29 @@ func waitNoListener(ns string, d time.Duration) error {
 	}
 }
 
+// policies reads every host's programmed policy count.
+func (s *scaleLab) policies() (map[*harness.Probe]int, error) {
+	out := map[*harness.Probe]int{}
+	for _, p := range s.probeList() {
+		c, err := p.Policies()
+		if err != nil {
+			return nil, err
+		}
+		out[p] = c
+	}
+	return out, nil
+}
+
 // settled waits until a host's policy chains and set elements read the
 // same twice in a row, half a second apart (the deletes of the last
 // propagation samples may still be on their way), and returns them.
 func settled(ctx context.Context, p *harness.Probe) (chains, elems int, err error) {
 	prevC, prevE := -1, -1
 	for range 60 {
-		if chains, err = p.CountChains(policyChainPrefix); err != nil {
+		if chains, err = p.Policies(); err != nil {
 			return 0, 0, err
 		}
-		if elems, err = p.SetElements("s4-"); err != nil {
+		if elems, err = p.SetElements(); err != nil {
 			return 0, 0, err
 		}
 		if chains == prevC && elems == prevE {
@@ -756,17 +774,30 @@ func (s *scaleLab) policySample(ctx context.Context, name string) (float64, erro
 		Spec: api.NetworkPolicySpec{Order: &order, Selector: "bench == 'scale'", Types: []string{"Ingress"}, Ingress: []api.Rule{{
 			Action: "Allow", Protocol: proto(api.ProtocolTCP), Source: api.EntityRule{Selector: "role == 'probe'"},
 			Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(9)}}}}}}
+	before, err := s.policies()
+	if err != nil {
+		return 0, err
+	}
 	if _, err := s.client.Create(ctx, np); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
-	chain := policyChainPrefix + scaleNamespace + "/" + name
-	ds, err := waitProbes(ctx, s.probeList(), t0, 60*time.Second, 5*time.Millisecond, func(p *harness.Probe) (bool, error) { return p.HasChain(chain), nil })
+	ds, err := waitProbes(ctx, s.probeList(), t0, 60*time.Second, 5*time.Millisecond, func(p *harness.Probe) (bool, error) {
+		c, err := p.Policies()
+		return c > before[p], err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("policy %s: %w", name, err)
 	}
 	if _, err := s.client.Delete(ctx, "NetworkPolicy", scaleNamespace, name, ""); err != nil {
 		return 0, err
+	}
+	// Gone everywhere before the next sample counts again.
+	if _, err := waitProbes(ctx, s.probeList(), time.Now(), 60*time.Second, 20*time.Millisecond, func(p *harness.Probe) (bool, error) {
+		c, err := p.Policies()
+		return err == nil && c <= before[p], err
+	}); err != nil {
+		return 0, fmt.Errorf("policy %s deleted: %w", name, err)
 	}
 	return maxMillis(ds), nil
 }

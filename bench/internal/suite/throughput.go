@@ -95,12 +95,17 @@ func runPolicyThroughput(ctx context.Context, env *harness.Env, rec *harness.Rec
 			if err := ds.CreateAll(ctx, scalePolicySet(scalePolicies, "bench == 'policy'", 5201, 7000), 8); err != nil {
 				return err
 			}
-			c, err := waitProgrammed(ctx, h.NS, scalePolicies+1, scaleEndpoints, harness.Pick(env, 6*time.Minute, 2*time.Minute))
+			probe, err := env.J.NewProbe(h.NS)
 			if err != nil {
 				return err
 			}
-			rec.Note("Tabby's table: %d policy chains, %d rules, %d selector-set elements (programmed %s after the first write).",
-				c.PolicyChains, c.Rules, c.SetElements, time.Since(t0).Round(time.Second))
+			probe.AgentHTTP = harness.AgentHTTP
+			c, err := waitProgrammed(ctx, probe, scalePolicies+1, scaleEndpoints, harness.Pick(env, 6*time.Minute, 2*time.Minute))
+			if err != nil {
+				return err
+			}
+			rec.Note("Tabby's table: %d policies, %d rules, %d selector-set elements (programmed %s after the first write).",
+				c.Policies, c.Rules, c.SetElements, time.Since(t0).Round(time.Second))
 		}
 	}
 	for _, p := range []pair{pairs["veth"], pairs[report.Tabby], pairs["open"]} {
