@@ -37,7 +37,56 @@ func Flatten(rs *Ruleset) *Ruleset {
 	out = MergeRules(out)
 	out = DispatchPorts(out)
 	out = ShareEndpointChains(out)
+	out = TrimNAT(out)
 	return Prune(out)
+}
+
+// TrimNAT drops the NAT base chains nothing needs: the port-mapping
+// chains (nat-prerouting, nat-output) while no local endpoint maps a host
+// port, and each natOutgoing rule of nat-postrouting whose pool set is
+// empty (the chain with its last rule). A NAT hook with no chain costs a
+// new connection nothing; an empty one still makes the kernel run it. The
+// verdicts are the same: those chains only ever accept. rs is not
+// modified.
+func TrimNAT(rs *Ruleset) *Ruleset {
+	out := &Ruleset{Sets: rs.Sets, Maps: rs.Maps, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	hostPorts := rs.Map(MapHostPorts)
+	for _, c := range rs.Chains {
+		switch {
+		case c.Hook == nil || c.Hook.Type != TypeNAT:
+			out.Chains = append(out.Chains, c)
+		case c.Name == "nat-postrouting":
+			var rules []Rule
+			for _, r := range c.Rules {
+				if !readsEmptySet(rs, r) {
+					rules = append(rules, r)
+				}
+			}
+			if len(rules) > 0 {
+				out.Chains = append(out.Chains, &Chain{Name: c.Name, Hook: c.Hook, Rules: rules})
+			}
+		case c.Name == "nat-prerouting" || c.Name == "nat-output":
+			if hostPorts != nil && len(hostPorts.Elements) > 0 {
+				out.Chains = append(out.Chains, c)
+			}
+		default:
+			out.Chains = append(out.Chains, c)
+		}
+	}
+	return out
+}
+
+// readsEmptySet reports whether a rule requires membership of an empty
+// set, so it never matches.
+func readsEmptySet(rs *Ruleset, r Rule) bool {
+	for _, m := range r.Matches {
+		if a, ok := m.(AddrSet); ok && !a.Neg {
+			if s := rs.Set(a.Set); s != nil && len(s.Elements) == 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // acceptReturn is the rule an endpoint chain follows each policy jump with.
