@@ -48,3 +48,20 @@ func BenchmarkCompile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFlatten: the flat-cost transform of the same rulesets (what the
+// agent adds to each compile).
+func BenchmarkFlatten(b *testing.B) {
+	for _, np := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("endpoints=10000/policies=%d", np), func(b *testing.B) {
+			rs, err := policy.Compile(bigState(10000, np))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				policy.Flatten(rs)
+			}
+		})
+	}
+}

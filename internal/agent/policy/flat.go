@@ -32,11 +32,13 @@ import (
 // split, policies inlined, runs merged and dispatched by port, endpoint
 // chains shared, unreachable chains dropped. rs is not modified.
 func Flatten(rs *Ruleset) *Ruleset {
-	out := SplitFamilies(rs)
+	// Sharing first: endpoints with the same policy list share a chain
+	// before its policies are inlined, so each list is inlined, merged and
+	// dispatched once.
+	out := ShareEndpointChains(SplitFamilies(rs))
 	out = InlinePolicies(out)
 	out = MergeRules(out)
 	out = DispatchPorts(out)
-	out = ShareEndpointChains(out)
 	out = TrimNAT(out)
 	return Prune(out)
 }
@@ -107,7 +109,7 @@ func InlinePolicies(rs *Ruleset) *Ruleset {
 	}
 	out := &Ruleset{Sets: rs.Sets, Maps: rs.Maps, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
 	for _, c := range rs.Chains {
-		if c.Hook != nil || !isEndpointChain(c.Name) {
+		if c.Hook != nil || !isEndpointChain(c.Name) && !strings.HasPrefix(c.Name, sharedChainPrefix) {
 			out.Chains = append(out.Chains, c)
 			continue
 		}
@@ -180,7 +182,7 @@ const dispatchSpan = 16
 // other rules of the run stay, after the lookup: inside a run the order
 // does not matter. rs is not modified.
 func DispatchPorts(rs *Ruleset) *Ruleset {
-	d := &dispatcher{merger: merger{sets: map[string]*Set{}}, chains: map[string]*Chain{}}
+	d := &dispatcher{merger: merger{sets: map[string]*Set{}}, chains: map[string]*Chain{}, named: map[any]string{}}
 	for _, s := range rs.Sets {
 		d.sets[s.Name] = s
 	}
@@ -208,6 +210,7 @@ func DispatchPorts(rs *Ruleset) *Ruleset {
 type dispatcher struct {
 	merger
 	chains map[string]*Chain // port chains by name
+	named  map[any]string    // a one-rule body's keyOf → its chain's name
 	maps   []*Map
 }
 
@@ -312,7 +315,10 @@ func (d *dispatcher) run(chain string, run []Rule) []Rule {
 	m := &Map{Type: MapProtoPort}
 	var body strings.Builder
 	for k, rules := range byPort {
-		target := d.portChain(d.mergeOn(rules, addrSlot, d.unionAddrs), suffix)
+		if len(rules) > 1 {
+			rules = d.mergeOn(rules, addrSlot, d.unionAddrs)
+		}
+		target := d.portChain(rules, suffix)
 		m.Elements = append(m.Elements, MapElement{Key: Element{Proto: k.proto, Port: k.port}, Verdict: Verdict{Kind: Jump, Chain: target}})
 	}
 	slices.SortFunc(m.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
@@ -355,6 +361,13 @@ func endsDispatchable(r Rule) bool {
 // portChain returns the name of the shared chain holding rules, creating
 // it on first use; its name is its content's.
 func (d *dispatcher) portChain(rules []Rule, suffix string) string {
+	var key any
+	if len(rules) == 1 {
+		key = [2]any{keyOf(rules[0]), suffix}
+		if name, ok := d.named[key]; ok {
+			return name
+		}
+	}
 	var body strings.Builder
 	for _, r := range rules {
 		body.WriteString(r.String())
@@ -363,6 +376,9 @@ func (d *dispatcher) portChain(rules []Rule, suffix string) string {
 	name := "pc-" + shortHash(body.String()) + suffix
 	if d.chains[name] == nil {
 		d.chains[name] = &Chain{Name: name, Rules: rules}
+	}
+	if key != nil {
+		d.named[key] = name
 	}
 	return name
 }

@@ -147,9 +147,9 @@ func familyOfAddr(a netip.Addr) int {
 // match and replaces each group of two or more with one rule whose slot
 // matches the union (built by union), at the place of its first member.
 func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match) (Match, bool)) []Rule {
-	keys := make([]string, len(run))
+	keys := make([]any, len(run)) // nil: the rule has no slot
 	slots := make([]int, len(run))
-	groups := map[string][]int{} // key → members, in order
+	groups := map[any][]int{} // key → members, in order
 	for i, r := range run {
 		idx, kind := sl(r.Matches)
 		slots[i] = idx
@@ -157,10 +157,10 @@ func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match
 			continue
 		}
 		rest := slices.Delete(slices.Clone(r.Matches), idx, idx+1)
-		keys[i] = kind + "|" + itoa(idx) + "|" + Rule{Matches: rest}.String()
+		keys[i] = slotKey{kind: kind, idx: idx, rest: keyOf(Rule{Matches: rest})}
 		groups[keys[i]] = append(groups[keys[i]], i)
 	}
-	unions := map[string]Match{} // key → the union of its group, when it pays
+	unions := map[any]Match{} // key → the union of its group, when it pays
 	for k, g := range groups {
 		if len(g) < 2 {
 			continue
@@ -178,7 +178,7 @@ func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match
 	for i, r := range run {
 		u, merged := unions[keys[i]]
 		switch {
-		case keys[i] == "" || !merged:
+		case keys[i] == nil || !merged:
 			out = append(out, r)
 		case groups[keys[i]][0] == i:
 			ms := slices.Clone(r.Matches)
@@ -187,6 +187,34 @@ func (m *merger) mergeOn(run []Rule, sl slot, union func(kind string, ms []Match
 		}
 	}
 	return out
+}
+
+// slotKey groups the rules of a run that are equal but for one slot.
+type slotKey struct {
+	kind string
+	idx  int
+	rest any // keyOf the rule without the slot's match
+}
+
+// smallRule is a rule of few matches and statements as a comparable
+// value: the map key of a rule without rendering it.
+type smallRule struct {
+	n, ns   int
+	matches [8]Match
+	stmts   [4]Stmt
+	verdict Verdict
+}
+
+// keyOf returns a comparable value equal for equal rules: a smallRule, or
+// the rule's text when it has more matches or statements than one holds.
+func keyOf(r Rule) any {
+	if len(r.Matches) > 8 || len(r.Stmts) > 4 {
+		return r.String()
+	}
+	k := smallRule{n: len(r.Matches), ns: len(r.Stmts), verdict: r.Verdict}
+	copy(k.matches[:], r.Matches)
+	copy(k.stmts[:], r.Stmts)
+	return k
 }
 
 // unionPorts merges port matches into one Port or a port set. Rules that

@@ -32,7 +32,7 @@ func ShareEndpointChains(rs *Ruleset) *Ruleset {
 			body.WriteString(r.String())
 			body.WriteByte('\n')
 		}
-		name := "ep-" + shortHash(body.String())
+		name := sharedChainPrefix + shortHash(body.String())
 		if strings.HasSuffix(c.Name, ":4") || strings.HasSuffix(c.Name, ":6") {
 			name += c.Name[len(c.Name)-2:]
 		}
@@ -73,6 +73,9 @@ func ShareEndpointChains(rs *Ruleset) *Ruleset {
 	slices.SortFunc(out.Chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
+
+// sharedChainPrefix names the endpoint chains ShareEndpointChains shares.
+const sharedChainPrefix = "ep-"
 
 func isEndpointChain(name string) bool {
 	for _, p := range endpointChainPrefixes {
