@@ -16,12 +16,12 @@ import (
 //     a verdict, so the rules of all of an endpoint's policies form runs
 //     that MergeRules and DispatchPorts work across, not one policy at a
 //     time.
-//   - DispatchPorts turns the rules of a run that each admit one protocol
-//     and a few destination ports into one lookup in a verdict map keyed by
-//     (protocol, port), whose elements jump to a small chain holding the
-//     rules of that port (their peers merged into one set where they can
-//     be): a new connection walks a few rules whatever the number of
-//     policies. Chains of equal bodies are shared (named after their
+//   - DispatchPorts turns a sequence of rules that each admit one protocol
+//     and a few destination ports (allows, denies and logs) into one lookup
+//     in a verdict map keyed by (protocol, port), whose elements jump to a
+//     small chain holding the rules of that port in order (their peers
+//     merged into one set where they can be): a new connection walks a few
+//     rules whatever the number of policies. Chains of equal bodies are shared (named after their
 //     content), so a port admitted from the same peers by many policies
 //     costs one chain.
 //   - Prune drops the chains nothing reaches any more.
@@ -171,16 +171,18 @@ const dispatchMin = 4
 // the map holds one element per port.
 const dispatchSpan = 16
 
-// DispatchPorts rewrites every run (see MergeRules) of a non-base chain
-// that holds at least dispatchMin rules admitting one protocol and a
-// destination port range of at most dispatchSpan ports: those rules leave
-// the chain; in their place, one rule per protocol looks (protocol, port)
-// up in a verdict map whose elements jump to a chain holding the rules of
-// that port, without their protocol and port matches and with their peers
-// merged. A run that allows is followed by the accept test, so a port
-// chain's allow returns from the chain as the rule it came from did. The
-// other rules of the run stay, after the lookup: inside a run the order
-// does not matter. rs is not modified.
+// DispatchPorts rewrites every non-base chain: inside each run (see
+// MergeRules) the rules that admit one protocol and a destination port
+// range of at most dispatchSpan ports are moved first (order does not
+// matter in a run), and every sequence of at least dispatchMin such rules
+// — allows, denies and logs alike, across runs — leaves the chain. In its
+// place one rule per protocol looks (protocol, port) up in a verdict map
+// whose elements jump to a chain holding the sequence's rules of that port,
+// in order, without their protocol and port matches and with their runs
+// merged; a sequence that can allow is followed by the accept test, so a
+// port chain's allow returns from the chain as the rule it came from did.
+// A packet can only match the rules of its own port, so the port chain
+// decides it as the sequence did. rs is not modified.
 func DispatchPorts(rs *Ruleset) *Ruleset {
 	d := &dispatcher{merger: merger{sets: map[string]*Set{}}, chains: map[string]*Chain{}, named: map[any]string{}}
 	for _, s := range rs.Sets {
@@ -215,7 +217,30 @@ type dispatcher struct {
 }
 
 func (d *dispatcher) chain(name string, rules []Rule) []Rule {
+	rules = hoistDispatchable(rules)
 	var out []Rule
+	for i := 0; i < len(rules); {
+		if !inSequence(rules[i]) {
+			out = append(out, rules[i])
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(rules) && inSequence(rules[j]) {
+			j++
+		}
+		out = append(out, d.sequence(name, rules[i:j])...)
+		i = j
+	}
+	return out
+}
+
+// hoistDispatchable moves, inside every run (consecutive mergeable rules
+// that end alike, where order does not matter), the dispatchable rules
+// before the others, so that runs of different ends join into longer
+// sequences of dispatchable rules.
+func hoistDispatchable(rules []Rule) []Rule {
+	out := make([]Rule, 0, len(rules))
 	for i := 0; i < len(rules); {
 		if !mergeable(rules[i]) {
 			out = append(out, rules[i])
@@ -226,10 +251,44 @@ func (d *dispatcher) chain(name string, rules []Rule) []Rule {
 		for j < len(rules) && mergeable(rules[j]) && sameEnd(rules[i], rules[j]) {
 			j++
 		}
-		out = append(out, d.run(name, rules[i:j])...)
+		var rest []Rule
+		for _, r := range rules[i:j] {
+			if _, ok := dispatchable(r); ok {
+				out = append(out, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		out = append(out, rest...)
 		i = j
 	}
 	return out
+}
+
+// inSequence reports whether a rule can leave its chain for a port chain:
+// it is dispatchable and ends in a way a port chain can end for it — a
+// drop or accept (final there too), an allowing return (the accept test
+// follows the lookup), or no verdict with only log statements (evaluation
+// goes on with the port's later rules, then after the lookup, where no
+// other rule of the sequence can match the packet's port).
+func inSequence(r Rule) bool {
+	if _, ok := dispatchable(r); !ok {
+		return false
+	}
+	switch r.Verdict.Kind {
+	case Drop, Accept:
+		return true
+	case Return:
+		return mergeable(r) && endsDispatchable(r)
+	case Continue:
+		for _, s := range r.Stmts {
+			if _, ok := s.(Log); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // portRule is a dispatchable rule: its protocol, port range, and the rule
@@ -282,27 +341,26 @@ func dispatchable(r Rule) (portRule, bool) {
 
 func protoHasPorts(p uint8) bool { return p == 6 || p == 17 || p == 132 || p == 136 }
 
-func (d *dispatcher) run(chain string, run []Rule) []Rule {
-	var ports []portRule
-	var stay []Rule
-	for _, r := range run {
-		if p, ok := dispatchable(r); ok {
-			ports = append(ports, p)
-		} else {
-			stay = append(stay, r)
-		}
+// sequence replaces a sequence of inSequence rules, when it holds at
+// least dispatchMin, by the lookup of (protocol, destination port) in a
+// verdict map whose elements jump to a chain holding, in order, the rules
+// of that port (without their protocol and port matches, runs merged): a
+// packet can only match rules of its own port, so walking those alone
+// decides it as walking the whole sequence did.
+func (d *dispatcher) sequence(chain string, seq []Rule) []Rule {
+	if len(seq) < dispatchMin {
+		return seq
 	}
-	if len(ports) < dispatchMin || !endsDispatchable(run[0]) {
-		return run
-	}
-	// (protocol, port) → the rules admitting it, in run order.
 	type key struct {
 		proto uint8
 		port  uint16
 	}
 	byPort := map[key][]Rule{}
 	var protos []uint8
-	for _, p := range ports {
+	allows := false
+	for _, r := range seq {
+		p, _ := dispatchable(r)
+		allows = allows || r.Verdict.Kind == Return
 		if !slices.Contains(protos, p.proto) {
 			protos = append(protos, p.proto)
 		}
@@ -316,7 +374,7 @@ func (d *dispatcher) run(chain string, run []Rule) []Rule {
 	var body strings.Builder
 	for k, rules := range byPort {
 		if len(rules) > 1 {
-			rules = d.mergeOn(rules, addrSlot, d.unionAddrs)
+			rules = d.merger.chain(rules)
 		}
 		target := d.portChain(rules, suffix)
 		m.Elements = append(m.Elements, MapElement{Key: Element{Proto: k.proto, Port: k.port}, Verdict: Verdict{Kind: Jump, Chain: target}})
@@ -335,10 +393,10 @@ func (d *dispatcher) run(chain string, run []Rule) []Rule {
 	for _, p := range protos {
 		out = append(out, Rule{Matches: []Match{L4Proto{Proto: p}}, Verdict: Verdict{Kind: VMap, Map: m.Name, Key: KeyProtoDport}})
 	}
-	if run[0].Verdict.Kind == Return {
+	if allows {
 		out = append(out, acceptReturn)
 	}
-	return append(out, stay...)
+	return out
 }
 
 // endsDispatchable reports whether a run ending like r can leave its

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 	. "github.com/tabbynet/tabby/internal/agent/policy/policytest"
+	"github.com/tabbynet/tabby/internal/api"
 )
 
 // TestFlattenEquivalent: on random states (with dense policies, whose
@@ -124,4 +125,82 @@ func lastWebPort(policies int) uint16 {
 		}
 	}
 	return 0
+}
+
+// TestFlattenRealistic: a server selected by 13 of 1,000 policies whose
+// rules alternate allows and denies (each to its own port), the client's
+// allow in the seventh of them: the flat form walks a handful of rules,
+// the reference every rule of the six policies before it.
+func TestFlattenRealistic(t *testing.T) {
+	s := bigState(100, 0)
+	s.Policies = realisticPolicies(1000, 80)
+	for _, w := range s.Endpoints {
+		if w.Spec.InterfaceName == IfDB {
+			w.Labels["t07"] = ""
+		}
+	}
+	ref, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := policy.Flatten(ref)
+	if err := Check(flat); err != nil {
+		t.Fatal(err)
+	}
+	// From ep-0 (app web) to db (10.65.0.3), which carries tag t07.
+	for _, tc := range []struct {
+		port   uint16
+		accept bool
+	}{{7000, true}, {10003, false}, {9, false}} {
+		p := Packet{Hook: policy.HookForward, Family: 4, IIf: "eth0", OIf: IfDB, Src: mustAddr("10.80.0.0"), Dst: mustAddr("10.65.0.3"), Proto: 6, SPort: 40000, DPort: tc.port}
+		want, err := Walk(ref, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Walk(flat, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Accept != want.Accept || got.Accept != tc.accept {
+			t.Fatalf("port %d: flat accept=%v, reference %v, want %v", tc.port, got.Accept, want.Accept, tc.accept)
+		}
+		t.Logf("port %d: reference walks %d rules, flat %d", tc.port, want.Evaluated, got.Evaluated)
+		if got.Evaluated > 16 {
+			t.Errorf("port %d: the flat form walks %d rules; want a handful (the reference: %d)", tc.port, got.Evaluated, want.Evaluated)
+		}
+	}
+}
+
+// realisticPolicies: n policies, policy i selecting has(t<i%tags>) in
+// order i; rule j of each denies 192.0.2.0/24 (j%3 == 0) or allows an app
+// to a port of its own; the policy in the middle of db's (tag t07) also
+// allows app web to port 7000.
+func realisticPolicies(n, tags int) []*api.NetworkPolicy {
+	var out []*api.NetworkPolicy
+	var mine []int
+	for i := range n {
+		if i%tags == 7 {
+			mine = append(mine, i)
+		}
+	}
+	middle := mine[len(mine)/2]
+	for i := range n {
+		var rules []api.Rule
+		for j := range 10 {
+			r := api.Rule{Action: "Allow", Protocol: Proto("TCP"),
+				Source:      api.EntityRule{Selector: fmt.Sprintf("app == '%s'", []string{"web", "db", "cache", "api"}[(i+j)%4])},
+				Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(uint16(10000 + 10*(i%100) + j))}}}
+			if j%3 == 0 {
+				r = api.Rule{Action: "Deny", Protocol: Proto("TCP"), Source: api.EntityRule{Nets: []string{"192.0.2.0/24"}},
+					Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(uint16(10000 + j))}}}
+			}
+			rules = append(rules, r)
+			if i == middle && j == 5 {
+				rules = append(rules, api.Rule{Action: "Allow", Protocol: Proto("TCP"), Source: api.EntityRule{Selector: "app == 'web'"},
+					Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(7000)}}})
+			}
+		}
+		out = append(out, NP("default", fmt.Sprintf("r-%04d", i), float64(i), fmt.Sprintf("has(t%02d)", i%tags), rules, nil))
+	}
+	return out
 }
