@@ -69,14 +69,14 @@ func checkSystemsAndMetrics(t *testing.T, systems []report.System, metrics []rep
 	}
 }
 
-// The caps of the quick mode add up to at most 10 minutes (a typical quick
-// run takes under 3; each cap only stops a runaway benchmark).
+// The caps of the quick mode add up to at most 12 minutes (a typical quick
+// run takes under 4; each cap only stops a runaway benchmark).
 func TestQuickBudgetsAreBounded(t *testing.T) {
 	var sum float64
 	for _, b := range All() {
 		sum += b.QuickBudget.Seconds()
 	}
-	if sum > 10*60 {
+	if sum > 12*60 {
 		t.Errorf("quick budgets add up to %.0f s", sum)
 	}
 }
@@ -176,5 +176,31 @@ func TestDNSPerfParsing(t *testing.T) {
 	}
 	if m := lostRe.FindSubmatch(out); m == nil || string(m[1]) != "4" {
 		t.Errorf("lost match = %q", m)
+	}
+}
+
+func TestRealisticPoliciesAreValid(t *testing.T) {
+	ps, selecting := realisticPolicySet(1000)
+	if len(ps) != 1000 || selecting < 5 || selecting > 20 {
+		t.Fatalf("%d policies, %d selecting the server: want 1,000 and 5-20", len(ps), selecting)
+	}
+	clientAllows := 0
+	for _, p := range ps {
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := fmt.Sprintf(`{"apiVersion":"tabby.dev/v1","kind":"NetworkPolicy",%s`, strings.TrimPrefix(string(b), "{"))
+		if _, err := api.Decode([]byte(doc)); err != nil {
+			t.Fatalf("policy %s does not validate: %v", p.GetObjectMeta().Name, err)
+		}
+		for _, r := range p.(*api.NetworkPolicy).Spec.Ingress {
+			if r.Source.Selector == "role == 'client'" {
+				clientAllows++
+			}
+		}
+	}
+	if clientAllows != 1 {
+		t.Errorf("%d rules allow the client, want 1", clientAllows)
 	}
 }
