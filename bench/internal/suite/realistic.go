@@ -3,10 +3,7 @@ package suite
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
-
-	"github.com/containernetworking/cni/libcni"
 
 	"github.com/tabbynet/tabby/bench/internal/harness"
 	"github.com/tabbynet/tabby/bench/internal/report"
@@ -51,22 +48,10 @@ const (
 )
 
 func runPolicyRealistic(ctx context.Context, env *harness.Env, rec *harness.Recorder) error {
-	routed, err := harness.NewRouted(env)
+	routed, ds, cni, err := policyRig(ctx, env)
 	if err != nil {
 		return err
 	}
-	ds, err := harness.StartDatastore(ctx, env)
-	if err != nil {
-		return err
-	}
-	if err := ds.Apply(ctx, harness.Pool("bench", "10.90.0.0/16", 26, "")); err != nil {
-		return err
-	}
-	cniDir, err := harness.CNIDir(env)
-	if err != nil {
-		return err
-	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{cniDir}, filepath.Join(env.Tmp, "cni-cache"), nil)
 	pairs := map[string]pair{"veth": {routed.C1, routed.C2, routed.IP2}, "floor": {routed.C1, routed.C2, routed.IP2}}
 	for i, sys := range []string{report.Tabby, "open"} {
 		h, err := harness.StartHost(ctx, env, ds, "real"+sys, fmt.Sprintf("10.200.0.%d/24", i+1), "--disable-routing")

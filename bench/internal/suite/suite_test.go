@@ -87,14 +87,7 @@ func TestScalePoliciesAreValid(t *testing.T) {
 		t.Fatalf("got %d policies, want 3 + the allow policy", len(ps))
 	}
 	for _, p := range ps {
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc := fmt.Sprintf(`{"apiVersion":"tabby.dev/v1","kind":"NetworkPolicy",%s`, strings.TrimPrefix(string(b), "{"))
-		if _, err := api.Decode([]byte(doc)); err != nil {
-			t.Errorf("policy %s does not validate: %v", p.GetObjectMeta().Name, err)
-		}
+		mustValidate(t, p)
 	}
 	np := ps[0].(*api.NetworkPolicy)
 	if got := len(np.Spec.Ingress); got != rulesPerPolicy {
@@ -186,14 +179,7 @@ func TestRealisticPoliciesAreValid(t *testing.T) {
 	}
 	clientAllows := 0
 	for _, p := range ps {
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc := fmt.Sprintf(`{"apiVersion":"tabby.dev/v1","kind":"NetworkPolicy",%s`, strings.TrimPrefix(string(b), "{"))
-		if _, err := api.Decode([]byte(doc)); err != nil {
-			t.Fatalf("policy %s does not validate: %v", p.GetObjectMeta().Name, err)
-		}
+		mustValidate(t, p)
 		for _, r := range p.(*api.NetworkPolicy).Spec.Ingress {
 			if r.Source.Selector == "role == 'client'" {
 				clientAllows++
@@ -202,5 +188,18 @@ func TestRealisticPoliciesAreValid(t *testing.T) {
 	}
 	if clientAllows != 1 {
 		t.Errorf("%d rules allow the client, want 1", clientAllows)
+	}
+}
+
+// mustValidate checks a NetworkPolicy the way the datastore would take it.
+func mustValidate(t *testing.T, p api.Resource) {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(`{"apiVersion":"tabby.dev/v1","kind":"NetworkPolicy",%s`, strings.TrimPrefix(string(b), "{"))
+	if _, err := api.Decode([]byte(doc)); err != nil {
+		t.Errorf("policy %s does not validate: %v", p.GetObjectMeta().Name, err)
 	}
 }

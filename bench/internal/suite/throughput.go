@@ -51,23 +51,32 @@ type pair struct {
 	client, server, serverIP string
 }
 
-func runPolicyThroughput(ctx context.Context, env *harness.Env, rec *harness.Recorder) error {
+// policyRig is what the policy benchmarks share: the hand-built routed
+// veth path, a datastore with the bench pool, and a CNI client.
+func policyRig(ctx context.Context, env *harness.Env) (*harness.Routed, *harness.Datastore, *libcni.CNIConfig, error) {
 	routed, err := harness.NewRouted(env)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	ds, err := harness.StartDatastore(ctx, env)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	if err := ds.Apply(ctx, harness.Pool("bench", "10.90.0.0/16", 26, "")); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	cniDir, err := harness.CNIDir(env)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	return routed, ds, libcni.NewCNIConfigWithCacheDir([]string{cniDir}, filepath.Join(env.Tmp, "cni-cache"), nil), nil
+}
+
+func runPolicyThroughput(ctx context.Context, env *harness.Env, rec *harness.Recorder) error {
+	routed, ds, cni, err := policyRig(ctx, env)
+	if err != nil {
 		return err
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{cniDir}, filepath.Join(env.Tmp, "cni-cache"), nil)
 	pairs := map[string]pair{"veth": {routed.C1, routed.C2, routed.IP2}, "ipt": {routed.C1, routed.C2, routed.IP2}, "iptnoct": {routed.C1, routed.C2, routed.IP2}}
 	for i, sys := range []string{report.Tabby, "open"} {
 		h, err := harness.StartHost(ctx, env, ds, "bench"+sys, fmt.Sprintf("10.200.0.%d/24", i+1), "--disable-routing")

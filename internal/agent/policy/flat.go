@@ -241,27 +241,17 @@ func (d *dispatcher) chain(name string, rules []Rule) []Rule {
 // sequences of dispatchable rules.
 func hoistDispatchable(rules []Rule) []Rule {
 	out := make([]Rule, 0, len(rules))
-	for i := 0; i < len(rules); {
-		if !mergeable(rules[i]) {
-			out = append(out, rules[i])
-			i++
-			continue
-		}
-		j := i + 1
-		for j < len(rules) && mergeable(rules[j]) && sameEnd(rules[i], rules[j]) {
-			j++
-		}
+	eachRun(rules, func(seq []Rule, run bool) {
 		var rest []Rule
-		for _, r := range rules[i:j] {
-			if _, ok := dispatchable(r); ok {
+		for _, r := range seq {
+			if _, ok := dispatchable(r); ok || !run {
 				out = append(out, r)
 			} else {
 				rest = append(rest, r)
 			}
 		}
 		out = append(out, rest...)
-		i = j
-	}
+	})
 	return out
 }
 

@@ -68,9 +68,23 @@ func sameEnd(a, b Rule) bool {
 
 func (m *merger) chain(rules []Rule) []Rule {
 	var out []Rule
+	eachRun(rules, func(seq []Rule, run bool) {
+		if run {
+			seq = m.mergeOn(seq, portSlot, m.unionPorts)
+			seq = m.mergeOn(seq, addrSlot, m.unionAddrs)
+		}
+		out = append(out, seq...)
+	})
+	return out
+}
+
+// eachRun cuts rules into runs — consecutive mergeable rules that end
+// alike — and calls f with each run (run true) and with each other rule on
+// its own (run false), in order.
+func eachRun(rules []Rule, f func(seq []Rule, run bool)) {
 	for i := 0; i < len(rules); {
 		if !mergeable(rules[i]) {
-			out = append(out, rules[i])
+			f(rules[i:i+1], false)
 			i++
 			continue
 		}
@@ -78,12 +92,9 @@ func (m *merger) chain(rules []Rule) []Rule {
 		for j < len(rules) && mergeable(rules[j]) && sameEnd(rules[i], rules[j]) {
 			j++
 		}
-		run := m.mergeOn(rules[i:j], portSlot, m.unionPorts)
-		run = m.mergeOn(run, addrSlot, m.unionAddrs)
-		out = append(out, run...)
+		f(rules[i:j], true)
 		i = j
 	}
-	return out
 }
 
 // A slot finds the one match of a rule that merging may vary, and says
