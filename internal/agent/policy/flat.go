@@ -373,7 +373,7 @@ func (d *dispatcher) sequence(chain string, seq []Rule) []Rule {
 	for _, e := range m.Elements {
 		fmt.Fprintf(&body, "%d/%d>%s,", e.Key.Proto, e.Key.Port, e.Verdict.Chain)
 	}
-	m.Name = "pd-" + shortHash(body.String()) + strings.TrimPrefix(suffix, ":")
+	m.Name = "pd-" + shortHash(body.String()) + strings.TrimPrefix(suffix, "_")
 	m.Comment = truncateComment(fmt.Sprintf("ports of %s: %d elements", chain, len(m.Elements)))
 	if !slices.ContainsFunc(d.maps, func(o *Map) bool { return o.Name == m.Name }) {
 		d.maps = append(d.maps, m)
@@ -431,9 +431,9 @@ func (d *dispatcher) portChain(rules []Rule, suffix string) string {
 	return name
 }
 
-// familySuffix is the ":4" or ":6" of a per-family chain, or "".
+// familySuffix is the "_4" or "_6" of a per-family chain, or "".
 func familySuffix(chain string) string {
-	if strings.HasSuffix(chain, ":4") || strings.HasSuffix(chain, ":6") {
+	if ChainFamily(chain) != 0 {
 		return chain[len(chain)-2:]
 	}
 	return ""

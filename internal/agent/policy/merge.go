@@ -299,7 +299,12 @@ func (m *merger) unionAddrs(_ string, ms []Match) (Match, bool) {
 	return AddrSet{Family: family, Dir: dir, Set: name}, true
 }
 
+// truncateComment makes s a set or map comment: at most 250 bytes, and
+// no double quote (nft prints comments in double quotes without escaping
+// them, so a selector's "x" in a comment made `nft list` print a table
+// that `nft -f` cannot read back).
 func truncateComment(s string) string {
+	s = strings.ReplaceAll(s, `"`, "'")
 	if len(s) > 250 {
 		return s[:247] + "..."
 	}

@@ -35,10 +35,7 @@ func (c *compiler) addSet(name string, t SetType, comment string, elems func() [
 	if _, ok := c.sets[name]; ok {
 		return name
 	}
-	if len(comment) > 250 {
-		comment = comment[:247] + "..."
-	}
-	c.sets[name] = &Set{Name: name, Type: t, Comment: comment, Elements: elems()}
+	c.sets[name] = &Set{Name: name, Type: t, Comment: truncateComment(comment), Elements: elems()}
 	return name
 }
 

@@ -33,8 +33,8 @@ func ShareEndpointChains(rs *Ruleset) *Ruleset {
 			body.WriteByte('\n')
 		}
 		name := sharedChainPrefix + shortHash(body.String())
-		if strings.HasSuffix(c.Name, ":4") || strings.HasSuffix(c.Name, ":6") {
-			name += c.Name[len(c.Name)-2:]
+		if f := ChainFamily(c.Name); f != 0 {
+			name = FamilyChain(name, f)
 		}
 		rename[c.Name] = name
 		if shared[name] == nil {

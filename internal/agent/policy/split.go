@@ -3,6 +3,7 @@ package policy
 import (
 	"cmp"
 	"slices"
+	"strings"
 )
 
 // The first step of the flat-cost ruleset (issue 15, docs/design/policy.md
@@ -16,13 +17,29 @@ import (
 // endpoint chains: each is split into one map per family.
 var familyDispatchMaps = []string{MapFromWorkload, MapToWorkload, MapFromHost, MapToHost}
 
-// FamilyChain names the IPv4 (family 4) or IPv6 copy of a chain. ':' is
-// in no policy, profile or interface name, so the names cannot collide.
+// FamilyChain names the IPv4 (family 4) or IPv6 copy of a chain: name_4
+// or name_6. Only chains with a policy, profile, endpoint or failsafe
+// prefix are copied, so no copy can take the name of another chain, and
+// '_' is a character nft's parser takes in a chain name without quotes
+// (':' is not: `nft list ruleset` would print a table `nft -f` cannot
+// read back).
 func FamilyChain(name string, family int) string {
 	if family == 4 {
-		return name + ":4"
+		return name + "_4"
 	}
-	return name + ":6"
+	return name + "_6"
+}
+
+// ChainFamily is the family of a per-family chain (FamilyChain: only
+// packets of that family reach it), 0 for the others.
+func ChainFamily(name string) int {
+	switch {
+	case strings.HasSuffix(name, "_4"):
+		return 4
+	case strings.HasSuffix(name, "_6"):
+		return 6
+	}
+	return 0
 }
 
 // FamilyMap names the per-family copy of a dispatch map.
@@ -111,17 +128,24 @@ func familyVerdict(v Verdict, f int, closure map[string]bool) Verdict {
 	return v
 }
 
-// familyRules keeps the rules of a chain that can match family f, without
-// their family test (the chain is only reached by packets of f).
+// familyRules keeps the rules of a chain that can match family f. A rule
+// that reads no address drops its family test (the chain is only reached
+// by packets of f); one that does keeps it: the kernel does not need it,
+// but without it nft shows the address as a raw payload expression that
+// `nft -f` cannot read back, and it costs one compare on the few rules a
+// packet walks.
 func familyRules(rules []Rule, f int, closure map[string]bool) []Rule {
 	var out []Rule
 	for _, r := range rules {
 		other := false
+		keep := readsAddress(r.Matches)
 		var ms []Match
 		for _, m := range r.Matches {
 			if p, ok := m.(NFProto); ok {
 				other = other || p.Family != f
-				continue
+				if !keep {
+					continue
+				}
 			}
 			ms = append(ms, m)
 		}
@@ -131,6 +155,18 @@ func familyRules(rules []Rule, f int, closure map[string]bool) []Rule {
 		out = append(out, Rule{Matches: ms, Stmts: r.Stmts, Verdict: familyVerdict(r.Verdict, f, closure)})
 	}
 	return out
+}
+
+// readsAddress reports whether matches read a header field of one IP
+// family (an address, or an ICMP type).
+func readsAddress(ms []Match) bool {
+	for _, m := range ms {
+		switch m.(type) {
+		case AddrPrefix, AddrSet, AddrPortSet, IfAddrSet, ICMP, ICMPTypes:
+			return true
+		}
+	}
+	return false
 }
 
 // dispatchRules rewrites the rules of a chain outside the closure: a

@@ -208,16 +208,16 @@ func TestMergeRulesGroupsRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	merged := policy.MergeRules(policy.SplitFamilies(ref))
-	got := chainRules(t, merged, "pi-default/p:4")
+	got := chainRules(t, merged, "pi-default/p_4")
 	want := []string{
 		// web, db, api (nobody) and has(app) (web, db) on port 80.
-		"meta l4proto tcp th dport 80 ip saddr {10.0.0.1, 10.0.0.2} " + allow,
-		"meta l4proto tcp th dport 443 ip saddr {10.0.0.1} " + allow,
-		"meta l4proto tcp th dport 22 ip saddr {10.0.0.2} drop",
-		"meta l4proto tcp th dport 9000-9001 ip saddr {10.0.0.2} " + allow,
+		"meta nfproto ipv4 meta l4proto tcp th dport 80 ip saddr {10.0.0.1, 10.0.0.2} " + allow,
+		"meta nfproto ipv4 meta l4proto tcp th dport 443 ip saddr {10.0.0.1} " + allow,
+		"meta nfproto ipv4 meta l4proto tcp th dport 22 ip saddr {10.0.0.2} drop",
+		"meta nfproto ipv4 meta l4proto tcp th dport 9000-9001 ip saddr {10.0.0.2} " + allow,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("pi-default/p:4 (-want +got):\n%s\nreference:\n%s", diff, ref.Chain("pi-default/p"))
+		t.Errorf("pi-default/p_4 (-want +got):\n%s\nreference:\n%s", diff, ref.Chain("pi-default/p"))
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 )
@@ -128,17 +127,8 @@ func familySet(family int, v4, v6 policy.SetType) policy.SetType {
 	return v6
 }
 
-// chainFamily is the family of a per-family chain (policy.FamilyChain:
-// only packets of that family reach it), 0 for the others.
-func chainFamily(name string) int {
-	switch {
-	case strings.HasSuffix(name, ":4"):
-		return 4
-	case strings.HasSuffix(name, ":6"):
-		return 6
-	}
-	return 0
-}
+// chainFamily is the family of a per-family chain, 0 for the others.
+func chainFamily(name string) int { return policy.ChainFamily(name) }
 
 // checkFamilyTarget checks that a rule of family f (0: any) only enters a
 // per-family chain of its own family.
