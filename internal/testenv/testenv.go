@@ -40,6 +40,7 @@ var packages = map[string]string{
 	"containerd":       "containerd",
 	"ctr":              "containerd",
 	"busybox":          "busybox-static",
+	"runc":             "runc",
 	CNIPluginDir:       "containernetworking-plugins",
 }
 
