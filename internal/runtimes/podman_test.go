@@ -63,9 +63,9 @@ func NewPodman(t *testing.T, c *agenttest.Cluster, h *agenttest.Host, network st
 		}
 	}
 	files := map[string]string{
-		"containers.conf": fmt.Sprintf(podmanConf, dir, c.CNIDir()),
-		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = \"%[1]s/graph\"\nrunroot = \"%[1]s/runroot\"\n", dir),
-		"registries.conf": "",
+		"containers.conf":              fmt.Sprintf(podmanConf, dir, c.CNIDir()),
+		"storage.conf":                 fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = \"%[1]s/graph\"\nrunroot = \"%[1]s/runroot\"\n", dir),
+		"registries.conf":              "",
 		"cni/" + network + ".conflist": string(conflist(network, h.Socket)),
 	}
 	for name, body := range files {
