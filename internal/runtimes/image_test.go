@@ -2,6 +2,10 @@ package runtimes_test
 
 import (
 	"archive/tar"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"runtime"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,6 +52,45 @@ func rootfsTar(t *testing.T, dir string) string {
 	write(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
 	for _, a := range busyboxApplets {
 		write(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// dockerArchive writes a docker-archive image (what `docker save` makes)
+// named ref with the rootfs tarball as its one layer, for
+// `ctr images import`.
+func dockerArchive(t *testing.T, dir, ref string) string {
+	t.Helper()
+	layer, err := os.ReadFile(rootfsTar(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layerSum := sha256.Sum256(layer)
+	config, _ := json.Marshal(map[string]any{"architecture": runtime.GOARCH, "os": "linux",
+		"config": map[string]any{"Cmd": []string{"sh"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{fmt.Sprintf("sha256:%x", layerSum)}}})
+	configName := fmt.Sprintf("%x.json", sha256.Sum256(config))
+	manifest, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{ref}, "Layers": []string{"layer.tar"}}})
+	path := filepath.Join(dir, "image.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{{"layer.tar", layer}, {configName, config}, {"manifest.json", manifest}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
