@@ -39,6 +39,7 @@ func TestPrivilegedContainerd(t *testing.T) {
 	d.Run("containers", "rm", "web")
 	eventually(t, "nothing is left after ctr task kill and ctr c rm", func() error { return stateIs(t, c, h, 0) })
 	wantState(t, c, h, 0, "after ctr task kill and ctr c rm")
+	checkDocRan(t, "ctr", &d.ran, ip)
 }
 
 // stateIs reports whether h holds n endpoints, handles and interfaces.

@@ -30,6 +30,7 @@ type Containerd struct {
 	Dir  string
 	Host *agenttest.Host
 	pid  int
+	ran  ranLog
 }
 
 const containerdConf = `version = 2
@@ -116,6 +117,7 @@ func (d *Containerd) removeAll() {
 
 // Try runs ctr with args against the daemon, in its namespaces.
 func (d *Containerd) Try(args ...string) (string, error) {
+	d.ran.add(args)
 	full := append([]string{"-t", strconv.Itoa(d.pid), "-m", "-n", "--", "ctr", "--address", filepath.Join(d.Dir, "containerd.sock")}, args...)
 	cmd := exec.Command("nsenter", full...)
 	var stderr bytes.Buffer

@@ -31,6 +31,7 @@ func TestPrivilegedPodman(t *testing.T) {
 
 	p.Run("run", "-d", "--name", "web", "--network", "tabby", "-p", "8080:80", podmanImage, "sh", "-c", webCmd)
 	ip := p.IP("web", "tabby")
+	firstIP := ip
 	if a, err := netip.ParseAddr(ip); err != nil || !netip.MustParsePrefix("10.79.0.0/16").Contains(a) {
 		t.Fatalf("web's address %q: want one in the pool 10.79.0.0/16", ip)
 	}
@@ -79,6 +80,7 @@ func TestPrivilegedPodman(t *testing.T) {
 	}
 	p.Run("rm", "--force", "--time", "0", "web")
 	wantState(t, c, h, 0, "after podman rm")
+	checkDocRan(t, "podman", &p.ran, firstIP)
 }
 
 // hostGet fetches / from the host's own address and port, from inside

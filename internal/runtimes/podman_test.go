@@ -27,6 +27,7 @@ type Podman struct {
 	Dir  string
 	Host *agenttest.Host
 	env  []string
+	ran  ranLog
 }
 
 // podmanConf is the private containers.conf. default_ulimits keeps
@@ -102,6 +103,7 @@ func conflist(network, socket string) []byte {
 // Try runs podman with args in the host's namespace and returns its
 // trimmed stdout.
 func (p *Podman) Try(args ...string) (string, error) {
+	p.ran.add(args)
 	cmd := exec.Command("nsenter", append([]string{"--net=" + p.Host.NSPath, "podman"}, args...)...)
 	cmd.Env = p.env
 	var stderr bytes.Buffer
