@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestPrivilegedPodman(t *testing.T) {
 	testenv.Privileged(t)
 	c := agenttest.NewCluster(t, "10.79.0.0/16")
 	h := c.StartHost("node1", "10.201.0.1/24")
-	p := NewPodman(t, c, h, "tabby")
+	p := NewPodman(t, h.NSPath, h.Socket, filepath.Join(c.Bin, "tabby-cni"), "tabby")
 
 	p.Run("run", "-d", "--name", "web", "--network", "tabby", "-p", "8080:80", podmanImage, "sh", "-c", webCmd)
 	ip := p.IP("web", "tabby")

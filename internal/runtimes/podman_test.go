@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tabbynet/tabby/internal/agent/agenttest"
 	"github.com/tabbynet/tabby/internal/testenv"
 )
 
@@ -19,15 +18,15 @@ const podmanImage = "localhost/tabby-busybox:test"
 
 // Podman is a podman whose every file is under Dir: containers.conf
 // (CNI backend, runc, cgroupfs), storage.conf (vfs), registries.conf,
-// the CNI config directory, and the run directories. It runs in Host's
-// network namespace (nsenter --net: podman's own netns bind mounts stay
+// the CNI config and plugin directories, and the run directories. It
+// runs in the network namespace at NSPath (a test host's) (nsenter --net: podman's own netns bind mounts stay
 // visible to later podman commands and to the agent).
 type Podman struct {
-	t    *testing.T
-	Dir  string
-	Host *agenttest.Host
-	env  []string
-	ran  ranLog
+	t      *testing.T
+	Dir    string
+	NSPath string
+	env    []string
+	ran    ranLog
 }
 
 // podmanConf is the private containers.conf. default_ulimits keeps
@@ -49,25 +48,31 @@ tmp_dir = "%[1]s/tmp"
 `
 
 // NewPodman writes podman's private configuration for a Tabby network
-// named network served by h's agent, and imports the busybox image.
-func NewPodman(t *testing.T, c *agenttest.Cluster, h *agenttest.Host, network string) *Podman {
+// named network served by the agent at socket in the namespace at nsPath,
+// with the plugin binary plugin, and imports the busybox image.
+func NewPodman(t *testing.T, nsPath, socket, plugin, network string) *Podman {
 	t.Helper()
 	testenv.NeedTools(t, "podman", "nsenter", "runc")
 	dir, err := os.MkdirTemp("", "tabby-podman-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Podman{t: t, Dir: dir, Host: h}
-	for _, d := range []string{"cni", "tmp", "xdg", "graph", "runroot"} {
+	p := &Podman{t: t, Dir: dir, NSPath: nsPath}
+	for _, d := range []string{"cni", "cni-bin", "tmp", "xdg", "graph", "runroot"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for _, name := range []string{"tabby", "tabby-ipam"} {
+		if err := os.Symlink(plugin, filepath.Join(dir, "cni-bin", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files := map[string]string{
-		"containers.conf":              fmt.Sprintf(podmanConf, dir, c.CNIDir()),
+		"containers.conf":              fmt.Sprintf(podmanConf, dir, filepath.Join(dir, "cni-bin")),
 		"storage.conf":                 fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = \"%[1]s/graph\"\nrunroot = \"%[1]s/runroot\"\n", dir),
 		"registries.conf":              "",
-		"cni/" + network + ".conflist": string(conflist(network, h.Socket)),
+		"cni/" + network + ".conflist": string(conflist(network, socket)),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
@@ -104,7 +109,7 @@ func conflist(network, socket string) []byte {
 // trimmed stdout.
 func (p *Podman) Try(args ...string) (string, error) {
 	p.ran.add(args)
-	cmd := exec.Command("nsenter", append([]string{"--net=" + p.Host.NSPath, "podman"}, args...)...)
+	cmd := exec.Command("nsenter", append([]string{"--net=" + p.NSPath, "podman"}, args...)...)
 	cmd.Env = p.env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
