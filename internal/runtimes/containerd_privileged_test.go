@@ -1,7 +1,9 @@
 package runtimes_test
 
 import (
+	"errors"
 	"fmt"
+	"github.com/tabbynet/tabby/internal/api"
 	"net/netip"
 	"strings"
 	"testing"
@@ -30,6 +32,22 @@ func TestPrivilegedContainerd(t *testing.T) {
 		t.Fatalf("client → web: got %q (%v), want hello-from-web", out, err)
 	}
 	eventually(t, "only web is left after the client exits", func() error { return stateIs(t, c, h, 1) })
+	if w := stateOf(t, c, h).Endpoints[0]; w.Spec.Workload != "default-web" {
+		t.Fatalf("web's endpoint %q has workload %q; want ctr's container ID default-web", w.Name, w.Spec.Workload)
+	}
+
+	// A policy that selects web and allows nothing in blocks the client.
+	c.Apply(&api.GlobalNetworkPolicy{ObjectMeta: api.ObjectMeta{Name: "deny-web"},
+		Spec: api.GlobalNetworkPolicySpec{Selector: "projectcalico.org/orchestrator == 'cni'", Types: []string{"Ingress"}}})
+	eventually(t, "deny policy blocks client → web", func() error {
+		out, err := d.Try("run", "--rm", "--cni", "--snapshotter", "native", containerdImage, "client-"+agenttest.RandName(""), "sh", "-c", httpGet(ip, "80"))
+		if err == nil && strings.Contains(out, "hello-from-web") {
+			return errors.New("client still reaches web")
+		}
+		return nil
+	})
+	deletePolicy(t, c, "deny-web")
+	eventually(t, "only web is left after the blocked clients exit", func() error { return stateIs(t, c, h, 1) })
 
 	d.Run("tasks", "kill", "-s", "SIGKILL", "web")
 	eventually(t, "web's task has stopped", func() error {
