@@ -193,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Socket, err)
 	}
-	srv := &http.Server{Handler: cni.NewHTTPHandler(a, a.log), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: cni.NewHTTPHandler(a, a.log), ReadHeaderTimeout: 5 * time.Second, ConnContext: withCaller}
 	wg.Go(func() { _ = srv.Serve(rootOnlyListener{Listener: ln, log: a.log}) })
 	a.ready.Store(true)
 	a.log.Info("ready", "socket", a.cfg.Socket, "mtu", a.workloadMTU())

@@ -71,6 +71,8 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 		return nil, cni.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS: required for ADD")
 	}
 	defer a.reaper.holdAdd(id.IPAMHandle)() // no reaping of this handle meanwhile
+	nsPath, release := callerNetNS(ctx, req.NetNS)
+	defer release()
 	conf := req.NetConf
 	name := a.endpointName(id)
 	hostIf := endpoint.HostIfName(id.ContainerID, id.InterfaceName)
@@ -79,7 +81,7 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	if r, ok := a.cache.get("WorkloadEndpoint", id.Namespace, name); ok {
 		w := r.(*api.WorkloadEndpoint)
 		if w.Spec.ContainerID == id.ContainerID && w.Spec.IPAMHandle == id.IPAMHandle {
-			if cerr := a.wirer.Check(ctx, a.wireConfig(req, id, w)); cerr == nil {
+			if cerr := a.wirer.Check(ctx, a.wireConfig(req, id, w, nsPath)); cerr == nil {
 				return a.result(req, w, hostIf), nil
 			}
 		}
@@ -138,12 +140,12 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	// 4. The veth.
 	tWire := time.Now()
 	dPolicy := tWire.Sub(tPolicy)
-	wres, err := a.wirer.Add(ctx, a.wireConfig(req, id, w))
+	wres, err := a.wirer.Add(ctx, a.wireConfig(req, id, w, nsPath))
 	if err != nil {
 		return nil, cni.Errorf(types.ErrInternal, "wire %s: %v", hostIf, err)
 	}
 	undo = append(undo, func() {
-		if derr := a.wirer.Del(context.WithoutCancel(ctx), id.ContainerID, id.InterfaceName, req.NetNS); derr != nil {
+		if derr := a.wirer.Del(context.WithoutCancel(ctx), id.ContainerID, id.InterfaceName, nsPath); derr != nil {
 			a.log.Error("undo ADD: remove veth failed", "interface", hostIf, "error", derr)
 		}
 	})
@@ -163,7 +165,9 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	return res, nil
 }
 
-func (a *Agent) wireConfig(req *cni.Request, id *cni.Identity, w *api.WorkloadEndpoint) endpoint.Config {
+// wireConfig is the kernel side of an attachment; nsPath is the container's
+// namespace as the agent reaches it (callerNetNS).
+func (a *Agent) wireConfig(req *cni.Request, id *cni.Identity, w *api.WorkloadEndpoint, nsPath string) endpoint.Config {
 	mtu := a.workloadMTU()
 	if req.NetConf != nil && req.NetConf.MTU > 0 {
 		mtu = req.NetConf.MTU
@@ -174,7 +178,7 @@ func (a *Agent) wireConfig(req *cni.Request, id *cni.Identity, w *api.WorkloadEn
 			addrs = append(addrs, p)
 		}
 	}
-	return endpoint.Config{ContainerID: id.ContainerID, IfName: id.InterfaceName, NetNS: req.NetNS, Addrs: addrs, MTU: mtu}
+	return endpoint.Config{ContainerID: id.ContainerID, IfName: id.InterfaceName, NetNS: nsPath, Addrs: addrs, MTU: mtu}
 }
 
 // buildEndpoint is the WorkloadEndpoint of an attachment.
@@ -353,7 +357,9 @@ func (a *Agent) Del(ctx context.Context, req *cni.Request) (err error) {
 		}
 		return nil
 	}
-	return a.removeEndpoint(ctx, id.Namespace, a.endpointName(id), id.ContainerID, id.InterfaceName, req.NetNS, id.IPAMHandle)
+	nsPath, release := callerNetNS(ctx, req.NetNS)
+	defer release()
+	return a.removeEndpoint(ctx, id.Namespace, a.endpointName(id), id.ContainerID, id.InterfaceName, nsPath, id.IPAMHandle)
 }
 
 // removeEndpoint undoes an attachment: veth first (so the address carries
@@ -460,7 +466,9 @@ func (a *Agent) Check(ctx context.Context, req *cni.Request) (err error) {
 			return cni.Errorf(types.ErrInternal, "endpoint %s has %s, which IPAM does not hold for it", name, n)
 		}
 	}
-	if err := a.wirer.Check(ctx, a.wireConfig(req, id, w)); err != nil {
+	nsPath, release := callerNetNS(ctx, req.NetNS)
+	defer release()
+	if err := a.wirer.Check(ctx, a.wireConfig(req, id, w, nsPath)); err != nil {
 		return cni.Errorf(types.ErrInternal, "%v", err)
 	}
 	return nil

@@ -22,34 +22,39 @@ func (l rootOnlyListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, err := peerUID(c)
-		if err == nil && (uid == 0 || uid == uint32(os.Getuid())) {
-			return c, nil
+		var uid uint32
+		cred, err := peerCred(c)
+		if err == nil {
+			uid = cred.Uid
+			if uid == 0 || uid == uint32(os.Getuid()) {
+				return c, nil
+			}
 		}
 		l.log.Warn("refused a connection to the agent socket from a non-root caller", "uid", uid, "error", err)
 		_ = c.Close()
 	}
 }
 
-// peerUID reads the connecting process's user with SO_PEERCRED.
-func peerUID(c net.Conn) (uint32, error) {
+// peerCred reads the connecting process's credentials (PID, user) with
+// SO_PEERCRED, as of when it connected.
+func peerCred(c net.Conn) (*syscall.Ucred, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return 0, fmt.Errorf("not a unix connection")
+		return nil, fmt.Errorf("not a unix connection")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var cred *syscall.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if serr != nil {
-		return 0, serr
+		return nil, serr
 	}
-	return cred.Uid, nil
+	return cred, nil
 }

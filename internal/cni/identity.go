@@ -2,6 +2,7 @@ package cni
 
 import (
 	"net/netip"
+	"regexp"
 	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -117,6 +118,10 @@ func IdentityFor(req *Request) (*Identity, error) {
 		id.Workload = args.K8sPodName
 		id.Pod = args.K8sPodName
 		id.InfraContainerID = args.K8sPodInfraContainerID
+	case runtimeNameRE.MatchString(args.K8sPodName):
+		// Podman (and nerdctl) send the container's name as K8S_POD_NAME
+		// alone: the endpoint is named after it, not after the ID.
+		id.Workload = args.K8sPodName
 	}
 	for _, pm := range conf.RuntimeConfig.PortMappings {
 		proto, _ := canonicalProtocol(pm.Protocol)
@@ -128,6 +133,11 @@ func IdentityFor(req *Request) (*Identity, error) {
 	id.RequestedIPs = requestedIPs(conf, args)
 	return id, nil
 }
+
+// runtimeNameRE is a container name that can be part of an endpoint's
+// name (lower case, digits, '.', '-'; at most 63 characters); other names
+// leave the workload as the container ID.
+var runtimeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
 func addLabel(labels map[string]string, l Label) {
 	if k := SanitizeMesosLabel(l.Key); k != "" {

@@ -34,6 +34,13 @@ var packages = map[string]string{
 	"dig":              "dnsutils",
 	"dnsperf":          "dnsperf",
 	"dnsmasq":          "dnsmasq-base",
+	"unshare":          "util-linux",
+	"nsenter":          "util-linux",
+	"podman":           "podman",
+	"containerd":       "containerd",
+	"ctr":              "containerd",
+	"busybox":          "busybox-static",
+	"runc":             "runc",
 	CNIPluginDir:       "containernetworking-plugins",
 }
 
