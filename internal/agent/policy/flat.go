@@ -35,10 +35,12 @@ func Flatten(rs *Ruleset) *Ruleset {
 	// Sharing first: endpoints with the same policy list share a chain
 	// before its policies are inlined, so each list is inlined, merged and
 	// dispatched once.
+	// Dispatch before merging: most inlined rules leave for port chains,
+	// so merging afterwards works on the few left and on small chains.
 	out := ShareEndpointChains(SplitFamilies(rs))
 	out = InlinePolicies(out)
-	out = MergeRules(out)
 	out = DispatchPorts(out)
+	out = MergeRules(out)
 	out = TrimNAT(out)
 	return Prune(out)
 }
@@ -363,9 +365,6 @@ func (d *dispatcher) sequence(chain string, seq []Rule) []Rule {
 	m := &Map{Type: MapProtoPort}
 	var body strings.Builder
 	for k, rules := range byPort {
-		if len(rules) > 1 {
-			rules = d.merger.chain(rules)
-		}
 		target := d.portChain(rules, suffix)
 		m.Elements = append(m.Elements, MapElement{Key: Element{Proto: k.proto, Port: k.port}, Verdict: Verdict{Kind: Jump, Chain: target}})
 	}
