@@ -47,12 +47,14 @@ type sessionState struct {
 	established bool
 	received    uint64
 	hold        time.Duration
+	bfd         string // BFD session state ("": BFD off)
 }
 
 // watchLost follows srv's sessions until ctx ends: every sixth of the
 // shortest hold time (at most 5 s), and on every peer event (wake).
 func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-chan struct{}) {
 	known := map[string]*heard{}
+	bfdSeen := map[string]string{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -74,6 +76,9 @@ func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-c
 		for _, l := range lost {
 			s.dropLost(ctx, srv, l)
 		}
+		if s.noteBFD(bfdSeen, sessions) {
+			every = min(every, bfdPoll)
+		}
 		timer.Reset(every)
 	}
 }
@@ -94,6 +99,7 @@ func listSessions(ctx context.Context, srv *server.BgpServer) ([]sessionState, e
 		if t := p.Timers; t != nil && t.State != nil {
 			st.hold = time.Duration(t.State.NegotiatedHoldTime) * time.Second
 		}
+		st.bfd = bfdState(p)
 		out = append(out, st)
 	})
 	return out, err

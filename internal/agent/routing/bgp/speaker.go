@@ -50,6 +50,9 @@ type Options struct {
 	ConnectRetry time.Duration
 	// GoBGPLogLevel is the level of GoBGP's own log (default warn).
 	GoBGPLogLevel slog.Level
+	// OnBFDTransition, if set, is called for every change of a session's
+	// BFD state (Up, Down, Init, AdminDown) the speaker sees.
+	OnBFDTransition func(peer netip.Addr, from, to string)
 }
 
 func (o Options) withDefaults() Options {
@@ -377,6 +380,17 @@ func pathFor(p netip.Prefix, nh netip.Addr) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }
 
+// updateBFD applies a session's changed BFD settings to the running
+// session (GoBGP adds, removes or re-makes its BFD peer; the BGP session
+// stays up).
+func (s *Speaker) updateBFD(ctx context.Context, p Peer, cfg *Config) error {
+	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, cfg, &s.o, false)}); err != nil {
+		return fmt.Errorf("update BFD of peer %s: %w", p, err)
+	}
+	s.log.Info("BFD settings changed", "peer", p, "enabled", p.BFD.Enabled, "minRx", p.BFD.MinRx, "minTx", p.BFD.MinTx, "multiplier", p.BFD.Multiplier)
+	return nil
+}
+
 // syncPeers adds, re-makes and removes sessions.
 func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 	have := map[netip.Addr]Peer{}
@@ -390,6 +404,13 @@ func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 		want[p.Address] = true
 		old, ok := have[p.Address]
 		if ok && sameSession(old, p) {
+			if old.BFD != p.BFD {
+				if err := s.updateBFD(ctx, p, cfg); err != nil {
+					errs = append(errs, err)
+					peers = append(peers, old)
+					continue
+				}
+			}
 			peers = append(peers, p)
 			continue
 		}

@@ -94,6 +94,9 @@ type PeerStatus struct {
 	EndOfRIB bool
 	// Received and Accepted count the prefixes received from the peer.
 	Received, Accepted uint64
+	// BFD is the BFD session state: Up, Down, Init or AdminDown ("": BFD
+	// is off for this session).
+	BFD string
 }
 
 var stateNames = map[api.PeerState_SessionState]string{
@@ -126,6 +129,7 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 			ps.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
 			ps.ASN = p.Conf.PeerAsn
 		}
+		ps.BFD = bfdState(p)
 		if st := p.State; st != nil {
 			if n, ok := stateNames[st.SessionState]; ok {
 				ps.State = n
