@@ -1,10 +1,12 @@
 package bgp
 
 import (
+	"context"
 	"net/netip"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // BFD.
@@ -13,10 +15,26 @@ import (
 // one expires, or the peer signals Down, GoBGP resets the BGP session with
 // a Cease NOTIFICATION; a session that ends by a NOTIFICATION we send is
 // not a graceful restart, so the peer's routes are withdrawn at once
-// instead of being kept stale for the restart time. A peer whose agent
-// restarts closes its TCP session first (graceful restart starts: its
-// routes are kept), and its BFD expiring afterwards finds no session to
-// reset, so restarts keep their routes as before.
+// instead of being kept stale for the restart time.
+//
+// BFD runs inside the agent, so an agent restart takes its BFD sessions
+// down too. The restarting agent closes its TCP sessions first, and its
+// peers start graceful restart; but GoBGP queues the reset of the BFD
+// expiry that follows, and sends it as soon as the session is back — a
+// hard reset that withdraws the restarted host's routes after all (seen
+// in TestPrivilegedBFDMesh). So when a BFD session's BGP session leaves
+// Established, the watcher (woken by the peer event) re-makes its BFD
+// peer before it can expire: a new BFD peer starts Down and does not
+// expire until it has come Up again. A host that is cut off is detected
+// while its session is up, and loses its routes at once; a host that
+// restarts keeps them for graceful restart, as without BFD.
+//
+// BFD is changed only on sessions that are not established: GoBGP's
+// UpdatePeer replaces a session's per-family state with the new config,
+// which forgets the graceful-restart capability the peer announced, so
+// the next restart of that peer would drop its routes (found by
+// TestPrivilegedBFDMesh). A changed BFD setting therefore re-makes the
+// session, like any other session setting.
 //
 // The speaker reports each session's BFD state in PeerStatus and counts
 // the state changes it sees (Options.OnBFDTransition), looking every
@@ -69,10 +87,56 @@ func (s *Speaker) noteBFD(seen map[string]string, sessions []sessionState) bool 
 			s.o.OnBFDTransition(addr, prev, st.bfd)
 		}
 	}
-	for addr := range seen {
-		if !now[addr] {
-			delete(seen, addr)
+	for addr, prev := range seen {
+		if now[addr] {
+			continue
+		}
+		// Switched off (its session went down) or removed: Down.
+		delete(seen, addr)
+		if prev != "Down" {
+			a, _ := netip.ParseAddr(addr)
+			s.log.Info("BFD session state changed", "peer", a, "from", prev, "to", "Down")
+			if s.o.OnBFDTransition != nil {
+				s.o.OnBFDTransition(a, prev, "Down")
+			}
 		}
 	}
 	return has
+}
+
+// renewBFD re-makes the BFD of every BFD session that has just left the
+// Established state (see above); wasUp holds the sessions established at
+// the last look.
+func (s *Speaker) renewBFD(ctx context.Context, srv *server.BgpServer, wasUp map[string]bool, sessions []sessionState) {
+	var down []string
+	for _, st := range sessions {
+		if wasUp[st.addr] && !st.established {
+			down = append(down, st.addr)
+		}
+		wasUp[st.addr] = st.established
+	}
+	if len(down) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != srv || s.cur == nil {
+		return
+	}
+	for _, addr := range down {
+		for _, p := range s.cur.Peers {
+			if p.Address.String() != addr || !p.BFD.Enabled {
+				continue
+			}
+			// Off, then on: GoBGP removes the BFD peer and adds a new one,
+			// which starts Down (and cannot expire until it has been Up).
+			for _, b := range []BFD{{}, p.BFD} {
+				if _, err := srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, s.cur, &s.o, false, b)}); err != nil {
+					s.log.Warn("renew BFD of a session that went down", "peer", p, "error", err)
+					break
+				}
+			}
+			s.log.Info("BGP session down: BFD session renewed", "peer", p)
+		}
+	}
 }

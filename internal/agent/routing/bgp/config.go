@@ -48,8 +48,8 @@ type Peer struct {
 	Passive bool
 	// Description is shown in status only (e.g. the peer type).
 	Description string
-	// BFD is the session's BFD (zero: off). A change is applied to the
-	// running session; it is not re-made.
+	// BFD is the session's BFD (zero: off). A change re-makes the
+	// session (see bfd.go for why it is not updated in place).
 	BFD BFD
 	// Agent: the peer is another Tabby agent, whose restarts close the
 	// session; a session that ends by its hold timer means the host is
@@ -84,7 +84,6 @@ func (p Peer) String() string {
 func sameSession(a, b Peer) bool {
 	a.Description, b.Description = "", ""
 	a.KeepOriginalNextHop, b.KeepOriginalNextHop = false, false
-	a.BFD, b.BFD = BFD{}, BFD{}
 	return a == b
 }
 
@@ -128,8 +127,9 @@ func family(a netip.Addr) *api.Family {
 
 // apiPeer builds GoBGP's peer configuration: graceful restart on (as
 // restarting speaker when restarting is set: the kernel kept our
-// forwarding state), short connect retry, the session's own family.
-func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
+// forwarding state), short connect retry, the session's own family, BFD
+// as bfd says.
+func apiPeer(p Peer, c *Config, o *Options, restarting bool, bfd BFD) *api.Peer {
 	restart := p.RestartTime
 	if restart == 0 {
 		restart = o.RestartTime
@@ -162,7 +162,7 @@ func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
 	if p.LocalAddress.IsValid() {
 		ap.Transport.LocalAddress = p.LocalAddress.String()
 	}
-	ap.Bfd = apiBFD(p.BFD)
+	ap.Bfd = apiBFD(bfd)
 	if p.Keepalive > 0 {
 		ka := uint64(max(p.Keepalive/time.Second, 1))
 		ap.Timers.Config.KeepaliveInterval = ka

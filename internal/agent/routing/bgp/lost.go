@@ -55,6 +55,7 @@ type sessionState struct {
 func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-chan struct{}) {
 	known := map[string]*heard{}
 	bfdSeen := map[string]string{}
+	wasUp := map[string]bool{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -76,6 +77,7 @@ func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-c
 		for _, l := range lost {
 			s.dropLost(ctx, srv, l)
 		}
+		s.renewBFD(ctx, srv, wasUp, sessions)
 		if s.noteBFD(bfdSeen, sessions) {
 			every = min(every, bfdPoll)
 		}
@@ -173,7 +175,7 @@ func (s *Speaker) dropLost(ctx context.Context, srv *server.BgpServer, l lostPee
 		s.log.Warn("remove lost BGP peer", "peer", p, "error", err)
 		return
 	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cur, &s.o, false)}); err != nil {
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cur, &s.o, false, p.BFD)}); err != nil {
 		// Apply re-adds it: the peer stays in s.cur only if it is there.
 		s.log.Warn("re-add lost BGP peer", "peer", p, "error", err)
 		s.cur.Peers = deletePeer(s.cur.Peers, p.Address.String())

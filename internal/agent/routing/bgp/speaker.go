@@ -380,17 +380,6 @@ func pathFor(p netip.Prefix, nh netip.Addr) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }
 
-// updateBFD applies a session's changed BFD settings to the running
-// session (GoBGP adds, removes or re-makes its BFD peer; the BGP session
-// stays up).
-func (s *Speaker) updateBFD(ctx context.Context, p Peer, cfg *Config) error {
-	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, cfg, &s.o, false)}); err != nil {
-		return fmt.Errorf("update BFD of peer %s: %w", p, err)
-	}
-	s.log.Info("BFD settings changed", "peer", p, "enabled", p.BFD.Enabled, "minRx", p.BFD.MinRx, "minTx", p.BFD.MinTx, "multiplier", p.BFD.Multiplier)
-	return nil
-}
-
 // syncPeers adds, re-makes and removes sessions.
 func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 	have := map[netip.Addr]Peer{}
@@ -404,13 +393,6 @@ func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 		want[p.Address] = true
 		old, ok := have[p.Address]
 		if ok && sameSession(old, p) {
-			if old.BFD != p.BFD {
-				if err := s.updateBFD(ctx, p, cfg); err != nil {
-					errs = append(errs, err)
-					peers = append(peers, old)
-					continue
-				}
-			}
 			peers = append(peers, p)
 			continue
 		}
@@ -422,7 +404,7 @@ func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 				continue
 			}
 		}
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, cfg, &s.o, s.restarting)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, cfg, &s.o, s.restarting, p.BFD)}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s: %w", p, err))
 			continue
 		}
