@@ -125,3 +125,78 @@ func TestPrivilegedBFDMesh(t *testing.T) {
 		c.reach(n1, n2, a2)
 	})
 }
+
+// birdBFDConf peers BIRD (AS 65000, 192.0.2.1) with h1 over eBGP with
+// graceful restart and BFD at 100 ms × 3, and originates one prefix in
+// the pool.
+const birdBFDConf = `log stderr all;
+router id 192.0.2.1;
+protocol device { scan time 10; }
+protocol static {
+	ipv4;
+	route 10.244.250.0/24 blackhole;
+}
+protocol bfd {
+	interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}
+protocol bgp h1 {
+	local 192.0.2.1 as 65000;
+	neighbor 192.0.2.11 as 64512;
+	graceful restart on;
+	bfd on;
+	ipv4 { import all; export all; };
+}
+`
+
+// waitBIRD waits until BIRD's `show <what>` output contains (or, with
+// present false, lacks) want.
+func waitBIRD(t *testing.T, sock, what, want string, present bool) {
+	t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		out := birdc(t, sock, "show", what)
+		if strings.Contains(out, want) == present {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD's show %s: %q present=%v not reached in %s:\n%s\n%s", what, want, !present, clusterWait, out, birdc(t, sock, "show", "protocols", "all"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPrivilegedBFDWithBIRD: a BGPPeer with BFD against BIRD 2's
+// `protocol bfd`: the BFD session comes up on both ends; when h1's link
+// is cut, each side withdraws the other's routes — within clusterWait
+// (60 s), shorter than the hold time (90 s), so by BFD — and after the
+// link is back the routes return.
+func TestPrivilegedBFDWithBIRD(t *testing.T) {
+	c := newCluster(t)
+	off := false
+	rx, tx, mult := int64(100), int64(100), int64(3)
+	c.create(ipPool("default", "10.244.0.0/16", "Never", "Never"),
+		&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}},
+		&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: "tor"}, Spec: api.BGPPeerSpec{PeerIP: "192.0.2.1", ASNumber: 65000,
+			BFD: &api.BFD{Enabled: true, MinRxMs: &rx, MinTxMs: &tx, Multiplier: &mult}}})
+	r := routingtest.NewNS(t, "tbyrr-"+c.s)
+	c.attach(r, "r", "192.0.2.1/24")
+	sock := startBIRD(t, r, c.dir, birdBFDConf)
+
+	h1 := c.addHost("h1", "192.0.2.11/24", nil)
+	c.start(h1, hostConfig{})
+	_, a1 := c.container(h1)
+	waitBIRD(t, sock, "route", blockOf(a1).String(), true)
+	c.waitRoute(h1, "10.244.250.0/24 via 192.0.2.1", true)
+	waitBIRD(t, sock, "bfd sessions", "Up", true)
+	c.waitBFD(h1, "192.0.2.1", "Up")
+
+	routingtest.IP(t, "-n", c.fabric, "link", "set", "h1", "down")
+	waitBIRD(t, sock, "route", blockOf(a1).String(), false)
+	c.waitRoute(h1, "10.244.250.0/24", false)
+	c.waitBFD(h1, "192.0.2.1", "Down")
+
+	routingtest.IP(t, "-n", c.fabric, "link", "set", "h1", "up")
+	waitBIRD(t, sock, "route", blockOf(a1).String(), true)
+	c.waitRoute(h1, "10.244.250.0/24 via 192.0.2.1", true)
+	c.waitBFD(h1, "192.0.2.1", "Up")
+}
