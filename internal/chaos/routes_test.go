@@ -51,6 +51,27 @@ func (e *env) peersUp(node string, n int) time.Duration {
 	})
 }
 
+// bfdUp waits until node's n BGP sessions all show BFD Up.
+func (e *env) bfdUp(node string, n int) time.Duration {
+	e.t.Helper()
+	return waitUntil(e.t, fmt.Sprintf("BFD of the %d BGP sessions of %s up", n, node), labWait, func() error {
+		st, err := e.status(node)
+		if err != nil {
+			return err
+		}
+		up := 0
+		for _, p := range st.Peers {
+			if p.BFD == "Up" {
+				up++
+			}
+		}
+		if up != n {
+			return fmt.Errorf("BFD up on %d of %d sessions", up, n)
+		}
+		return nil
+	})
+}
+
 // block is the /26 a container's address comes from.
 func block(c *lab.Container) string { return netip.PrefixFrom(c.IP(), 26).Masked().String() }
 
