@@ -139,6 +139,14 @@ func hostLoss(t *testing.T, name string, mesh func(e *env) (notice, restart time
 		withdrawn = append(withdrawn, fmt.Sprintf("%s %s", n, time.Since(lost).Round(100*time.Millisecond)))
 	}
 	figure(t, "route to the lost host's block withdrawn after the loss", "%s", strings.Join(withdrawn, ", "))
+	if bfd {
+		// Each survivor counted its BFD session to h3 going Down.
+		for _, n := range peers {
+			if got := e.metric(n, `tabby_bgp_bfd_transitions_total{state="Down"}`); got < 1 {
+				t.Errorf("%s: tabby_bgp_bfd_transitions_total{state=\"Down\"} is %v after h3 was lost, want at least 1", n, got)
+			}
+		}
+	}
 	if last := time.Since(lost); last > hold+labWait/3 {
 		t.Errorf("routes to the lost host withdrawn %s after the loss, want within the hold time %s (and a margin), not after graceful restart (%s)", last, hold, restart)
 	}

@@ -3,10 +3,12 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +72,31 @@ func (e *env) bfdUp(node string, n int) time.Duration {
 		}
 		return nil
 	})
+}
+
+// metric reads one sample (name with its labels, as /metrics prints it)
+// from node's agent; -1 when it is not there.
+func (e *env) metric(node, sample string) float64 {
+	e.t.Helper()
+	n := e.host(node)
+	resp, err := lab.HTTPClientIn(n.Namespace).Get("http://" + netip.AddrPortFrom(n.IP.Addr(), lab.AgentHTTPPort).String() + "/metrics")
+	if err != nil {
+		e.t.Fatalf("metrics of %s: %v", node, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("metrics of %s: %v", node, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // block is the /26 a container's address comes from.
