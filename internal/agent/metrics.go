@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -71,6 +72,17 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined, m.table, m.gcPasses, m.badRecords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// RegisterMetrics adds collectors (e.g. the router's) to the agent's
+// metrics. Call it before Run.
+func (a *Agent) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := a.m.reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 func (m *metrics) observe(cmd string, start time.Time, err error) {

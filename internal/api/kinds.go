@@ -442,6 +442,49 @@ type BGPConfigurationSpec struct {
 	NodeMeshPassword       *BGPPassword   `json:"nodeMeshPassword,omitempty"`
 	NodeMeshMaxRestartTime *Duration      `json:"nodeMeshMaxRestartTime,omitempty"`
 	IgnoredInterfaces      []string       `json:"ignoredInterfaces,omitempty"`
+	// NodeMeshBFD is the BFD of the node-to-node mesh sessions (Tabby
+	// extension; nil: off).
+	NodeMeshBFD *BFD `json:"nodeMeshBFD,omitempty"`
+}
+
+// BFD is a session's Bidirectional Forwarding Detection (RFC 5880,
+// single hop): when the peer misses Multiplier packets of MinRxMs, the
+// BGP session is dropped and its routes withdrawn at once, without
+// waiting for the hold time or keeping them for graceful restart.
+// Both ends must run it. Tabby extension; unset timers take the defaults.
+type BFD struct {
+	Enabled bool `json:"enabled"`
+	// MinRxMs is the slowest rate at which this host wants the peer's
+	// packets, MinTxMs how often it sends its own (milliseconds).
+	MinRxMs *int64 `json:"minRxMs,omitempty"`
+	MinTxMs *int64 `json:"minTxMs,omitempty"`
+	// Multiplier is how many intervals of MinRxMs without a packet mark
+	// the peer down.
+	Multiplier *int64 `json:"multiplier,omitempty"`
+}
+
+// Defaults and limits of BFD timers.
+const (
+	DefaultBFDIntervalMs = 300
+	DefaultBFDMultiplier = 3
+	MinBFDIntervalMs     = 10
+	MaxBFDIntervalMs     = 60000
+)
+
+// Timers returns the receive and transmit intervals and the multiplier,
+// with defaults for unset ones.
+func (b *BFD) Timers() (minRxMs, minTxMs, multiplier int64) {
+	minRxMs, minTxMs, multiplier = DefaultBFDIntervalMs, DefaultBFDIntervalMs, DefaultBFDMultiplier
+	if b.MinRxMs != nil {
+		minRxMs = *b.MinRxMs
+	}
+	if b.MinTxMs != nil {
+		minTxMs = *b.MinTxMs
+	}
+	if b.Multiplier != nil {
+		multiplier = *b.Multiplier
+	}
+	return
 }
 
 type ServiceCIDR struct {
@@ -495,4 +538,6 @@ type BGPPeerSpec struct {
 	ReachableBy              string       `json:"reachableBy,omitempty"`
 	Filters                  []string     `json:"filters,omitempty"`
 	KeepaliveTime            *Duration    `json:"keepaliveTime,omitempty"`
+	// BFD is the session's BFD (Tabby extension; nil: off).
+	BFD *BFD `json:"bfd,omitempty"`
 }

@@ -344,6 +344,12 @@ func (p *problems) checkBGPConfiguration(name string, s *BGPConfigurationSpec) {
 			p.add("spec.nodeMeshMaxRestartTime", "is not allowed when nodeToNodeMeshEnabled is false")
 		}
 	}
+	if s.NodeMeshBFD != nil {
+		p.checkBFD("spec.nodeMeshBFD", s.NodeMeshBFD)
+		if meshOff {
+			p.add("spec.nodeMeshBFD", "is not allowed when nodeToNodeMeshEnabled is false")
+		}
+	}
 	for i, n := range s.IgnoredInterfaces {
 		if n == "*" || !ignoredInterfaceRegex.MatchString(n) {
 			p.add(index("spec.ignoredInterfaces", i), "%s is not an interface name or pattern: use 1 to 15 letters, digits, '_', '.', '-' or '*' (not '*' alone)", quote(n))
@@ -362,6 +368,7 @@ func (p *problems) checkBGPConfiguration(name string, s *BGPConfigurationSpec) {
 			{"spec.serviceLoadBalancerIPs", len(s.ServiceLoadBalancerIPs) > 0},
 			{"spec.nodeMeshPassword", s.NodeMeshPassword != nil},
 			{"spec.nodeMeshMaxRestartTime", s.NodeMeshMaxRestartTime != nil},
+			{"spec.nodeMeshBFD", s.NodeMeshBFD != nil},
 		}
 		for _, g := range global {
 			if g.set {
@@ -432,6 +439,25 @@ func (p *problems) checkBGPPeer(s *BGPPeerSpec) {
 	}
 	for i, f := range s.Filters {
 		p.checkName(index("spec.filters", i), f)
+	}
+	if s.BFD != nil {
+		p.checkBFD("spec.bfd", s.BFD)
+	}
+}
+
+// checkBFD checks BFD timers: intervals of MinBFDIntervalMs..MaxBFDIntervalMs
+// milliseconds and a multiplier of 1..255.
+func (p *problems) checkBFD(field string, b *BFD) {
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"minRxMs", b.MinRxMs}, {"minTxMs", b.MinTxMs}} {
+		if f.v != nil && (*f.v < MinBFDIntervalMs || *f.v > MaxBFDIntervalMs) {
+			p.add(at(field, f.name), "%d: must be %d..%d (milliseconds)", *f.v, MinBFDIntervalMs, MaxBFDIntervalMs)
+		}
+	}
+	if b.Multiplier != nil && (*b.Multiplier < 1 || *b.Multiplier > 255) {
+		p.add(at(field, "multiplier"), "%d: must be 1..255", *b.Multiplier)
 	}
 }
 

@@ -115,6 +115,10 @@ func TestValidateBGPConfiguration(t *testing.T) {
 		{name: "mesh password", doc: cfg("default", "{nodeMeshPassword: {secretKeyRef: {name: bgp, key: mesh}}}")},
 		{name: "mesh password without mesh", doc: cfg("default", "{nodeToNodeMeshEnabled: false, nodeMeshPassword: {file: /etc/tabby/mesh}}"), field: "spec.nodeMeshPassword", detail: "not allowed when nodeToNodeMeshEnabled is false"},
 		{name: "mesh restart without mesh", doc: cfg("default", "{nodeToNodeMeshEnabled: false, nodeMeshMaxRestartTime: 120s}"), field: "spec.nodeMeshMaxRestartTime", detail: "not allowed"},
+		{name: "mesh bfd", doc: cfg("default", "{nodeMeshBFD: {enabled: true, minRxMs: 100, minTxMs: 100, multiplier: 3}}")},
+		{name: "mesh bfd multiplier", doc: cfg("default", "{nodeMeshBFD: {enabled: true, multiplier: 0}}"), field: "spec.nodeMeshBFD.multiplier", detail: "0: must be 1..255"},
+		{name: "mesh bfd without mesh", doc: cfg("default", "{nodeToNodeMeshEnabled: false, nodeMeshBFD: {enabled: true}}"), field: "spec.nodeMeshBFD", detail: "not allowed when nodeToNodeMeshEnabled is false"},
+		{name: "per node mesh bfd", doc: cfg("node.host-1", "{nodeMeshBFD: {enabled: true}}"), field: "spec.nodeMeshBFD", detail: "may only be set"},
 		{name: "ignored interfaces", doc: cfg("default", "{ignoredInterfaces: ['docker*', eth1]}")},
 		{name: "ignored interface star", doc: cfg("default", "{ignoredInterfaces: ['*']}"), field: "spec.ignoredInterfaces[0]", detail: "not '*' alone"},
 	})
@@ -152,6 +156,12 @@ func TestValidateBGPPeer(t *testing.T) {
 		{name: "keepalive zero", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, keepaliveTime: 0s}"), field: "spec.keepaliveTime", detail: "must be positive"},
 		{name: "bad node name", doc: peer("{node: Rack_1, peerIP: 192.168.1.1, asNumber: 1}"), field: "spec.node", detail: "is not a valid name"},
 		{name: "bad peer selector", doc: peer("{peerSelector: 'rr =='}"), field: "spec.peerSelector", detail: "is not a valid selector"},
+		{name: "bfd", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true, minRxMs: 100, minTxMs: 50, multiplier: 5}}")},
+		{name: "bfd defaults", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true}}")},
+		{name: "bfd multiplier 0", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true, multiplier: 0}}"), field: "spec.bfd.multiplier", detail: "0: must be 1..255"},
+		{name: "bfd multiplier 256", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true, multiplier: 256}}"), field: "spec.bfd.multiplier", detail: "256: must be 1..255"},
+		{name: "bfd rx too fast", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true, minRxMs: 5}}"), field: "spec.bfd.minRxMs", detail: "5: must be 10..60000 (milliseconds)"},
+		{name: "bfd tx negative", doc: peer("{peerIP: 192.168.1.1, asNumber: 1, bfd: {enabled: true, minTxMs: -1}}"), field: "spec.bfd.minTxMs", detail: "-1: must be 10..60000"},
 	})
 }
 

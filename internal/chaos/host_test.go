@@ -43,12 +43,38 @@ func (e *env) fastMesh() (hold, restart time.Duration) {
 // Both keep the 120 s restart time, so a route gone within the bound was
 // withdrawn because the host was taken for lost.
 func TestPrivilegedChaosHostLoss(t *testing.T) {
-	e := up(t, lab.Config{Name: "hl", Nodes: 3, AgentArgs: []string{"--gc-interval=2s"}})
+	hostLoss(t, "hl", func(e *env) (time.Duration, time.Duration, bool) {
+		if !*fullFlag {
+			hold, restart := e.fastMesh()
+			return hold, restart, false
+		}
+		return 90 * time.Second, 120 * time.Second, false
+	})
+}
+
+// TestPrivilegedChaosHostLossBFD: the host-loss scenario on the default
+// node-to-node mesh (90 s hold time) with BFD at 100 ms × 3
+// (BGPConfiguration nodeMeshBFD): the lost host's sessions go down, and
+// its routes are withdrawn, when BFD says so, well before the hold time.
+// The same in the short and full forms.
+func TestPrivilegedChaosHostLossBFD(t *testing.T) {
+	hostLoss(t, "hb", func(e *env) (time.Duration, time.Duration, bool) {
+		rx, tx, mult := int64(100), int64(100), int64(3)
+		e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{
+			NodeMeshBFD: &api.BFD{Enabled: true, MinRxMs: &rx, MinTxMs: &tx, Multiplier: &mult}}})
+		// The bound of the waits below is BFD's detection time.
+		return 300 * time.Millisecond, 120 * time.Second, true
+	})
+}
+
+// hostLoss runs the host-loss scenario on lab name; mesh configures the
+// BGP mesh and returns the time within which a lost peer is noticed (the
+// hold time, or BFD's detection time), the graceful-restart time and
+// whether BFD runs.
+func hostLoss(t *testing.T, name string, mesh func(e *env) (notice, restart time.Duration, bfd bool)) {
+	e := up(t, lab.Config{Name: name, Nodes: 3, AgentArgs: []string{"--gc-interval=2s"}})
 	e.setGCGrace(5 * time.Second)
-	hold, restart := 90*time.Second, 120*time.Second
-	if !*fullFlag {
-		hold, restart = e.fastMesh()
-	}
+	hold, restart, bfd := mesh(e)
 	c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
 	for _, p := range [][2]*lab.Container{{c1, c3}, {c3, c1}, {c2, c3}, {c1, c2}} {
 		e.reach(p[0], p[1])
@@ -56,6 +82,9 @@ func TestPrivilegedChaosHostLoss(t *testing.T) {
 	peers := []string{"h1", "h2", lab.MasterNode}
 	for _, n := range append(peers, "h3") {
 		e.peersUp(n, 3)
+		if bfd {
+			e.bfdUp(n, 3)
+		}
 	}
 	gone := block(c3)
 	ping := e.startPing(c1, c2, hold+30*time.Second)
@@ -91,7 +120,11 @@ func TestPrivilegedChaosHostLoss(t *testing.T) {
 		})
 		down = append(down, fmt.Sprintf("%s %s", n, time.Since(lost).Round(100*time.Millisecond)))
 	}
-	figure(t, "BGP hold time, graceful-restart time", "%s, %s", hold, restart)
+	if bfd {
+		figure(t, "BFD detection time (100 ms x 3), BGP hold time, graceful-restart time", "%s, %s, %s", hold, 90*time.Second, restart)
+	} else {
+		figure(t, "BGP hold time, graceful-restart time", "%s, %s", hold, restart)
+	}
 	figure(t, "session to the lost host down after", "%s", strings.Join(down, ", "))
 	if last := time.Since(lost); last > hold+labWait/3 {
 		t.Errorf("sessions to the lost host down %s after the loss, want within the hold time %s (and a margin)", last, hold)
@@ -106,6 +139,14 @@ func TestPrivilegedChaosHostLoss(t *testing.T) {
 		withdrawn = append(withdrawn, fmt.Sprintf("%s %s", n, time.Since(lost).Round(100*time.Millisecond)))
 	}
 	figure(t, "route to the lost host's block withdrawn after the loss", "%s", strings.Join(withdrawn, ", "))
+	if bfd {
+		// Each survivor counted its BFD session to h3 going Down.
+		for _, n := range peers {
+			if got := e.metric(n, `tabby_bgp_bfd_transitions_total{state="Down"}`); got < 1 {
+				t.Errorf("%s: tabby_bgp_bfd_transitions_total{state=\"Down\"} is %v after h3 was lost, want at least 1", n, got)
+			}
+		}
+	}
 	if last := time.Since(lost); last > hold+labWait/3 {
 		t.Errorf("routes to the lost host withdrawn %s after the loss, want within the hold time %s (and a margin), not after graceful restart (%s)", last, hold, restart)
 	}

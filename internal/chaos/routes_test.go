@@ -3,10 +3,12 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +51,52 @@ func (e *env) peersUp(node string, n int) time.Duration {
 		}
 		return nil
 	})
+}
+
+// bfdUp waits until node's n BGP sessions all show BFD Up.
+func (e *env) bfdUp(node string, n int) time.Duration {
+	e.t.Helper()
+	return waitUntil(e.t, fmt.Sprintf("BFD of the %d BGP sessions of %s up", n, node), labWait, func() error {
+		st, err := e.status(node)
+		if err != nil {
+			return err
+		}
+		up := 0
+		for _, p := range st.Peers {
+			if p.BFD == "Up" {
+				up++
+			}
+		}
+		if up != n {
+			return fmt.Errorf("BFD up on %d of %d sessions", up, n)
+		}
+		return nil
+	})
+}
+
+// metric reads one sample (name with its labels, as /metrics prints it)
+// from node's agent; -1 when it is not there.
+func (e *env) metric(node, sample string) float64 {
+	e.t.Helper()
+	n := e.host(node)
+	resp, err := lab.HTTPClientIn(n.Namespace).Get("http://" + netip.AddrPortFrom(n.IP.Addr(), lab.AgentHTTPPort).String() + "/metrics")
+	if err != nil {
+		e.t.Fatalf("metrics of %s: %v", node, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("metrics of %s: %v", node, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // block is the /26 a container's address comes from.

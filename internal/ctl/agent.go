@@ -73,7 +73,9 @@ func newAgentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dp.mount(a)
+			if err := dp.mount(a); err != nil {
+				return err
+			}
 			return runDataplaneAndAgent(cmd.Context(), dp, a)
 		},
 	}

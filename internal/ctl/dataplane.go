@@ -36,11 +36,15 @@ func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logge
 	return d, nil
 }
 
-// mount adds the dataplane's HTTP handlers to the agent.
-func (d *kernelDataplane) mount(a *agent.Agent) {
+// mount adds the dataplane's HTTP handlers and metrics to the agent.
+func (d *kernelDataplane) mount(a *agent.Agent) error {
 	if d.router != nil {
 		a.Handle("GET "+router.StatusPath, d.router.Handler())
+		if err := a.RegisterMetrics(d.router.Collectors()...); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // runDataplaneAndAgent runs the agent and the dataplane's own loops (the

@@ -147,19 +147,29 @@ func writeNodeStatus(w io.Writer, st *router.Status, now time.Time) {
 			is4  bool
 		}{{"IPv4", true}, {"IPv6", false}} {
 			var rows [][]string
+			withBFD := false
 			for _, p := range st.Peers {
 				a, err := netip.ParseAddr(p.Address)
 				if err != nil || a.Is4() != fam.is4 {
 					continue
 				}
-				rows = append(rows, []string{p.Address, p.Type, p.State, since(p.Since, now), p.Info})
+				withBFD = withBFD || p.BFD != ""
+				rows = append(rows, []string{p.Address, p.Type, p.State, since(p.Since, now), p.Info, bfdColumn(p.BFD)})
 			}
 			fmt.Fprintf(w, "\n%s BGP status\n", fam.name)
 			if len(rows) == 0 {
 				fmt.Fprintf(w, "No %s peers found.\n", fam.name)
 				continue
 			}
-			writeBoxTable(w, []string{"PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"}, rows)
+			header := []string{"PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO", "BFD"}
+			if !withBFD {
+				// calicoctl's layout, when no session runs BFD.
+				header = header[:5]
+				for i := range rows {
+					rows[i] = rows[i][:5]
+				}
+			}
+			writeBoxTable(w, header, rows)
 		}
 	}
 	if len(st.Problems) > 0 {
@@ -174,6 +184,15 @@ func writeNodeStatus(w io.Writer, st *router.Status, now time.Time) {
 }
 
 // since is the time of day for today, the date otherwise (as BIRD shows it).
+// bfdColumn is the BFD column of a session: its BFD state, or "-" when
+// the session runs no BFD.
+func bfdColumn(state string) string {
+	if state == "" {
+		return "-"
+	}
+	return state
+}
+
 func since(t, now time.Time) string {
 	if t.IsZero() {
 		return ""

@@ -14,6 +14,39 @@ import (
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
 )
 
+// TestWriteNodeStatusBFD: a BFD column appears when a session runs BFD.
+func TestWriteNodeStatusBFD(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.Local)
+	st := &router.Status{
+		Node: "h1",
+		BGP:  &router.BGPStatus{RouterID: "10.101.1.11", ASN: 64512, ListenPort: 179},
+		Peers: []router.PeerStatus{
+			{Address: "10.101.1.12", Type: "node-to-node mesh", State: "up", Since: now.Add(-time.Hour), Info: "Established", BFD: "Up"},
+			{Address: "10.101.1.13", Type: "node-to-node mesh", State: "start", Since: now.Add(-time.Hour), Info: "Active BFD is down", BFD: "Down"},
+			{Address: "10.101.1.20", Type: "global", State: "up", Since: now.Add(-time.Hour), Info: "Established"},
+		},
+	}
+	var b bytes.Buffer
+	writeNodeStatus(&b, st, now)
+	want := `Tabby process is running.
+
+IPv4 BGP status
++--------------+-------------------+-------+----------+--------------------+------+
+| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |        INFO        | BFD  |
++--------------+-------------------+-------+----------+--------------------+------+
+| 10.101.1.12  | node-to-node mesh | up    | 11:00:00 | Established        | Up   |
+| 10.101.1.13  | node-to-node mesh | start | 11:00:00 | Active BFD is down | Down |
+| 10.101.1.20  | global            | up    | 11:00:00 | Established        | -    |
++--------------+-------------------+-------+----------+--------------------+------+
+
+IPv6 BGP status
+No IPv6 peers found.
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
 func TestWriteNodeStatus(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.Local)
 	st := &router.Status{

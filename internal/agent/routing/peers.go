@@ -77,6 +77,7 @@ func planBGP(in *Input, p *Plan, self *nodeInfo) *BGPPlan {
 			applyPeerSpec(&base, bp)
 		} else {
 			base.Password = cfg.NodeMeshPassword
+			base.BFD = bfdOf(cfg.NodeMeshBFD)
 			if cfg.NodeMeshMaxRestartTime != nil {
 				base.MaxRestartTime = cfg.NodeMeshMaxRestartTime.Duration
 			}
@@ -213,6 +214,7 @@ func applyPeerSpec(pr *Peer, s *api.BGPPeerSpec) {
 	if s.NumAllowedLocalASNumbers != nil {
 		pr.AllowOwnAS = *s.NumAllowedLocalASNumbers
 	}
+	pr.BFD = bfdOf(s.BFD)
 }
 
 // localFor is the session's source address: the node address, unless the

@@ -483,6 +483,24 @@ const (
 )
 
 // Peer is one BGP session.
+// BFD is a session's BFD: Multiplier missed packets of MinRx mark the
+// peer down.
+type BFD struct {
+	Enabled      bool
+	MinRx, MinTx time.Duration
+	Multiplier   uint8
+}
+
+// bfdOf resolves a resource's BFD settings (nil or disabled: off).
+func bfdOf(b *api.BFD) BFD {
+	if b == nil || !b.Enabled {
+		return BFD{}
+	}
+	rx, tx, m := b.Timers()
+	return BFD{Enabled: true, MinRx: time.Duration(rx) * time.Millisecond, MinTx: time.Duration(tx) * time.Millisecond,
+		Multiplier: uint8(min(max(m, 1), 255))}
+}
+
 type Peer struct {
 	Address netip.Addr
 	// Port is the peer's port (0: 179).
@@ -509,6 +527,8 @@ type Peer struct {
 	TTLSecurity uint8
 	// AllowOwnAS is how often the local AS may appear in received paths.
 	AllowOwnAS int32
+	// BFD is the session's BFD (zero: off).
+	BFD BFD
 	// Passive: this host waits for the peer to connect. Between two Tabby
 	// nodes exactly one side connects (the one with the higher address),
 	// so the two never open colliding connections.

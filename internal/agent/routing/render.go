@@ -102,6 +102,9 @@ func (pr Peer) render() string {
 	if pr.AllowOwnAS != 0 {
 		fmt.Fprintf(&b, " allow-own-as %d", pr.AllowOwnAS)
 	}
+	if pr.BFD.Enabled {
+		fmt.Fprintf(&b, " bfd rx %s tx %s x%d", pr.BFD.MinRx, pr.BFD.MinTx, pr.BFD.Multiplier)
+	}
 	return b.String()
 }
 

@@ -169,6 +169,12 @@ func states() []state {
 			Pools:  []*api.IPPool{pool("v4", "10.244.0.0/16", "", ""), pool("v6", "fd00:244::/48", "", "")},
 			Blocks: blocks("h1", "10.244.0.0/26", "h1", "fd00:244::/122", "h2", "fd00:244::40/122"),
 			Peers:  []*api.BGPPeer{peer("v6-router", api.BGPPeerSpec{PeerIP: "[fd00:101::1]:179", ASNumber: 65000})}}},
+		{"bfd", routing.Input{Node: "h1", Nodes: threeNodes, Pools: plainPool, Blocks: threeBlocks,
+			BGPConfig: api.BGPConfigurationSpec{NodeMeshBFD: &api.BFD{Enabled: true, MinRxMs: int64p(100), MinTxMs: int64p(100)}},
+			Peers: []*api.BGPPeer{
+				peer("tor", api.BGPPeerSpec{PeerIP: "10.101.1.1", ASNumber: 65000, BFD: &api.BFD{Enabled: true, Multiplier: int64p(5)}}),
+				peer("bfd-off", api.BGPPeerSpec{PeerIP: "10.101.1.2", ASNumber: 65000, BFD: &api.BFD{Enabled: false, Multiplier: int64p(5)}}),
+			}}},
 		{"no-node-address", routing.Input{Node: "h9", Nodes: threeNodes, Pools: plainPool, Blocks: blocks("h9", "10.244.9.0/26")}},
 		{"conflicts", routing.Input{Node: "h1", Nodes: threeNodes, Pools: plainPool,
 			Blocks: blocks("h1", "10.244.0.0/26", "h2", "10.244.0.0/26"),
@@ -180,3 +186,5 @@ func states() []state {
 			}}},
 	}
 }
+
+func int64p(v int64) *int64 { return &v }

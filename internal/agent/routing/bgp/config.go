@@ -7,6 +7,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // Config is the whole desired state of the speaker. Apply makes the
@@ -47,10 +48,25 @@ type Peer struct {
 	Passive bool
 	// Description is shown in status only (e.g. the peer type).
 	Description string
+	// BFD is the session's BFD (zero: off). A change re-makes the
+	// session (see bfd.go for why it is not updated in place).
+	BFD BFD
 	// Agent: the peer is another Tabby agent, whose restarts close the
 	// session; a session that ends by its hold timer means the host is
 	// lost, and its routes are withdrawn at once (see lost.go).
 	Agent bool
+}
+
+// BFD is a session's Bidirectional Forwarding Detection. When it goes
+// down, GoBGP resets the session with a NOTIFICATION, so the peer's routes
+// are withdrawn at once rather than kept for graceful restart.
+type BFD struct {
+	Enabled bool
+	// MinRx is the slowest interval at which the peer's packets are
+	// wanted, MinTx the interval of our own; 0 gives GoBGP's default (1s).
+	MinRx, MinTx time.Duration
+	// Multiplier is how many MinRx without a packet mark the peer down (0: 3).
+	Multiplier uint8
 }
 
 // String describes a peer without its password.
@@ -111,8 +127,9 @@ func family(a netip.Addr) *api.Family {
 
 // apiPeer builds GoBGP's peer configuration: graceful restart on (as
 // restarting speaker when restarting is set: the kernel kept our
-// forwarding state), short connect retry, the session's own family.
-func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
+// forwarding state), short connect retry, the session's own family, BFD
+// as bfd says.
+func apiPeer(p Peer, c *Config, o *Options, restarting bool, bfd BFD) *api.Peer {
 	restart := p.RestartTime
 	if restart == 0 {
 		restart = o.RestartTime
@@ -145,6 +162,7 @@ func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
 	if p.LocalAddress.IsValid() {
 		ap.Transport.LocalAddress = p.LocalAddress.String()
 	}
+	ap.Bfd = apiBFD(bfd)
 	if p.Keepalive > 0 {
 		ka := uint64(max(p.Keepalive/time.Second, 1))
 		ap.Timers.Config.KeepaliveInterval = ka
@@ -162,6 +180,25 @@ func apiPeer(p Peer, c *Config, o *Options, restarting bool) *api.Peer {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
 	}
 	return ap
+}
+
+// apiBFD is GoBGP's BFD config, every field set (GoBGP's defaults for
+// unset ones) so that an update compares equal to what GoBGP holds.
+func apiBFD(b BFD) *api.BfdPeerConfig {
+	us := func(d time.Duration) uint32 {
+		if d <= 0 {
+			return uint32(time.Second / time.Microsecond)
+		}
+		return uint32(d / time.Microsecond)
+	}
+	m := uint32(b.Multiplier)
+	if m == 0 {
+		m = 3
+	}
+	return &api.BfdPeerConfig{
+		Enabled: b.Enabled, Port: server.BfdServerPort,
+		DesiredMinimumTxInterval: us(b.MinTx), RequiredMinimumReceive: us(b.MinRx), DetectionMultiplier: m,
+	}
 }
 
 // keepNextHop lists the peers whose routes keep their next hop.

@@ -47,12 +47,15 @@ type sessionState struct {
 	established bool
 	received    uint64
 	hold        time.Duration
+	bfd         string // BFD session state ("": BFD off)
 }
 
 // watchLost follows srv's sessions until ctx ends: every sixth of the
 // shortest hold time (at most 5 s), and on every peer event (wake).
 func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-chan struct{}) {
 	known := map[string]*heard{}
+	bfdSeen := map[string]string{}
+	wasUp := map[string]bool{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -74,6 +77,10 @@ func (s *Speaker) watchLost(ctx context.Context, srv *server.BgpServer, wake <-c
 		for _, l := range lost {
 			s.dropLost(ctx, srv, l)
 		}
+		s.renewBFD(ctx, srv, wasUp, sessions)
+		if s.noteBFD(bfdSeen, sessions) {
+			every = min(every, bfdPoll)
+		}
 		timer.Reset(every)
 	}
 }
@@ -94,6 +101,7 @@ func listSessions(ctx context.Context, srv *server.BgpServer) ([]sessionState, e
 		if t := p.Timers; t != nil && t.State != nil {
 			st.hold = time.Duration(t.State.NegotiatedHoldTime) * time.Second
 		}
+		st.bfd = bfdState(p)
 		out = append(out, st)
 	})
 	return out, err
@@ -167,7 +175,7 @@ func (s *Speaker) dropLost(ctx context.Context, srv *server.BgpServer, l lostPee
 		s.log.Warn("remove lost BGP peer", "peer", p, "error", err)
 		return
 	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cur, &s.o, false)}); err != nil {
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cur, &s.o, false, p.BFD)}); err != nil {
 		// Apply re-adds it: the peer stays in s.cur only if it is there.
 		s.log.Warn("re-add lost BGP peer", "peer", p, "error", err)
 		s.cur.Peers = deletePeer(s.cur.Peers, p.Address.String())

@@ -50,6 +50,9 @@ type Options struct {
 	ConnectRetry time.Duration
 	// GoBGPLogLevel is the level of GoBGP's own log (default warn).
 	GoBGPLogLevel slog.Level
+	// OnBFDTransition, if set, is called for every change of a session's
+	// BFD state (Up, Down, Init, AdminDown) the speaker sees.
+	OnBFDTransition func(peer netip.Addr, from, to string)
 }
 
 func (o Options) withDefaults() Options {
@@ -401,7 +404,7 @@ func (s *Speaker) syncPeers(ctx context.Context, cfg *Config) error {
 				continue
 			}
 		}
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, cfg, &s.o, s.restarting)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, cfg, &s.o, s.restarting, p.BFD)}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s: %w", p, err))
 			continue
 		}

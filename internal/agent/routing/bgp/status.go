@@ -94,6 +94,9 @@ type PeerStatus struct {
 	EndOfRIB bool
 	// Received and Accepted count the prefixes received from the peer.
 	Received, Accepted uint64
+	// BFD is the BFD session state: Up, Down, Init or AdminDown ("": BFD
+	// is off for this session).
+	BFD string
 }
 
 var stateNames = map[api.PeerState_SessionState]string{
@@ -119,12 +122,22 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	if s.srv == nil {
 		return nil, nil
 	}
+	configured := map[netip.Addr]bool{}
+	for _, p := range s.cur.Peers {
+		configured[p.Address] = p.BFD.Enabled
+	}
 	var out []PeerStatus
 	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		ps := PeerStatus{State: "Idle", EndOfRIB: true}
 		if p.Conf != nil {
 			ps.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
+			ps.Address = ps.Address.Unmap()
 			ps.ASN = p.Conf.PeerAsn
+		}
+		ps.BFD = bfdState(p)
+		if ps.BFD == "" && configured[ps.Address] {
+			// Being re-made (bfd.go renewBFD).
+			ps.BFD = "Down"
 		}
 		if st := p.State; st != nil {
 			if n, ok := stateNames[st.SessionState]; ok {

@@ -192,7 +192,8 @@ func (c *cluster) status(h *host) (*statusDoc, error) {
 
 type statusDoc struct {
 	Peers []struct {
-		Address, Type, State, Info string
+		Address, Type, State, Info, BFD string
+		Since                           time.Time
 	} `json:"peers"`
 	Routes   []string `json:"routes"`
 	Problems []string `json:"problems"`

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tabbynet/tabby/internal/agent/routing"
 	"github.com/tabbynet/tabby/internal/agent/routing/bgp"
 	"github.com/tabbynet/tabby/internal/agent/routing/kernel"
@@ -132,6 +134,8 @@ type Router struct {
 
 	started time.Time
 	synced  bool // BGP has re-learned the routes after the start
+
+	bfdTransitions *prometheus.CounterVec
 }
 
 // New builds a router; it starts nothing (the kernel driver opens its
@@ -152,10 +156,18 @@ func New(cfg Config, store datastore.Store, log *slog.Logger) (*Router, error) {
 		kernel:  cfg.Kernel,
 		speaker: cfg.Speaker,
 		kickc:   make(chan struct{}, 1),
+		bfdTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_bgp_bfd_transitions_total", Help: "BFD session state changes of this host's BGP sessions, by the state entered (Up, Down, Init, AdminDown).",
+		}, []string{"state"}),
 	}
 	r.status.Node = cfg.Node
 	r.mirror = newMirror(store, log, r.kick)
 	return r, nil
+}
+
+// Collectors are the router's metrics, for the agent's registry.
+func (r *Router) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.bfdTransitions}
 }
 
 // Update hands the router the agent's latest view of the resources. It
@@ -194,6 +206,13 @@ func (r *Router) Run(ctx context.Context) error {
 	if r.speaker == nil {
 		o := r.cfg.BGP
 		o.Log = r.log
+		next := o.OnBFDTransition
+		o.OnBFDTransition = func(peer netip.Addr, from, to string) {
+			r.bfdTransitions.WithLabelValues(to).Inc()
+			if next != nil {
+				next(peer, from, to)
+			}
+		}
 		r.speaker = bgp.New(o)
 	}
 	if err := r.kernel.EnableForwarding(); err != nil {
@@ -362,6 +381,7 @@ func (r *Router) bgpConfig(p *routing.Plan) (*bgp.Config, []string) {
 			RestartTime: pr.MaxRestartTime, Keepalive: pr.KeepaliveTime, TTLSecurity: pr.TTLSecurity,
 			AllowOwnAS: uint8(min(max(pr.AllowOwnAS, 0), 255)), Passive: pr.Passive, Description: string(pr.Type),
 			Agent: pr.Node != "",
+			BFD:   bgp.BFD{Enabled: pr.BFD.Enabled, MinRx: pr.BFD.MinRx, MinTx: pr.BFD.MinTx, Multiplier: pr.BFD.Multiplier},
 		})
 	}
 	return c, problems

@@ -63,6 +63,9 @@ type PeerStatus struct {
 	Since    time.Time `json:"since,omitzero"`
 	Info     string    `json:"info"`
 	Received uint64    `json:"prefixesReceived"`
+	// BFD is the BFD session state (Up, Down, Init, AdminDown; "": BFD
+	// is off for the session).
+	BFD string `json:"bfd,omitempty"`
 }
 
 // Status returns the last state; it reads the sessions live.
@@ -97,7 +100,7 @@ func (r *Router) Status() Status {
 		if l.State == "Established" {
 			p.State = "up"
 		}
-		p.Since, p.Info, p.Received = l.Since, l.Summary(), l.Accepted
+		p.Since, p.Info, p.Received, p.BFD = l.Since, l.Summary(), l.Accepted, l.BFD
 	}
 	return st
 }
