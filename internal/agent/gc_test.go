@@ -55,7 +55,11 @@ func startGCAgents(t *testing.T, connect func() datastore.Store, newElector func
 				for _, r := range rs {
 					nodes[r.GetObjectMeta().Name] = true
 				}
-				return map[string]bool{}, nodes
+				// The container on node gone lives as long as its node:
+				// with a 1 ms grace it would otherwise be released as a
+				// leak (and its block with it) while the test checks
+				// that the node's block survives.
+				return map[string]bool{"net.gone-c1.eth0": nodes["gone"]}, nodes
 			},
 			done: func(scope string, _ ipam.GCReport, _ error) {
 				if scope == "cluster" {
