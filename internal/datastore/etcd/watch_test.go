@@ -81,6 +81,29 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 			w := st.Watch(ctx, prefix, 0)
 
 			const writers, writes = 3, 10
+			// Read while the writers write: a consumer that waits lets
+			// the server coalesce the events into a response or two,
+			// and then there is nothing to break.
+			total := writers*writes + 2
+			var got []int64
+			var readErr error
+			readDone := make(chan struct{})
+			go func() {
+				defer close(readDone)
+				for len(got) < total {
+					select {
+					case e, ok := <-w:
+						if !ok || e.Type == datastore.EventError {
+							readErr = fmt.Errorf("watch ended after %d events: %v", len(got), e.Err)
+							return
+						}
+						got = append(got, e.KV.Revision)
+					case <-ctx.Done():
+						readErr = fmt.Errorf("got %d of %d events", len(got), total)
+						return
+					}
+				}
+			}()
 			var mu sync.Mutex
 			var want []int64
 			var wg sync.WaitGroup
@@ -111,18 +134,9 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 			wg.Wait()
 			want = append(want, rev, rev)
 			slicesSort(want)
-
-			var got []int64
-			for len(got) < len(want) {
-				select {
-				case e, ok := <-w:
-					if !ok || e.Type == datastore.EventError {
-						t.Fatalf("watch ended after %d events: %v", len(got), e.Err)
-					}
-					got = append(got, e.KV.Revision)
-				case <-ctx.Done():
-					t.Fatalf("got %d of %d events", len(got), len(want))
-				}
+			<-readDone
+			if readErr != nil {
+				t.Fatal(readErr)
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("event revisions (-want +got):\n%s", diff)
