@@ -71,6 +71,7 @@ type compiler struct {
 	tiers        map[string]*tierInfo
 	missingTiers map[string]*tierInfo // named by quarantined policies only
 	sets         map[string]*Set
+	sources      map[string]setSource // selector and named-port sets: what their elements come from
 	memberCache  map[string][]*entity
 	chains       map[string]*Chain
 	maps         map[string]*Map
@@ -94,24 +95,32 @@ func (c *compiler) addChain(ch *Chain) {
 // naming the object, the field and the value: the caller keeps the ruleset
 // it has.
 func Compile(s *State) (*Ruleset, error) {
+	rs, _, err := compileState(s)
+	return rs, err
+}
+
+// compileState is Compile, also returning the compiler, whose entities,
+// profiles and set sources the incremental Engine indexes.
+func compileState(s *State) (*Ruleset, *compiler, error) {
 	if s == nil {
-		return nil, fmt.Errorf("compile policy: no state")
+		return nil, nil, fmt.Errorf("compile policy: no state")
 	}
 	if s.Node == "" {
-		return nil, fmt.Errorf("compile policy: state has no node name")
+		return nil, nil, fmt.Errorf("compile policy: state has no node name")
 	}
 	c := &compiler{
 		state:       s,
 		profiles:    map[string]*api.Profile{},
 		selectors:   map[string]*selector.Selector{},
 		sets:        map[string]*Set{},
+		sources:     map[string]setSource{},
 		memberCache: map[string][]*entity{},
 		profRules:   map[string]*[2][]*parsedRule{},
 		chains:      map[string]*Chain{},
 		maps:        map[string]*Map{},
 	}
 	if err := c.compile(); err != nil {
-		return nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)
+		return nil, nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)
 	}
 	slices.SortFunc(c.quarantine, func(a, b Quarantine) int { return strings.Compare(a.ID(), b.ID()) })
 	rs := &Ruleset{Warnings: c.warnings, Quarantined: c.quarantine}
@@ -124,7 +133,7 @@ func Compile(s *State) (*Ruleset, error) {
 	for _, k := range slices.Sorted(maps.Keys(c.chains)) {
 		rs.Chains = append(rs.Chains, c.chains[k])
 	}
-	return rs, nil
+	return rs, c, nil
 }
 
 func (c *compiler) compile() error {
@@ -324,6 +333,11 @@ func (c *compiler) workloadChains() {
 	fromWL := &Map{Name: MapFromWorkload, Type: MapIfName, Comment: "workload interface to its egress chain"}
 	toWL := &Map{Name: MapToWorkload, Type: MapIfName, Comment: "workload interface to its ingress chain"}
 	var src4, src6 []Element
+	// Endpoints with the same policies and profiles get the same body:
+	// build it once and share the slice (the flat transforms then work on
+	// it once too).
+	bodies := map[string][]Rule{}
+	var key []byte
 	for _, e := range c.local {
 		var in, out []*policyInfo
 		for _, p := range c.policies {
@@ -342,7 +356,17 @@ func (c *compiler) workloadChains() {
 			pols    []*policyInfo
 			m       *Map
 		}{{true, "tw-", in, toWL}, {false, "fw-", out, fromWL}} {
-			body := c.endpointRules(dir.pols, dir.ingress, e.Profiles)
+			key = append(key[:0], dir.prefix...)
+			for _, p := range dir.pols {
+				key = fmt.Appendf(key, "%p,", p)
+			}
+			key = append(key, '|')
+			key = append(key, strings.Join(e.Profiles, ",")...)
+			body, ok := bodies[string(key)]
+			if !ok {
+				body = c.endpointRules(dir.pols, dir.ingress, e.Profiles)
+				bodies[string(key)] = body
+			}
 			name := dir.prefix + e.IfName
 			c.addChain(&Chain{Name: name, Rules: body})
 			dir.m.Elements = append(dir.m.Elements, MapElement{Key: Element{IfName: e.IfName}, Verdict: Verdict{Kind: Goto, Chain: name}})

@@ -174,12 +174,9 @@ func (c *compiler) loadEntities() error {
 		if w == nil {
 			return fmt.Errorf("endpoints[%d] is nil", i)
 		}
-		ns := namespaceOf(&w.ObjectMeta)
-		id := "WorkloadEndpoint " + ns + "/" + w.Name
-		nets := c.parseNetsSkipping(id, "spec.ipNetworks", w.Spec.IPNetworks)
-		ports := c.namedPorts(id, w.Spec.Ports)
-		labels := c.effectiveLabels(w.Labels, w.Spec.Profiles, ns, w.Spec.Orchestrator, w.Spec.ServiceAccountName)
-		c.entities = append(c.entities, &entity{id: id, namespace: ns, labels: labels, nets: nets, ports: ports, sa: w.Spec.ServiceAccountName})
+		ent := c.workloadEntity(w)
+		c.entities = append(c.entities, ent)
+		id, ns, nets, labels := ent.id, ent.namespace, ent.nets, ent.labels
 		if w.Spec.Node != s.Node {
 			continue
 		}
@@ -244,25 +241,47 @@ func (c *compiler) loadEntities() error {
 		if n == nil {
 			return fmt.Errorf("networkSets[%d] is nil", i)
 		}
-		ns := namespaceOf(&n.ObjectMeta)
-		id := "NetworkSet " + ns + "/" + n.Name
-		nets := c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)
-		labels := maps.Clone(n.Labels)
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[LabelNamespace] = ns
-		c.entities = append(c.entities, &entity{id: id, namespace: ns, labels: labels, nets: nets})
+		c.entities = append(c.entities, c.networkSetEntity(n))
 	}
 	for i, n := range s.GlobalNetworkSets {
 		if n == nil {
 			return fmt.Errorf("globalNetworkSets[%d] is nil", i)
 		}
-		id := "GlobalNetworkSet " + n.Name
-		nets := c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)
-		c.entities = append(c.entities, &entity{id: id, labels: n.Labels, nets: nets})
+		c.entities = append(c.entities, c.globalNetworkSetEntity(n))
 	}
 	return nil
+}
+
+// workloadEntity is what selectors see of a workload endpoint.
+func (c *compiler) workloadEntity(w *api.WorkloadEndpoint) *entity {
+	ns := namespaceOf(&w.ObjectMeta)
+	id := "WorkloadEndpoint " + ns + "/" + w.Name
+	return &entity{
+		id: id, namespace: ns,
+		labels: c.effectiveLabels(w.Labels, w.Spec.Profiles, ns, w.Spec.Orchestrator, w.Spec.ServiceAccountName),
+		nets:   c.parseNetsSkipping(id, "spec.ipNetworks", w.Spec.IPNetworks),
+		ports:  c.namedPorts(id, w.Spec.Ports),
+		sa:     w.Spec.ServiceAccountName,
+	}
+}
+
+// networkSetEntity is what selectors see of a NetworkSet: its labels and
+// its namespace's.
+func (c *compiler) networkSetEntity(n *api.NetworkSet) *entity {
+	ns := namespaceOf(&n.ObjectMeta)
+	id := "NetworkSet " + ns + "/" + n.Name
+	labels := maps.Clone(n.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelNamespace] = ns
+	return &entity{id: id, namespace: ns, labels: labels, nets: c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)}
+}
+
+// globalNetworkSetEntity is what selectors see of a GlobalNetworkSet.
+func (c *compiler) globalNetworkSetEntity(n *api.GlobalNetworkSet) *entity {
+	id := "GlobalNetworkSet " + n.Name
+	return &entity{id: id, labels: n.Labels, nets: c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)}
 }
 
 // dropSharedInterfaces sorts the local endpoints by interface and leaves

@@ -31,7 +31,12 @@ import (
 // Flatten returns the flat-cost form of a compiled ruleset: families
 // split, policies inlined, runs merged and dispatched by port, endpoint
 // chains shared, unreachable chains dropped. rs is not modified.
-func Flatten(rs *Ruleset) *Ruleset {
+func Flatten(rs *Ruleset) *Ruleset { return Prune(flattenUnpruned(rs)) }
+
+// flattenUnpruned is Flatten before Prune: it still holds every set the
+// transforms made, also the unions a later union absorbed (the incremental
+// Engine reads their members).
+func flattenUnpruned(rs *Ruleset) *Ruleset {
 	// Sharing first: endpoints with the same policy list share a chain
 	// before its policies are inlined, so each list is inlined, merged and
 	// dispatched once.
@@ -41,8 +46,7 @@ func Flatten(rs *Ruleset) *Ruleset {
 	out = InlinePolicies(out)
 	out = DispatchPorts(out)
 	out = MergeRules(out)
-	out = TrimNAT(out)
-	return Prune(out)
+	return TrimNAT(out)
 }
 
 // TrimNAT drops the NAT base chains nothing needs: the port-mapping

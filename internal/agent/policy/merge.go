@@ -294,7 +294,8 @@ func (m *merger) unionAddrs(_ string, ms []Match) (Match, bool) {
 	names = slices.Compact(names)
 	name := "u" + itoa(family) + "-" + shortHash(strings.Join(names, ","))
 	if m.sets[name] == nil {
-		m.sets[name] = &Set{Name: name, Type: addrSetType(family), Comment: truncateComment("union of " + strings.Join(names, " ")), Elements: prefixElements(nets)}
+		m.sets[name] = &Set{Name: name, Type: addrSetType(family), Comment: truncateComment("union of " + strings.Join(names, " ")),
+			Elements: prefixElements(nets), Members: names}
 	}
 	return AddrSet{Family: family, Dir: dir, Set: name}, true
 }

@@ -124,6 +124,11 @@ type Set struct {
 	// Elements are sorted (see Element.Compare) and, for interval sets,
 	// never overlap: no prefix contains another, no port ranges overlap.
 	Elements []Element
+	// Members, for a union of address sets (u4-/u6-, made by MergeRules
+	// and DispatchPorts), are what it is the union of: "@<set>" and
+	// literal prefixes. The incremental Engine recomputes a union when a
+	// member's elements change.
+	Members []string
 }
 
 // Element is one member of a set or the key of a map element. Which fields

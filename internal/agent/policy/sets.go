@@ -53,6 +53,7 @@ func (c *compiler) selectorSet(p *predicate, family int) string {
 	if family == 6 {
 		name = "s6-" + p.hash
 	}
+	c.sources[name] = setSource{pred: p, family: family}
 	return c.addSet(name, addrSetType(family), p.describe(), func() []Element {
 		var nets []netip.Prefix
 		for _, e := range c.members(p) {
@@ -64,6 +65,44 @@ func (c *compiler) selectorSet(p *predicate, family int) string {
 		}
 		return prefixElements(nets)
 	})
+}
+
+// setSource says what a selector or named-port set holds: the addresses
+// (or, named, the (address, protocol, port) of the port called port) of
+// one family of every entity pred matches.
+type setSource struct {
+	pred   *predicate
+	family int
+	port   string
+	named  bool
+}
+
+// contribution is what one entity puts into a set of this source: sorted,
+// possibly repeated elements (an interval set drops the prefixes others
+// contain when its elements are built).
+func (src setSource) contribution(e *entity) []Element {
+	if !src.pred.matches(e) {
+		return nil
+	}
+	var out []Element
+	for _, n := range e.nets {
+		if n.Addr().Is4() != (src.family == 4) {
+			continue
+		}
+		if !src.named {
+			out = append(out, Element{Prefix: n.Masked()})
+			continue
+		}
+		if !n.IsSingleIP() {
+			continue
+		}
+		for _, np := range e.ports {
+			if np.name == src.port {
+				out = append(out, Element{Addr: n.Addr(), Proto: np.proto, Port: np.port})
+			}
+		}
+	}
+	return out
 }
 
 // members lists the entities a predicate matches (cached by key).
@@ -116,6 +155,7 @@ func (c *compiler) namedPortSet(p *predicate, portName string, family int) strin
 		t = SetAddrPort6
 	}
 	name := fmt.Sprintf("np%d-%s", family, shortHash(p.key+"|port="+portName))
+	c.sources[name] = setSource{pred: p, family: family, port: portName, named: true}
 	return c.addSet(name, t, "port "+portName+" of "+p.describe(), func() []Element {
 		var elems []Element
 		for _, e := range c.members(p) {

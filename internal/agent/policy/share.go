@@ -23,16 +23,23 @@ var endpointChainPrefixes = []string{"tw-", "fw-", "fh-", "th-"}
 func ShareEndpointChains(rs *Ruleset) *Ruleset {
 	rename := map[string]string{}
 	shared := map[string]*Chain{}
+	hashes := map[bodyID]string{} // bodies Compile (or SplitFamilies) shared: hashed once
 	for _, c := range rs.Chains {
 		if c.Hook != nil || !isEndpointChain(c.Name) {
 			continue
 		}
-		var body strings.Builder
-		for _, r := range c.Rules {
-			body.WriteString(r.String())
-			body.WriteByte('\n')
+		id := idOf(c.Rules)
+		h, ok := hashes[id]
+		if !ok || id.first == nil {
+			var body strings.Builder
+			for _, r := range c.Rules {
+				body.WriteString(r.String())
+				body.WriteByte('\n')
+			}
+			h = shortHash(body.String())
+			hashes[id] = h
 		}
-		name := sharedChainPrefix + shortHash(body.String())
+		name := sharedChainPrefix + h
 		if f := ChainFamily(c.Name); f != 0 {
 			name = FamilyChain(name, f)
 		}

@@ -75,18 +75,41 @@ func SplitFamilies(rs *Ruleset) *Ruleset {
 			out.Maps = append(out.Maps, fm)
 		}
 	}
+	// Endpoints with the same policies share one body (Compile builds it
+	// once): split it once, and the copies share it too.
+	split := map[bodyID][2][]Rule{}
 	for _, c := range rs.Chains {
 		if !closure[c.Name] {
 			out.Chains = append(out.Chains, &Chain{Name: c.Name, Hook: c.Hook, Rules: dispatchRules(c.Rules, maps, closure)})
 			continue
 		}
-		for _, f := range []int{4, 6} {
-			out.Chains = append(out.Chains, &Chain{Name: FamilyChain(c.Name, f), Rules: familyRules(c.Rules, f, closure)})
+		id := idOf(c.Rules)
+		both, ok := split[id]
+		if !ok || id.first == nil {
+			both = [2][]Rule{familyRules(c.Rules, 4, closure), familyRules(c.Rules, 6, closure)}
+			split[id] = both
+		}
+		for i, f := range []int{4, 6} {
+			out.Chains = append(out.Chains, &Chain{Name: FamilyChain(c.Name, f), Rules: both[i]})
 		}
 	}
 	slices.SortFunc(out.Maps, func(a, b *Map) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(out.Chains, func(a, b *Chain) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// bodyID identifies a rule slice by its memory: chains holding the same
+// slice have the same body, so a transform of one serves all.
+type bodyID struct {
+	first *Rule
+	n     int
+}
+
+func idOf(rules []Rule) bodyID {
+	if len(rules) == 0 {
+		return bodyID{}
+	}
+	return bodyID{&rules[0], len(rules)}
 }
 
 // splitClosure is the set of chains reachable from the dispatch maps'

@@ -1,0 +1,409 @@
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/tabbynet/tabby/internal/api"
+)
+
+// Engine keeps one host's ruleset up to date: Full compiles a whole state
+// (Compile, then Flatten unless the engine is for the reference form) and
+// indexes it; Update then turns changes of remote endpoints and network
+// sets into element changes of the sets they feed, without compiling.
+//
+// The index: every set whose elements come from entities (a selector set
+// s4-/s6-, a named-port set np4-/np6-) keeps its source predicate and a
+// count of every element the matching entities contribute; every union
+// set (u4-/u6-) knows its members. A change re-evaluates each indexed
+// predicate against the entity as it was and as it is, adjusts the
+// counts, and rebuilds the elements of only the sets whose counts crossed
+// zero, then the unions of those. Chains, maps and every other set are
+// shared with the previous Ruleset, so the driver's diff finds the element
+// changes and nothing else.
+//
+// What a remote endpoint or network set can change is exactly that: the
+// compiler reads remote entities only to fill selector and named-port
+// sets. Everything else (local endpoints, policies, profiles, tiers,
+// pools, host endpoints, Felix settings) changes chains and goes through
+// Full.
+type Engine struct {
+	flat bool
+	c    *compiler // the last full compile: node, profiles (entity labels)
+	rs   *Ruleset  // the last result
+
+	sets     map[string]*indexedSet // entity-fed sets, programmed or union members
+	ordered  []*indexedSet          // the same, by name: predicates evaluate in a fixed order
+	unions   map[string]*unionSet   // union sets, programmed or members of one
+	unionsOf map[string][]string    // set → the union sets it is a direct member of
+	fixed    map[string][]Element   // other union members the table does not hold
+	ents     map[string]*entity     // entity id → the entity as the index counted it
+	locals   map[string]bool        // ids of this node's workload endpoints
+}
+
+// indexedSet is an entity-fed set: its source, each element's count (how
+// many entity contributions hold it) and its current elements.
+type indexedSet struct {
+	name   string
+	typ    SetType
+	src    setSource
+	counts map[Element]int
+	wide   int // counted prefixes that are not single addresses
+	elems  []Element
+}
+
+// unionSet is a union of sets and prefixes (see Set.Members).
+type unionSet struct {
+	members []string
+	elems   []Element
+}
+
+// Change is one delta of the datastore: Old is the object before (nil: it
+// was created), New after (nil: deleted).
+type Change struct {
+	Old, New api.Resource
+}
+
+// NewEngine returns an engine for the flat form (flat) or the reference
+// form (Compile's output as it is).
+func NewEngine(flat bool) *Engine { return &Engine{flat: flat} }
+
+// Ruleset is the engine's current ruleset (nil before the first Full).
+func (e *Engine) Ruleset() *Ruleset { return e.rs }
+
+// Full compiles s and re-indexes. On error the engine keeps its state.
+func (e *Engine) Full(s *State) (*Ruleset, error) {
+	rs, c, err := compileState(s)
+	if err != nil {
+		return nil, err
+	}
+	all, out := rs, rs
+	if e.flat {
+		all = flattenUnpruned(rs)
+		out = Prune(all)
+	}
+	e.index(c, rs, all, out)
+	return out, nil
+}
+
+// index builds the engine's index of a full compile: compiled is
+// Compile's output (it has every selector set, also those Flatten merged
+// into unions), all every set the transforms made (unions a later union
+// absorbed too), out what is programmed.
+func (e *Engine) index(c *compiler, compiled, all, out *Ruleset) {
+	e.c, e.rs = c, out
+	e.sets, e.unions, e.unionsOf, e.fixed = map[string]*indexedSet{}, map[string]*unionSet{}, map[string][]string{}, map[string][]Element{}
+	need := map[string]bool{}
+	var visit func(name string)
+	visit = func(name string) {
+		if need[name] {
+			return
+		}
+		need[name] = true
+		s := all.Set(name)
+		if s == nil || len(s.Members) == 0 {
+			return
+		}
+		e.unions[name] = &unionSet{members: s.Members, elems: s.Elements}
+		for _, m := range s.Members {
+			if ref, ok := strings.CutPrefix(m, "@"); ok {
+				e.unionsOf[ref] = append(e.unionsOf[ref], name)
+				visit(ref)
+			}
+		}
+	}
+	for _, s := range out.Sets {
+		visit(s.Name)
+	}
+	e.ordered = e.ordered[:0]
+	for name := range need {
+		if _, ok := e.unions[name]; ok {
+			continue
+		}
+		src, ok := c.sources[name]
+		set := compiled.Set(name)
+		switch {
+		case ok && set != nil:
+			is := &indexedSet{name: name, typ: set.Type, src: src, counts: map[Element]int{}, elems: set.Elements}
+			for _, ent := range c.members(src.pred) {
+				is.count(src.contribution(ent), 1)
+			}
+			e.sets[name] = is
+			e.ordered = append(e.ordered, is)
+		case out.Set(name) == nil:
+			// A fixed set only a union reads (Flatten left it out).
+			if s := all.Set(name); s != nil {
+				e.fixed[name] = s.Elements
+			}
+		}
+	}
+	slices.SortFunc(e.ordered, func(a, b *indexedSet) int { return strings.Compare(a.name, b.name) })
+	e.ents = make(map[string]*entity, len(c.entities))
+	for _, ent := range c.entities {
+		e.ents[ent.id] = ent
+	}
+	e.locals = map[string]bool{}
+	for _, w := range c.state.Endpoints {
+		if w != nil && w.Spec.Node == c.state.Node {
+			e.locals["WorkloadEndpoint "+namespaceOf(&w.ObjectMeta)+"/"+w.Name] = true
+		}
+	}
+	// The compiler's entity lists are not needed any more (the index holds
+	// the entities); drop them so an idle agent does not keep two copies.
+	c.entities, c.memberCache, c.local = nil, nil, nil
+}
+
+// count adds n (±1) to each element's count and reports the elements whose
+// count crossed zero.
+func (is *indexedSet) count(elems []Element, n int) (crossed []Element) {
+	for _, el := range elems {
+		before := is.counts[el]
+		after := before + n
+		if after == 0 {
+			delete(is.counts, el)
+		} else {
+			is.counts[el] = after
+		}
+		if before == 0 || after == 0 {
+			crossed = append(crossed, el)
+			if is.typ.Interval() && !el.Prefix.IsSingleIP() {
+				is.wide += n
+			}
+		}
+	}
+	return crossed
+}
+
+// Update applies changes of remote workload endpoints, network sets and
+// global network sets and returns the new ruleset. ok is false, and
+// nothing is changed, when a change is of anything else (or of a local
+// endpoint), or before the first Full: the caller then compiles in full.
+func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
+	if e.rs == nil {
+		return nil, false
+	}
+	type step struct {
+		id  string
+		new *entity // nil: gone
+	}
+	steps := make([]step, 0, len(changes))
+	for _, ch := range changes {
+		id, ent, ok := e.entityOf(ch)
+		if !ok {
+			return nil, false
+		}
+		steps = append(steps, step{id, ent})
+	}
+	crossed := map[*indexedSet][]Element{}
+	for _, st := range steps {
+		old := e.ents[st.id]
+		for _, is := range e.ordered {
+			var x []Element
+			if old != nil {
+				x = is.count(is.src.contribution(old), -1)
+			}
+			if st.new != nil {
+				x = append(x, is.count(is.src.contribution(st.new), 1)...)
+			}
+			if len(x) > 0 {
+				crossed[is] = append(crossed[is], x...)
+			}
+		}
+		if st.new == nil {
+			delete(e.ents, st.id)
+		} else {
+			e.ents[st.id] = st.new
+		}
+	}
+	e.rs = e.rebuild(crossed)
+	return e.rs, true
+}
+
+// entityOf is the id of the entity a change is about and the entity it
+// becomes (nil: deleted); ok is false for a change Update does not handle.
+func (e *Engine) entityOf(ch Change) (id string, ent *entity, ok bool) {
+	obj := ch.New
+	if obj == nil {
+		obj = ch.Old
+	}
+	switch o := obj.(type) {
+	case *api.WorkloadEndpoint:
+		id = "WorkloadEndpoint " + namespaceOf(&o.ObjectMeta) + "/" + o.Name
+		if e.locals[id] || isLocal(ch.Old, e.c.state.Node) || isLocal(ch.New, e.c.state.Node) {
+			return "", nil, false
+		}
+		if w, _ := ch.New.(*api.WorkloadEndpoint); w != nil {
+			ent = e.c.workloadEntity(w)
+		}
+	case *api.NetworkSet:
+		id = "NetworkSet " + namespaceOf(&o.ObjectMeta) + "/" + o.Name
+		if n, _ := ch.New.(*api.NetworkSet); n != nil {
+			ent = e.c.networkSetEntity(n)
+		}
+	case *api.GlobalNetworkSet:
+		id = "GlobalNetworkSet " + o.Name
+		if n, _ := ch.New.(*api.GlobalNetworkSet); n != nil {
+			ent = e.c.globalNetworkSetEntity(n)
+		}
+	default:
+		return "", nil, false
+	}
+	// Warnings about the entity (a bad address) are the full compile's to
+	// report; the next one does.
+	e.c.warnings = nil
+	return id, ent, true
+}
+
+func isLocal(r api.Resource, node string) bool {
+	w, ok := r.(*api.WorkloadEndpoint)
+	return ok && w != nil && w.Spec.Node == node
+}
+
+// rebuild recomputes the elements of the sets whose counts crossed zero
+// and of the unions containing them, and returns the new ruleset: the old
+// one with those sets replaced.
+func (e *Engine) rebuild(crossed map[*indexedSet][]Element) *Ruleset {
+	if len(crossed) == 0 {
+		return e.rs
+	}
+	changed := map[string]bool{}
+	for is, els := range crossed {
+		if is.applyCrossed(els) {
+			changed[is.name] = true
+		}
+	}
+	// Unions of changed sets, transitively (a union may be a member of
+	// another union).
+	var dirty []string
+	seen := map[string]bool{}
+	var up func(string)
+	up = func(name string) {
+		for _, u := range e.unionsOf[name] {
+			if !seen[u] {
+				seen[u] = true
+				dirty = append(dirty, u)
+				up(u)
+			}
+		}
+	}
+	for name := range changed {
+		up(name)
+	}
+	if len(changed) == 0 {
+		return e.rs
+	}
+	out := *e.rs
+	out.Sets = slices.Clone(e.rs.Sets)
+	replace := func(name string, elems []Element) {
+		i, found := slices.BinarySearchFunc(out.Sets, name, func(s *Set, n string) int { return strings.Compare(s.Name, n) })
+		if !found {
+			return
+		}
+		s := *out.Sets[i]
+		s.Elements = elems
+		out.Sets[i] = &s
+	}
+	for name := range changed {
+		replace(name, e.sets[name].elems)
+	}
+	done := map[string]bool{}
+	var union func(name string) []Element
+	union = func(name string) []Element {
+		u := e.unions[name]
+		if done[name] {
+			return u.elems
+		}
+		var nets []netip.Prefix
+		for _, m := range u.members {
+			ref, isSet := strings.CutPrefix(m, "@")
+			if !isSet {
+				if p, err := netip.ParsePrefix(m); err == nil {
+					nets = append(nets, p)
+				}
+				continue
+			}
+			els := e.elements(&out, ref)
+			if seen[ref] {
+				els = union(ref)
+			}
+			for _, el := range els {
+				nets = append(nets, el.Prefix)
+			}
+		}
+		u.elems = prefixElements(nets)
+		done[name] = true
+		return u.elems
+	}
+	for _, u := range dirty {
+		replace(u, union(u))
+	}
+	return &out
+}
+
+// elements are a set's current elements: an indexed set's or a union's
+// own (also when Flatten left it out of the table), otherwise the fixed
+// elements of the table or of the last full compile.
+func (e *Engine) elements(rs *Ruleset, name string) []Element {
+	if is, ok := e.sets[name]; ok {
+		return is.elems
+	}
+	if u, ok := e.unions[name]; ok {
+		return u.elems
+	}
+	if s := rs.Set(name); s != nil {
+		return s.Elements
+	}
+	return e.fixed[name]
+}
+
+// applyCrossed brings elems up to date after the elements in crossed had
+// their counts cross zero, and reports whether they changed. While the set
+// holds single addresses only, each crossing is one insert or delete;
+// otherwise (an interval set with a prefix that may contain others) the
+// elements are rebuilt from the counts.
+func (is *indexedSet) applyCrossed(crossed []Element) bool {
+	if is.wide > 0 || slices.ContainsFunc(crossed, func(el Element) bool { return is.typ.Interval() && !el.Prefix.IsSingleIP() }) {
+		return is.rebuildAll()
+	}
+	els := slices.Clone(is.elems)
+	changed := false
+	for _, el := range crossed {
+		i, found := slices.BinarySearchFunc(els, el, Element.Compare)
+		switch in := is.counts[el] > 0; {
+		case in && !found:
+			els = slices.Insert(els, i, el)
+			changed = true
+		case !in && found:
+			els = slices.Delete(els, i, i+1)
+			changed = true
+		}
+	}
+	if changed {
+		is.elems = els
+	}
+	return changed
+}
+
+// rebuildAll recomputes the elements from the counts.
+func (is *indexedSet) rebuildAll() bool {
+	var els []Element
+	if is.typ.Interval() {
+		nets := make([]netip.Prefix, 0, len(is.counts))
+		for el := range is.counts {
+			nets = append(nets, el.Prefix)
+		}
+		els = prefixElements(nets)
+	} else {
+		els = make([]Element, 0, len(is.counts))
+		for el := range is.counts {
+			els = append(els, el)
+		}
+		slices.SortFunc(els, Element.Compare)
+	}
+	if slices.Equal(els, is.elems) {
+		return false
+	}
+	is.elems = els
+	return true
+}

@@ -1,0 +1,108 @@
+package policytest
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/tabbynet/tabby/internal/agent/policy"
+	"github.com/tabbynet/tabby/internal/api"
+)
+
+// RemoteChange applies one random change of a remote workload endpoint, a
+// NetworkSet or a GlobalNetworkSet to s and returns it as the datastore
+// delivers it: objects are replaced, never modified, so Old is what s held
+// before. Addresses are sometimes taken from another endpoint (two
+// entities holding one address) and network sets sometimes hold prefixes
+// containing endpoint addresses: the cases where a set's element has more
+// than one source.
+func (g *Random) RemoteChange(s *policy.State) (policy.Change, string) {
+	remote := func() (int, *api.WorkloadEndpoint) {
+		var idx []int
+		for i, w := range s.Endpoints {
+			if w.Spec.Node != s.Node {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			return -1, nil
+		}
+		i := pick(g.r, idx...)
+		return i, s.Endpoints[i]
+	}
+	switch g.r.IntN(9) {
+	case 0, 1:
+		w := g.endpoint(false)
+		s.Endpoints = append(s.Endpoints, w)
+		return policy.Change{New: w}, "add remote endpoint " + w.Name
+	case 2:
+		if i, w := remote(); w != nil {
+			s.Endpoints = slices.Delete(s.Endpoints, i, i+1)
+			return policy.Change{Old: w}, "delete remote endpoint " + w.Name
+		}
+	case 3:
+		if i, w := remote(); w != nil {
+			n := cloneWEP(w)
+			n.Labels = g.labels()
+			if g.r.IntN(3) == 0 {
+				n.Labels["trusted"] = ""
+			}
+			s.Endpoints[i] = n
+			return policy.Change{Old: w, New: n}, "relabel remote endpoint " + w.Name
+		}
+	case 4:
+		if i, w := remote(); w != nil {
+			n := cloneWEP(w)
+			if o := s.Endpoints[g.r.IntN(len(s.Endpoints))]; g.r.IntN(2) == 0 && o != w {
+				n.Spec.IPNetworks = slices.Clone(o.Spec.IPNetworks)
+			} else {
+				n.Spec.IPNetworks = g.addrs()
+			}
+			s.Endpoints[i] = n
+			return policy.Change{Old: w, New: n}, "readdress remote endpoint " + w.Name
+		}
+	case 5:
+		if i, w := remote(); w != nil {
+			n := cloneWEP(w)
+			n.Spec.Ports = nil
+			if g.r.IntN(2) == 0 {
+				n.Spec.Ports = []api.WorkloadEndpointPort{{Name: "http", Protocol: "TCP", Port: uint16(8000 + g.r.IntN(100))}}
+			}
+			s.Endpoints[i] = n
+			return policy.Change{Old: w, New: n}, "change the named ports of remote endpoint " + w.Name
+		}
+	case 6:
+		g.next++
+		n := GNS(fmt.Sprintf("gns-%d", g.next), map[string]string{"trusted": ""},
+			pick(g.r, "172.16.0.0/12", "10.65.0.0/24", "10.65.0.0/16", "2001:db8:1::/48", "fd00:65::/64"), fmt.Sprintf("198.18.%d.0/24", g.r.IntN(256)))
+		s.GlobalNetworkSets = append(s.GlobalNetworkSets, n)
+		return policy.Change{New: n}, "add global network set " + n.Name
+	case 7:
+		if len(s.GlobalNetworkSets) > 0 {
+			i := g.r.IntN(len(s.GlobalNetworkSets))
+			old := s.GlobalNetworkSets[i]
+			if g.r.IntN(2) == 0 {
+				s.GlobalNetworkSets = slices.Delete(s.GlobalNetworkSets, i, i+1)
+				return policy.Change{Old: old}, "delete global network set " + old.Name
+			}
+			n := *old
+			n.Spec.Nets = []string{pick(g.r, "10.65.0.0/24", "192.0.2.0/24", "10.65.0.9/32")}
+			s.GlobalNetworkSets[i] = &n
+			return policy.Change{Old: old, New: &n}, "change the nets of global network set " + old.Name
+		}
+	case 8:
+		g.next++
+		n := NS(pick(g.r, randNamespaces...), fmt.Sprintf("ns-%d", g.next), map[string]string{"app": pick(g.r, randApps...)},
+			pick(g.r, "10.65.0.0/24", "192.0.2.0/25", "10.65.0.9/32"))
+		s.NetworkSets = append(s.NetworkSets, n)
+		return policy.Change{New: n}, "add network set " + n.Name
+	}
+	return g.RemoteChange(s)
+}
+
+func cloneWEP(w *api.WorkloadEndpoint) *api.WorkloadEndpoint {
+	n := *w
+	n.Labels = maps.Clone(w.Labels)
+	n.Spec.IPNetworks = slices.Clone(w.Spec.IPNetworks)
+	return &n
+}
