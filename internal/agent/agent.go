@@ -119,6 +119,7 @@ func New(cfg Config, store datastore.Store, wirer endpoint.Dataplane, dp Datapla
 	a.ipam = m
 	a.reaper = newReaper(a, kernelDeadKernel{})
 	a.quarantine.dirty = make(chan struct{}, 1)
+	a.cache.node = cfg.Node
 	a.cache.onBad = func(b datastore.BadRecord) { a.m.badRecords.WithLabelValues(b.Kind).Inc() }
 	return a, nil
 }

@@ -8,9 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tabbynet/tabby/internal/agent/policy"
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 )
+
+// maxDeltas bounds the change log between two dataplane syncs; past it a
+// full sync is cheaper than replaying every change.
+const maxDeltas = 4096
 
 // cache mirrors the resources the agent needs from the datastore, one
 // datastore.Reflector per kind (list, watch from the listing's revision,
@@ -25,11 +30,20 @@ type cache struct {
 	// onBad is told of every record that cannot be decoded (a metric).
 	onBad func(datastore.BadRecord)
 
+	// node is this agent's node: only its endpoints get tombstones.
+	node string
+
 	mu      sync.RWMutex
 	objs    map[string]map[string]api.Resource // kind → namespace/name → resource
 	synced  map[string]bool
 	version uint64           // bumped on every change
 	seen    map[string]int64 // kind → newest revision its watch delivered
+
+	// deltas are the changes since the dataplane last took them, in
+	// order; overflowed says more than maxDeltas came (the dataplane then
+	// syncs in full instead).
+	deltas     []policy.Change
+	overflowed bool
 
 	// tombstones keep deleted WorkloadEndpoints in the dataplane's view for
 	// a short while (see tombstoneTTL).
@@ -117,10 +131,35 @@ func (c *cache) putWritten(kind string, r api.Resource, rev int64) {
 		c.mu.Unlock()
 		return
 	}
-	c.objs[kind][objKey(r)] = r
+	k := objKey(r)
+	c.record(c.objs[kind][k], r)
+	c.objs[kind][k] = r
 	c.version++
 	c.mu.Unlock()
 	c.signal()
+}
+
+// record appends a change to the delta log (c.mu held).
+func (c *cache) record(old, cur api.Resource) {
+	if c.overflowed {
+		return
+	}
+	if len(c.deltas) == maxDeltas {
+		c.deltas, c.overflowed = nil, true
+		return
+	}
+	c.deltas = append(c.deltas, policy.Change{Old: old, New: cur})
+}
+
+// takeDeltas returns the changes since the last call, in order, and
+// empties the log; complete is false when the log overflowed (the caller
+// must then sync from the whole cache).
+func (c *cache) takeDeltas() (ds []policy.Change, complete bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ds, complete = c.deltas, !c.overflowed
+	c.deltas, c.overflowed = nil, false
+	return ds, complete
 }
 
 func (c *cache) replace(kind string, list []api.Resource) {
@@ -129,6 +168,17 @@ func (c *cache) replace(kind string, list []api.Resource) {
 		m[objKey(r)] = r
 	}
 	c.mu.Lock()
+	old := c.objs[kind]
+	for k, r := range m {
+		if o := old[k]; o != r {
+			c.record(o, r)
+		}
+	}
+	for k, o := range old {
+		if _, ok := m[k]; !ok {
+			c.record(o, nil)
+		}
+	}
 	c.objs[kind] = m
 	c.synced[kind] = true
 	all := len(c.synced) == len(c.kinds)
@@ -143,12 +193,14 @@ func (c *cache) replace(kind string, list []api.Resource) {
 func (c *cache) put(kind string, r api.Resource) {
 	c.mu.Lock()
 	k := objKey(r)
-	quiet := statusOnly(c.objs[kind][k], r)
+	old := c.objs[kind][k]
+	quiet := statusOnly(old, r)
 	c.objs[kind][k] = r
 	if quiet {
 		c.mu.Unlock()
 		return
 	}
+	c.record(old, r)
 	c.version++
 	c.mu.Unlock()
 	c.signal()
@@ -173,11 +225,15 @@ func statusOnly(old, cur api.Resource) bool {
 func (c *cache) remove(kind string, r api.Resource) {
 	c.mu.Lock()
 	k := objKey(r)
-	if old, ok := c.objs[kind][k]; ok && kind == "WorkloadEndpoint" {
+	old, ok := c.objs[kind][k]
+	if w, isWEP := old.(*api.WorkloadEndpoint); ok && isWEP && w.Spec.Node == c.node {
 		if c.tombstones == nil {
 			c.tombstones = map[string]tombstone{}
 		}
-		c.tombstones[k] = tombstone{w: old.(*api.WorkloadEndpoint), until: time.Now().Add(tombstoneTTL)}
+		c.tombstones[k] = tombstone{w: w, until: time.Now().Add(tombstoneTTL)}
+	}
+	if ok {
+		c.record(old, nil)
 	}
 	delete(c.objs[kind], k)
 	c.version++
@@ -185,13 +241,15 @@ func (c *cache) remove(kind string, r api.Resource) {
 	c.signal()
 }
 
-// tombstoneTTL is how long a deleted endpoint's policy state outlives it.
+// tombstoneTTL is how long a deleted local endpoint's policy state outlives it.
 // Removing nftables elements and chains costs the kernel an RCU grace
 // period per transaction (~10 ms); holding removals back lets a burst of
 // DELs share one transaction and keeps them out of the way of ADDs, which
 // wait for their own policy. The endpoint's interface is already gone, so
 // its chains match nothing; its address lingers in selector sets only
-// while no live endpoint holds it (see liveTombstones).
+// while no live endpoint holds it (see liveTombstones). A remote
+// endpoint's removal costs only set elements (the incremental path), so
+// it gets no tombstone and leaves the sets at once.
 const tombstoneTTL = 300 * time.Millisecond
 
 type tombstone struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
 	"github.com/tabbynet/tabby/internal/agent/routing"
+	"github.com/tabbynet/tabby/internal/api"
 )
 
 // PolicyDriver programs a compiled ruleset into the kernel.
@@ -28,6 +29,9 @@ type KernelDataplane struct {
 	quarantined  []policy.Quarantine
 
 	stats PolicyStats
+
+	engineMu sync.Mutex // Sync and Update: one at a time
+	engine   *policy.Engine
 
 	Policy PolicyDriver // nil: policy disabled
 	Router Router       // nil: routing disabled
@@ -103,16 +107,59 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	if d.Policy == nil {
 		return nil
 	}
-	rs, err := policy.Compile(PolicyState(v))
+	d.engineMu.Lock()
+	defer d.engineMu.Unlock()
+	if d.engine == nil {
+		d.engine = policy.NewEngine(d.Form != PolicyFormReference)
+	}
+	rs, err := d.engine.Full(PolicyState(v))
 	if err != nil {
 		return err
 	}
 	d.logWarnings(rs.Warnings)
 	d.noteQuarantine(rs.Quarantined)
-	st := PolicyStats{Policies: rs.PolicyCount()}
-	if d.Form != PolicyFormReference {
-		rs = policy.Flatten(rs)
+	return d.apply(ctx, rs, PolicyStats{Policies: d.engine.PolicyCount()})
+}
+
+// Update programs datastore changes without a view, when they are
+// changes the policy engine takes as set-element updates (remote
+// endpoints, network sets: see policy.Engine). handled is false, and
+// nothing is done, for any other change or before the first Sync: the
+// caller then Syncs. Routing reads none of those kinds.
+func (d *KernelDataplane) Update(ctx context.Context, changes []policy.Change) (handled bool, err error) {
+	if d.Policy == nil {
+		return routingIgnores(changes), nil
 	}
+	d.engineMu.Lock()
+	defer d.engineMu.Unlock()
+	if d.engine == nil {
+		return false, nil
+	}
+	rs, ok := d.engine.Update(changes)
+	if !ok {
+		return false, nil
+	}
+	return true, d.apply(ctx, rs, PolicyStats{Policies: d.engine.PolicyCount()})
+}
+
+// routingIgnores reports whether the router needs none of the changes.
+func routingIgnores(changes []policy.Change) bool {
+	for _, ch := range changes {
+		r := ch.New
+		if r == nil {
+			r = ch.Old
+		}
+		switch r.(type) {
+		case *api.WorkloadEndpoint, *api.NetworkSet, *api.GlobalNetworkSet:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// apply programs rs and records what it holds.
+func (d *KernelDataplane) apply(ctx context.Context, rs *policy.Ruleset, st PolicyStats) error {
 	st.Chains = len(rs.Chains)
 	for _, c := range rs.Chains {
 		st.Rules += len(c.Rules)

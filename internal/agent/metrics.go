@@ -23,6 +23,7 @@ type metrics struct {
 	syncDuration prometheus.Histogram
 	syncErrors   prometheus.Counter
 	syncSkipped  prometheus.Counter
+	syncs        *prometheus.CounterVec
 	gcReleased   prometheus.Counter
 	quarantined  *prometheus.GaugeVec
 	table        *prometheus.GaugeVec
@@ -53,6 +54,9 @@ func newMetrics() *metrics {
 		syncSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_dataplane_resyncs_skipped_total", Help: "Periodic resyncs skipped: nothing changed and the kernel was untouched.",
 		}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tabby_dataplane_syncs_total", Help: "Dataplane syncs, by path: full (view, compile, diff) or incremental (remote endpoint and network set changes as set elements).",
+		}, []string{"path"}),
 		gcReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_ipam_gc_released_total", Help: "Leaked addresses released by GC.",
 		}),
@@ -69,7 +73,7 @@ func newMetrics() *metrics {
 			Name: "tabby_datastore_bad_records_total", Help: "Datastore records skipped because they cannot be decoded, by kind (each key and revision counted once).",
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.gcReleased, m.quarantined, m.table, m.gcPasses, m.badRecords,
+	m.reg.MustRegister(m.requests, m.latency, m.endpoints, m.syncDuration, m.syncErrors, m.syncSkipped, m.syncs, m.gcReleased, m.quarantined, m.table, m.gcPasses, m.badRecords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -19,6 +19,7 @@ func wep(name, ip string) *api.WorkloadEndpoint {
 
 func TestTombstones(t *testing.T) {
 	c := newCache(datastore.NewClient(memstore.New()), []string{"WorkloadEndpoint"}, slog.New(slog.DiscardHandler))
+	c.node = "n1"
 	c.put("WorkloadEndpoint", wep("a", "10.0.0.1/32"))
 	c.put("WorkloadEndpoint", wep("b", "10.0.0.2/32"))
 	c.remove("WorkloadEndpoint", wep("a", "10.0.0.1/32"))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tabbynet/tabby/internal/agent/policy"
 	"github.com/tabbynet/tabby/internal/api"
 )
 
@@ -146,8 +147,12 @@ func (a *Agent) syncDataplaneNext(ctx context.Context) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	start := time.Now()
+	// The view covers every change logged so far (and maybe some logged
+	// while it is built: replaying those later changes nothing).
+	a.cache.takeDeltas()
 	v, next := a.viewAt(start)
 	err := a.dp.Sync(ctx, v)
+	a.m.syncs.WithLabelValues("full").Inc()
 	a.noteQuarantine()
 	a.notePolicyStats()
 	a.m.syncDuration.Observe(time.Since(start).Seconds())
@@ -172,6 +177,36 @@ func (a *Agent) requestSync(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Updater is implemented by a Dataplane that can program some datastore
+// changes without a view (KernelDataplane: remote endpoints and network
+// sets, as set elements). handled false: nothing was done, Sync instead.
+type Updater interface {
+	Update(ctx context.Context, changes []policy.Change) (handled bool, err error)
+}
+
+// updateDataplane programs the changes logged since the last sync without
+// building a view, when the dataplane can; handled false: sync in full.
+func (a *Agent) updateDataplane(ctx context.Context) (handled bool, err error) {
+	u, ok := a.dp.(Updater)
+	if !ok {
+		return false, nil
+	}
+	start := time.Now()
+	changes, complete := a.cache.takeDeltas()
+	if !complete || len(changes) == 0 {
+		return false, nil
+	}
+	if handled, err = u.Update(ctx, changes); !handled {
+		return false, nil
+	}
+	a.m.syncs.WithLabelValues("incremental").Inc()
+	a.m.syncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		a.m.syncErrors.Inc()
+	}
+	return true, err
 }
 
 // Current is implemented by a Dataplane that can tell cheaply that the
@@ -226,6 +261,22 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 		if periodic && len(waiters) == 0 && haveLast && in == last && a.dataplaneCurrent() {
 			a.m.syncSkipped.Inc()
 			continue
+		}
+		// A datastore change that is only remote endpoints or network
+		// sets is programmed as set elements; anything else (a waiting
+		// ADD, the resync, a tombstone's expiry, a failed sync) syncs in
+		// full.
+		if !periodic && len(waiters) == 0 && haveLast && in.pending == last.pending {
+			handled, err := a.updateDataplane(ctx)
+			if handled {
+				if err != nil {
+					a.log.Warn("dataplane update failed", "error", err)
+					haveLast = false
+				} else {
+					last = in
+				}
+				continue
+			}
 		}
 		next, err := a.syncDataplaneNext(ctx)
 		if err != nil {

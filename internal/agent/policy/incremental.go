@@ -29,9 +29,10 @@ import (
 // pools, host endpoints, Felix settings) changes chains and goes through
 // Full.
 type Engine struct {
-	flat bool
-	c    *compiler // the last full compile: node, profiles (entity labels)
-	rs   *Ruleset  // the last result
+	flat     bool
+	policies int       // PolicyCount of the last full compile
+	c        *compiler // the last full compile: node, profiles (entity labels)
+	rs       *Ruleset  // the last result
 
 	sets     map[string]*indexedSet // entity-fed sets, programmed or union members
 	ordered  []*indexedSet          // the same, by name: predicates evaluate in a fixed order
@@ -72,6 +73,10 @@ func NewEngine(flat bool) *Engine { return &Engine{flat: flat} }
 // Ruleset is the engine's current ruleset (nil before the first Full).
 func (e *Engine) Ruleset() *Ruleset { return e.rs }
 
+// PolicyCount is Compile's PolicyCount of the last full compile (Update
+// changes no policy).
+func (e *Engine) PolicyCount() int { return e.policies }
+
 // Full compiles s and re-indexes. On error the engine keeps its state.
 func (e *Engine) Full(s *State) (*Ruleset, error) {
 	rs, c, err := compileState(s)
@@ -84,6 +89,7 @@ func (e *Engine) Full(s *State) (*Ruleset, error) {
 		out = Prune(all)
 	}
 	e.index(c, rs, all, out)
+	e.policies = rs.PolicyCount()
 	return out, nil
 }
 

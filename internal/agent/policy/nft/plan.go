@@ -92,9 +92,13 @@ func fullPlan(rs *policy.Ruleset, tableExists bool) *plan {
 // planFromModel diffs against the ruleset the kernel is known to hold.
 func (d *Driver) planFromModel(cur, want *policy.Ruleset) (*plan, error) {
 	p := &plan{tableExists: true}
+	// The incremental engine shares every unchanged set, map and chain
+	// with the ruleset before: those compare by pointer, so an update of
+	// a few set elements costs a walk of the names, not of the table.
 	for _, s := range want.Sets {
 		old := cur.Set(s.Name)
 		switch {
+		case old == s:
 		case old == nil:
 			p.newSets = append(p.newSets, s.Name)
 			if toks := setTokens(s); len(toks) > 0 {
@@ -115,6 +119,7 @@ func (d *Driver) planFromModel(cur, want *policy.Ruleset) (*plan, error) {
 	for _, m := range want.Maps {
 		old := cur.Map(m.Name)
 		switch {
+		case old == m:
 		case old == nil:
 			p.newSets = append(p.newSets, m.Name)
 			if toks := mapTokens(m); len(toks) > 0 {
@@ -145,6 +150,7 @@ func (d *Driver) planFromModel(cur, want *policy.Ruleset) (*plan, error) {
 	for _, c := range want.Chains {
 		old := cur.Chain(c.Name)
 		switch {
+		case old == c:
 		case old == nil:
 			p.newChains = append(p.newChains, c.Name)
 		case !hookEqual(old.Hook, c.Hook):
