@@ -36,8 +36,8 @@ type State struct {
 	IPFamily string       `json:"ipFamily,omitempty"`
 	Pool6    netip.Prefix `json:"pool6,omitzero"`
 	Encap    string       `json:"encap"`
-	BinDir  string       `json:"binDir"`
-	DNS     bool         `json:"dns"`
+	BinDir   string       `json:"binDir"`
+	DNS      bool         `json:"dns"`
 	// AgentArgs are extra arguments of every agent.
 	AgentArgs []string `json:"agentArgs,omitempty"`
 	// TLS: the datastore requires TLS and client certificates (tls.go).
