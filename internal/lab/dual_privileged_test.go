@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -330,5 +331,72 @@ func TestPrivilegedDualStackPolicy(t *testing.T) {
 		if o := probeTCPFrom(web, own, netip.AddrPortFrom(dst, port)); !o.Allowed {
 			t.Errorf("web → db %s from its own address: got %s (%v), want allowed", dst, o.Detail, o.Err)
 		}
+	}
+}
+
+// TestPrivilegedIPv6NATOutgoing: the router between racks has no route to
+// the pools, so a container cannot talk to it over IPv6 until its pool
+// gets natOutgoing; then the router sees the host's own IPv6 address as
+// the source (masquerade), as with IPv4.
+func TestPrivilegedIPv6NATOutgoing(t *testing.T) {
+	requireRoot(t)
+	l := upLab(t, Config{Name: uniqueName("dn"), Nodes: 2, Racks: 2, IPFamily: Dual})
+	st := l.State()
+	c, err := l.Run(context.Background(), RunSpec{Name: "c", Node: "h1", Command: []string{"sleep", "infinity"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := st.Host("h1")
+	router := st.Router.Legs[0].IP6.Addr()
+	ln, err := ListenIn(st.Router.Namespace, "tcp", netip.AddrPortFrom(router, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srcs := make(chan string, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srcs <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+			conn.Close()
+		}
+	}()
+	dial := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn, err := DialIn(ctx, c.NetNS, "tcp", ln.Addr().String())
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial(); err == nil {
+		t.Fatalf("container → router %s without natOutgoing: connected, want no way back (the router has no route to %s)", router, DefaultPool6)
+	}
+
+	s, err := l.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := datastore.NewClient(s)
+	r, err := client.Get(context.Background(), "IPPool", "", Pool6Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.(*api.IPPool)
+	p.Spec.NATOutgoing = true
+	if _, err := client.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	for len(srcs) > 0 {
+		<-srcs
+	}
+	eventually(t, "container → router over IPv6 with natOutgoing", dial)
+	if got := <-srcs; got != h1.IP6.Addr().String() {
+		t.Errorf("source the router saw: got %s, want h1's address %s (masqueraded)", got, h1.IP6.Addr())
 	}
 }
