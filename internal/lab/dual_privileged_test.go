@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -216,6 +217,66 @@ func TestPrivilegedDualStackContainers(t *testing.T) {
 			}
 			return nil
 		})
+	}
+
+	// The Mesos-DNS HTTP API, over IPv6, lists both addresses.
+	resp, err := HTTPClientIn(l.State().Master.Namespace).Get("http://[" + master6 + "]:8123/v1/hosts/web-shop.marathon.mesos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, a := range []netip.Addr{web.IP(), web.IP6()} {
+		if !strings.Contains(string(body), `"ip":"`+a.String()+`"`) {
+			t.Errorf("GET /v1/hosts/web-shop.marathon.mesos: got %s, want %s listed", body, a)
+		}
+	}
+}
+
+// TestPrivilegedIPv6OnlyLab: --ip-family ipv6 gives containers IPv6
+// addresses only (no IPv4 pool); they reach each other across hosts by
+// ping -6 and TCP, and their names have AAAA records and no A record.
+func TestPrivilegedIPv6OnlyLab(t *testing.T) {
+	requireRoot(t)
+	testenv.NeedTool(t, "ping")
+	testenv.NeedTool(t, "dig")
+	l := upLab(t, Config{Name: uniqueName("d6"), Nodes: 2, IPFamily: IPv6, DNS: testDNS})
+	ctx := context.Background()
+	var cs []*Container
+	for i, app := range []string{"/v6/a", "/v6/b"} {
+		c, err := l.Run(ctx, RunSpec{Name: fmt.Sprintf("c%d", i+1), Node: HostName(i + 1), MesosApp: app, Command: []string{"sleep", "infinity"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.IPs) != 1 || !DefaultPool6.Contains(c.IP6()) {
+			t.Fatalf("%s: got addresses %v, want one from %s only", c.Name, c.IPs, DefaultPool6)
+		}
+		cs = append(cs, c)
+	}
+	s, err := l.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := datastore.NewClient(s).Get(ctx, "IPPool", "", PoolName); err == nil {
+		t.Errorf("an ipv6 lab has the IPv4 pool %s; want none", PoolName)
+	}
+	a, b := cs[0], cs[1]
+	eventually(t, "ping -6 c1 → c2", func() error { return ping6(t, l, a.Name, b.IP6()) })
+	eventually(t, "ping -6 c2 → c1", func() error { return ping6(t, l, b.Name, a.IP6()) })
+	if err := TCPEchoIn(a.NetNS, b.NetNS, b.IP6()); err != nil {
+		t.Errorf("TCP over IPv6 c1 → c2: %v", err)
+	}
+	master6 := l.State().Master.IP6.Addr().String()
+	eventually(t, "dig AAAA b-v6.marathon.mesos", func() error {
+		out, err := cmdOut(t, l, "c1", "dig", "+short", "+time=2", "+tries=1", "@"+master6, "AAAA", "b-v6.marathon.mesos")
+		if err != nil || strings.TrimSpace(out) != b.IP6().String() {
+			return fmt.Errorf("got %q (%v), want %s", out, err, b.IP6())
+		}
+		return nil
+	})
+	if out, err := cmdOut(t, l, "c1", "dig", "+short", "+time=2", "+tries=1", "@"+master6, "A", "b-v6.marathon.mesos"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("dig A b-v6.marathon.mesos: got %q (%v), want no address", out, err)
 	}
 }
 
