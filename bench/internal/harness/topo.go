@@ -159,8 +159,15 @@ func NewCrossHost(env *Env) (*CrossHost, error) {
 	if _, err := Run(context.Background(), InNS(t.C1, "ping", "-c1", "-W2", t.IP2)...); err != nil {
 		return nil, fmt.Errorf("cross-host path broken: %w", err)
 	}
-	if _, err := Run(context.Background(), InNS(t.C1, "ping", "-6", "-c1", "-W2", t.IP6s[1])...); err != nil {
-		return nil, fmt.Errorf("cross-host IPv6 path broken: %w", err)
+	// The first IPv6 packets wait for neighbour discovery: a few tries.
+	var err6 error
+	for range 5 {
+		if _, err6 = Run(context.Background(), InNS(t.C1, "ping", "-6", "-c1", "-W2", t.IP6s[1])...); err6 == nil {
+			break
+		}
+	}
+	if err6 != nil {
+		return nil, fmt.Errorf("cross-host IPv6 path broken: %w", err6)
 	}
 	return t, nil
 }
