@@ -90,8 +90,15 @@ func TestPrivilegedLabMesh(t *testing.T) {
 
 // TestPrivilegedLabRouteReflector: the mesh is off and h3 reflects routes
 // for every other node; containers on h1 and h2 still reach each other.
-func TestPrivilegedLabRouteReflector(t *testing.T) {
-	e := up(t, lab.Config{Name: "rr", Nodes: 3})
+func TestPrivilegedLabRouteReflector(t *testing.T) { testRouteReflector(t, lab.IPv4) }
+
+// TestPrivilegedLabRouteReflectorDualStack: the same in a dual-stack lab:
+// every node peers with the reflector over IPv4 and IPv6, and the
+// reflected IPv6 routes carry IPv6 traffic between h1 and h2.
+func TestPrivilegedLabRouteReflectorDualStack(t *testing.T) { testRouteReflector(t, lab.Dual) }
+
+func testRouteReflector(t *testing.T, family string) {
+	e := up(t, lab.Config{Name: "rr", Nodes: 3, IPFamily: family})
 	off := false
 	e.updateNode("h3", func(n *api.Node) {
 		if n.Labels == nil {
@@ -103,14 +110,25 @@ func TestPrivilegedLabRouteReflector(t *testing.T) {
 	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}},
 		&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: "peer-with-route-reflectors"}, Spec: api.BGPPeerSpec{NodeSelector: "all()", PeerSelector: "route-reflector == 'true'"}})
 	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
-	st := e.waitPeersUp("h1", 1)
-	if p := st.Peers[0]; p.Address != e.host("h3").IP.Addr().String() || p.Type != "route reflector" {
-		t.Errorf("h1 peers with %+v, want only the reflector h3", p)
+	perNode := 1 // sessions per pair of nodes
+	if family == lab.Dual {
+		perNode = 2
 	}
-	e.waitPeersUp("h3", 3) // h1, h2 and the master: its clients
+	st := e.waitPeersUp("h1", perNode)
+	for _, p := range st.Peers {
+		if p.Type != "route reflector" || (p.Address != e.host("h3").IP.Addr().String() && p.Address != e.host("h3").IP6.Addr().String()) {
+			t.Errorf("h1 peers with %+v, want only the reflector h3", p)
+		}
+	}
+	e.waitPeersUp("h3", 3*perNode) // h1, h2 and the master: its clients
 	e.waitRoute("h1", true, block(c2), "via "+e.host("h2").IP.Addr().String())
 	e.reach(c1, c2)
 	e.reach(c2, c1)
+	if family == lab.Dual {
+		e.waitRoute("h1", true, block6(c2), "via "+e.host("h2").IP6.Addr().String())
+		e.reach6(c1, c2)
+		e.reach6(c2, c1)
+	}
 }
 
 // birdConfig makes BIRD in the lab's router the eBGP peer of every agent
