@@ -57,8 +57,10 @@ chaos: deps build
 
 # A 3-host lab in network namespaces: containers get IPs, talk, a policy
 # takes effect (scripts/demo.sh; needs root and iproute2).
+# make demo IPFAMILY=dual: the same in a dual-stack lab, over IPv6 too.
+IPFAMILY ?= ipv4
 demo: deps-demo build
-	./scripts/demo.sh
+	IPFAMILY=$(IPFAMILY) ./scripts/demo.sh
 
 # Benchmarks against their baselines (issue 9; docs/performance.md). Needs
 # root and the packages of scripts/deps.txt (make deps: iperf3 dnsperf

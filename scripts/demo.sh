@@ -9,6 +9,8 @@
 #   sudo make demo                  build, then run this script
 #   LAB=demo2 scripts/demo.sh       another lab name
 #   DEMO_KEEP=0 scripts/demo.sh     remove the lab at the end
+#   IPFAMILY=dual scripts/demo.sh   a dual-stack lab (make demo IPFAMILY=dual):
+#                                   every check over IPv6 too
 #
 # Needs root, iproute2 and the binaries of `make build` in bin/.
 set -euo pipefail
@@ -17,6 +19,11 @@ cd "$(dirname "$0")/.."
 LAB="${LAB:-demo}"
 KEEP="${DEMO_KEEP:-1}"
 STRICT="${DEMO_STRICT:-0}"
+IPFAMILY="${IPFAMILY:-ipv4}"
+case "$IPFAMILY" in
+ipv4 | dual) ;;
+*) echo "IPFAMILY=$IPFAMILY: the demo runs ipv4 or dual" >&2; exit 2 ;;
+esac
 T="$PWD/bin/tabby"
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
@@ -67,7 +74,7 @@ if "$T" lab list -o json | grep -q "\"name\": \"$LAB\""; then
 fi
 
 bold "1. A DC/OS-like cluster in network namespaces: a master (datastore, Mesos state, DNS) and 3 agents"
-show "$T" lab up "$LAB" --nodes 3
+show "$T" lab up "$LAB" --nodes 3 --ip-family "$IPFAMILY"
 
 bold "2. Marathon apps on different hosts get their own IPs through tabby-cni (as Mesos attaches them)"
 run() { # run NAME NODE APP LABELS... -- CMD...
@@ -95,7 +102,7 @@ check "tester (h1) -> backend (h2) $BE, across hosts" soft "$T" lab exec "$LAB" 
 check "backend (h2) -> db (h3) $DB, across hosts" soft "$T" lab exec "$LAB" backend -- "${GET[@]}" "http://$DB/"
 
 bold "4. Containers talk by name (tabby dns on the master reads the lab's Mesos state)"
-MASTER=$("$T" lab nodes "$LAB" | awk '$1 == "master" { print $2 }')
+MASTER=$("$T" lab nodes "$LAB" | awk '$1 == "master" { split($2, a, ","); print a[1] }')
 check "the master serves the Mesos state DNS reads (http://$MASTER:5050/master/state)" hard \
 	"$T" lab ssh "$LAB" master -- "${GET[@]}" "http://$MASTER:5050/master/health"
 if "$T" dns --help >/dev/null 2>&1; then
@@ -105,6 +112,23 @@ if "$T" dns --help >/dev/null 2>&1; then
 		"$T" lab exec "$LAB" tester -- "${GET[@]}" http://backend-demo.marathon.containerip.dcos.thisdcos.directory/
 else
 	echo "  (no tabby dns in this build)"
+fi
+
+# ip6 NAME: the container's IPv6 address (lab ls lists IPv4,IPv6).
+ip6() { "$T" lab ls "$LAB" | awk -v c="$1" '$1 == c { split($4, a, ","); print a[2] }'; }
+if [ "$IPFAMILY" = dual ]; then
+	bold "4b. Dual stack: every container also has an IPv6 address (fd00:244::/64), routed over IPv6 BGP sessions"
+	FE6=$(ip6 frontend)
+	BE6=$(ip6 backend)
+	DB6=$(ip6 db)
+	check "tester (h1) -> frontend (h1) [$FE6], same host, over IPv6" hard "$T" lab exec "$LAB" tester -- "${GET[@]}" "http://[$FE6]/"
+	check "tester (h1) -> backend (h2) [$BE6], across hosts, over IPv6" soft "$T" lab exec "$LAB" tester -- "${GET[@]}" "http://[$BE6]/"
+	check "backend (h2) -> db (h3) [$DB6], across hosts, over IPv6" soft "$T" lab exec "$LAB" backend -- "${GET[@]}" "http://[$DB6]/"
+	check "tester -> ping -6 backend" soft "$T" lab exec "$LAB" tester -- ping -6 -c1 -W2 "$BE6"
+	if command -v dig >/dev/null && "$T" dns --help >/dev/null 2>&1; then
+		check "dig AAAA backend-demo.marathon.mesos from tester" soft \
+			sh -c "[ \"\$('$T' lab exec '$LAB' tester -- dig +short AAAA backend-demo.marathon.mesos)\" = '$BE6' ]"
+	fi
 fi
 
 bold "5. A policy takes effect: only testers may reach the frontend, on port 80"
@@ -132,6 +156,10 @@ show "$T" --lab "$LAB" apply -f "$POLICY"
 sleep 1
 check "tester -> frontend (allowed)" hard "$T" lab exec "$LAB" tester -- "${GET[@]}" "http://$FE/"
 check "other -> frontend (denied)" hard refuse "$T" lab exec "$LAB" other -- "${GET[@]}" "http://$FE/"
+if [ "$IPFAMILY" = dual ]; then
+	check "tester -> frontend over IPv6 (allowed)" hard "$T" lab exec "$LAB" tester -- "${GET[@]}" "http://[$FE6]/"
+	check "other -> frontend over IPv6 (denied, as over IPv4)" hard refuse "$T" lab exec "$LAB" other -- "${GET[@]}" "http://[$FE6]/"
+fi
 check "host h1 -> frontend (health checks still pass)" hard "$T" lab ssh "$LAB" h1 -- "${GET[@]}" "http://$FE/"
 
 bold "Summary"

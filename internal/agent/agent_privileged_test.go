@@ -312,6 +312,33 @@ func TestPrivilegedEveryVersion(t *testing.T) {
 	requireRoot(t)
 	c := agenttest.NewCluster(t, "10.82.0.0/16")
 	h := c.StartHost("node1", "10.200.0.1/24")
+	everyVersion(t, c, h, func(string, types.Result) error { return nil })
+}
+
+// TestPrivilegedEveryVersionDualStack: with an IPv4 and an IPv6 pool and
+// no assign_ipv4/assign_ipv6 in the config, one ADD gets both addresses
+// and every result version carries both (0.1.0 and 0.2.0 as ip4 and ip6;
+// later ones in ips), CHECK included.
+func TestPrivilegedEveryVersionDualStack(t *testing.T) {
+	requireRoot(t)
+	c := agenttest.NewCluster(t, "10.83.0.0/16")
+	c.Apply(&api.IPPool{ObjectMeta: api.ObjectMeta{Name: "default-v6"}, Spec: api.IPPoolSpec{CIDR: "fd00:83::/112"}})
+	h := c.StartHost("node1", "10.200.0.1/24")
+	everyVersion(t, c, h, func(v string, res types.Result) error {
+		ips, err := agenttest.ResultIPs(res)
+		if err != nil {
+			return err
+		}
+		if len(ips) != 2 || !ips[0].Is4() || !netip.MustParsePrefix("fd00:83::/112").Contains(ips[1]) {
+			return fmt.Errorf("result %s has addresses %v, want one of 10.83.0.0/16 and one of fd00:83::/112", v, ips)
+		}
+		return nil
+	})
+}
+
+// everyVersion runs ADD (CHECK from 0.4.0) and DEL through libcni in every
+// CNI version on host h; check judges each ADD's result.
+func everyVersion(t *testing.T, c *agenttest.Cluster, h *agenttest.Host, check func(v string, res types.Result) error) {
 	ctx := context.Background()
 	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
@@ -331,6 +358,9 @@ func TestPrivilegedEveryVersion(t *testing.T) {
 				if res.Version() != v {
 					t.Fatalf("result version %s, want %s", res.Version(), v)
 				}
+				if err := check(v, res); err != nil {
+					t.Error(err)
+				}
 				if err := cni.DelNetwork(ctx, conf, rt); err != nil {
 					t.Fatalf("DEL: %v", err)
 				}
@@ -347,6 +377,9 @@ func TestPrivilegedEveryVersion(t *testing.T) {
 			}
 			if res.Version() != v {
 				t.Fatalf("result version %s, want %s", res.Version(), v)
+			}
+			if err := check(v, res); err != nil {
+				t.Error(err)
 			}
 			if v >= "0.4.0" {
 				if err := cni.CheckNetworkList(ctx, list, rt); err != nil {

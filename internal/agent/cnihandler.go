@@ -94,14 +94,7 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 			ContainerID: id.ContainerID, Network: id.Network, IfName: id.InterfaceName},
 		Static: id.RequestedIPs,
 	}
-	if conf.IPAM.WantIPv4() {
-		ipReq.IPv4 = 1
-		ipReq.Pools4 = conf.IPAM.IPv4Pools
-	}
-	if conf.IPAM.WantIPv6() {
-		ipReq.IPv6 = 1
-		ipReq.Pools6 = conf.IPAM.IPv6Pools
-	}
+	a.requestFamilies(&conf.IPAM, &ipReq)
 	tIPAM := time.Now()
 	allocs, err := a.ipam.Allocate(ctx, ipReq)
 	if err != nil {
@@ -307,12 +300,7 @@ func (a *Agent) addIPAMOnly(ctx context.Context, req *cni.Request, id *cni.Ident
 		Attrs: ipam.Attributes{Node: a.cfg.Node, Namespace: id.Namespace, Workload: id.Workload,
 			ContainerID: id.ContainerID, Network: id.Network, IfName: id.InterfaceName, Type: "ipamOnly"},
 	}
-	if conf.IPAM.WantIPv4() {
-		r.IPv4, r.Pools4 = 1, conf.IPAM.IPv4Pools
-	}
-	if conf.IPAM.WantIPv6() {
-		r.IPv6, r.Pools6 = 1, conf.IPAM.IPv6Pools
-	}
+	a.requestFamilies(&conf.IPAM, &r)
 	allocs, err := a.ipam.Allocate(ctx, r)
 	if err != nil {
 		return nil, ipamError(err)
@@ -543,16 +531,11 @@ func (a *Agent) Status(ctx context.Context, req *cni.Request) error {
 		return cni.Errorf(types.ErrPluginNotAvailable, "tabby agent on %s cannot reach the datastore: %v", a.cfg.Node, err)
 	}
 	r := ipam.Request{Node: a.cfg.Node}
-	if conf := req.NetConf; conf != nil {
-		if conf.IPAM.WantIPv4() {
-			r.IPv4, r.Pools4 = 1, conf.IPAM.IPv4Pools
-		}
-		if conf.IPAM.WantIPv6() {
-			r.IPv6, r.Pools6 = 1, conf.IPAM.IPv6Pools
-		}
-	} else {
-		r.IPv4 = 1
+	var ipc *cni.IPAMConf
+	if req.NetConf != nil {
+		ipc = &req.NetConf.IPAM
 	}
+	a.requestFamilies(ipc, &r)
 	if err := a.ipam.Available(ctx, r); err != nil {
 		hint := ""
 		if !errors.Is(err, ipam.ErrExhausted) && !errors.Is(err, datastore.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {

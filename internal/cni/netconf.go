@@ -67,7 +67,9 @@ type NetConf struct {
 type IPAMConf struct {
 	Type string `json:"type,omitempty"`
 	// AssignIPv4 and AssignIPv6 are strings in Calico's configs ("true",
-	// "false"); JSON booleans are accepted too. Defaults: v4 yes, v6 no.
+	// "false"); JSON booleans are accepted too. Unset, a family is
+	// assigned when a pool of it can serve the node (the agent decides:
+	// agent.requestFamilies), so dual-stack needs no setting.
 	AssignIPv4 *Bool    `json:"assign_ipv4,omitempty"`
 	AssignIPv6 *Bool    `json:"assign_ipv6,omitempty"`
 	IPv4Pools  []string `json:"ipv4_pools,omitempty"` // CIDRs or IPPool names
@@ -78,10 +80,12 @@ type IPAMConf struct {
 	AgentSocket string `json:"agent_socket,omitempty"`
 }
 
-// WantIPv4 says whether an IPv4 address is to be assigned.
+// WantIPv4 and WantIPv6 read the settings with Calico's literal defaults
+// (IPv4 yes, IPv6 no), for code that does not know the pools (the test
+// fake of cnitest); the agent decides unset families from the pools.
 func (c IPAMConf) WantIPv4() bool { return c.AssignIPv4 == nil || c.AssignIPv4.Value }
 
-// WantIPv6 says whether an IPv6 address is to be assigned.
+// WantIPv6: see WantIPv4.
 func (c IPAMConf) WantIPv6() bool { return c.AssignIPv6 != nil && c.AssignIPv6.Value }
 
 // Bool is a boolean written as JSON true/false or as the string "true" or
@@ -331,7 +335,7 @@ func (c *IPAMConf) validate() error {
 	if c.AssignIPv6 != nil && c.AssignIPv6.invalid != "" {
 		return fieldErr("ipam.assign_ipv6", rawValue(c.AssignIPv6.invalid), `is not a boolean (want "true" or "false")`)
 	}
-	if !c.WantIPv4() && !c.WantIPv6() && len(c.IPAddrs) == 0 {
+	if c.AssignIPv4 != nil && !c.AssignIPv4.Value && c.AssignIPv6 != nil && !c.AssignIPv6.Value && len(c.IPAddrs) == 0 {
 		return fieldErr("ipam.assign_ipv4", "false", "and ipam.assign_ipv6 false leave no address to assign")
 	}
 	for _, p := range []struct {

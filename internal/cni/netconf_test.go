@@ -233,7 +233,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "log level", in: `{"name":"n","type":"tabby","log_level":"loud"}`, code: types.ErrInvalidNetworkConfig, want: []string{`"log_level"`, `"loud"`}},
 		{name: "ipam type path", in: `{"name":"n","type":"tabby","ipam":{"type":"/bin/x"}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.type"`, `"/bin/x"`}},
 		{name: "assign_ipv4 bad", in: `{"name":"n","type":"tabby","ipam":{"assign_ipv4":"maybe"}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.assign_ipv4"`, `"maybe"`}},
-		{name: "nothing to assign", in: `{"name":"n","type":"tabby","ipam":{"assign_ipv4":"false"}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.assign_ipv4"`, "assign_ipv6"}},
+		{name: "nothing to assign", in: `{"name":"n","type":"tabby","ipam":{"assign_ipv4":"false","assign_ipv6":"false"}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.assign_ipv4"`, "assign_ipv6"}},
 		{name: "v6 pool in v4", in: `{"name":"n","type":"tabby","ipam":{"ipv4_pools":["fd00::/64"]}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.ipv4_pools[0]"`, `"fd00::/64"`}},
 		{name: "v4 pool in v6", in: `{"name":"n","type":"tabby","ipam":{"ipv6_pools":["p","10.0.0.0/8"]}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.ipv6_pools[1]"`, `"10.0.0.0/8"`}},
 		{name: "bad cidr pool", in: `{"name":"n","type":"tabby","ipam":{"ipv4_pools":["10.0.0.0/99"]}}`, code: types.ErrInvalidNetworkConfig, want: []string{`"ipam.ipv4_pools[0]"`, `"10.0.0.0/99"`}},

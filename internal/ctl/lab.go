@@ -144,6 +144,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 	var (
 		nodes, racks int
 		pool, encap  string
+		pool6, fam   string
 		noDNS        bool
 		useTLS       bool
 		verbose      bool
@@ -151,26 +152,41 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		timeout      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "up NAME [--nodes N] [--racks R] [--pool CIDR] [--encap MODE]",
+		Use:   "up NAME [--nodes N] [--racks R] [--pool CIDR] [--encap MODE] [--ip-family ipv4|ipv6|dual]",
 		Short: "Build and start a lab",
 		Long: `Build a lab: a fabric namespace with one bridge per rack (rack r is
 10.(100+r).I.0/24, I telling labs apart), a router namespace joining the racks,
 a master namespace running the datastore on its fabric address (.2 of rack 1)
 and hosts h1…hN (round-robin over the racks, .11 up) each running tabby agent.
 The default IPPool gets --pool and the ipipMode/vxlanMode of --encap.
+--ip-family ipv6 or dual makes the fabric dual-stack on unique local
+addresses (rack r is fd00:10:(100+r):I::/64, also on the router) and adds the
+IPv6 pool --pool6; ipv6 leaves the IPv4 pool out, so containers get IPv6 only,
+dual gives every container one address of each family.
 With --tls the datastore serves only TLS and requires client certificates: the
 lab makes a CA and a certificate for every agent, the DNS server and the CLI
 (STATE/tls/), as a production install would.
 On failure everything made so far is removed.`,
 		Example: `  tabby lab up demo
   tabby lab up big --nodes 20 --racks 4 --encap vxlan-crosssubnet
+  tabby lab up ds --racks 2 --ip-family dual
   tabby lab up prod --tls`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := lab.Config{
 				Name: args[0], Nodes: nodes, Racks: racks, Encap: encap,
 				StateRoot: labRoot, AgentArgs: agentArgs, ReadyTimeout: timeout,
-				TLS: useTLS, Logger: labLogger(g, verbose),
+				TLS: useTLS, Logger: labLogger(g, verbose), IPFamily: fam,
+			}
+			if err := lab.ValidateIPFamily(fam); err != nil {
+				return labUsageErr("lab up: --" + err.Error())
+			}
+			if pool6 != "" {
+				p, err := netip.ParsePrefix(pool6)
+				if err != nil {
+					return labUsageErr(fmt.Sprintf("lab up: --pool6 %q: not a CIDR", pool6))
+				}
+				cfg.Pool6 = p
 			}
 			if pool != "" {
 				p, err := netip.ParsePrefix(pool)
@@ -203,8 +219,8 @@ On failure everything made so far is removed.`,
 			if f, ok := l.ClientTLS(); ok {
 				dns += ", datastore with TLS and client certificates (CA " + f.CA + ")"
 			}
-			fmt.Fprintf(g.stderr, "lab %s up in %s: %d hosts in %d rack(s), pool %s (encap %s), %s; use `tabby --lab %s …`\n",
-				st.Name, time.Since(t0).Round(time.Millisecond), st.Nodes, st.NRacks, st.Pool, st.Encap, dns, st.Name)
+			fmt.Fprintf(g.stderr, "lab %s up in %s: %d hosts in %d rack(s), %s, pool %s (encap %s), %s; use `tabby --lab %s …`\n",
+				st.Name, time.Since(t0).Round(time.Millisecond), st.Nodes, st.NRacks, st.Family(), joinPrefixes(st.Pools()), st.Encap, dns, st.Name)
 			return printNodes(g.stdout, l.Nodes(), "")
 		},
 	}
@@ -213,6 +229,8 @@ On failure everything made so far is removed.`,
 	f.IntVar(&racks, "racks", lab.DefaultRacks, "number of rack subnets (more than one adds a router)")
 	f.StringVar(&pool, "pool", lab.DefaultPool.String(), "CIDR of the default IPPool")
 	f.StringVar(&encap, "encap", lab.DefaultEncap, "none, vxlan, vxlan-crosssubnet, ipip or ipip-crosssubnet")
+	f.StringVar(&fam, "ip-family", lab.DefaultIPFamily, "ipv4, ipv6 (IPv6 pool only, dual-stack fabric) or dual (both pools)")
+	f.StringVar(&pool6, "pool6", lab.DefaultPool6.String(), "CIDR of the IPv6 IPPool (a unique local prefix; ipv6 and dual)")
 	f.BoolVar(&noDNS, "no-dns", false, "do not run tabby dns on the master")
 	f.BoolVar(&useTLS, "tls", false, "run the datastore with TLS and client-certificate auth; every component gets a certificate")
 	f.StringArrayVar(&agentArgs, "agent-arg", nil, "extra argument for every tabby agent (repeatable)")
@@ -258,7 +276,14 @@ func newLabListCommand(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tPHASE\tNODES\tRACKS\tPOOL\tENCAP\tMASTER\tCONTAINERS\tCREATED")
 			for _, s := range ls {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Phase, s.Nodes, s.Racks, s.Pool, s.Encap,
+				pools := s.Pool.String()
+				switch s.IPFamily {
+				case lab.IPv6:
+					pools = s.Pool6.String()
+				case lab.Dual:
+					pools += "," + s.Pool6.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Phase, s.Nodes, s.Racks, pools, s.Encap,
 					s.Master, s.Containers, s.Created.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
@@ -275,7 +300,11 @@ func printNodes(w io.Writer, ns []lab.NodeStatus, out string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOSTNAME\tIP\tID\tTYPE")
 	for _, n := range ns {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.IP.Addr(), n.ID, n.Type)
+		ip := n.IP.Addr().String()
+		if n.IP6.IsValid() {
+			ip += "," + n.IP6.Addr().String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, ip, n.ID, n.Type)
 	}
 	return tw.Flush()
 }
@@ -487,8 +516,8 @@ func newLabLsCommand(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "CONTAINER\tNODE\tNAMESPACE\tIP\tLABELS")
 			for _, c := range cs {
 				ip := "-"
-				if a := c.IP(); a.IsValid() {
-					ip = a.String()
+				if len(c.IPs) > 0 {
+					ip = joinAddrs(c.IPs)
 				}
 				labels := labLabelString(c.Labels)
 				if labels == "" {
@@ -684,4 +713,23 @@ func newLabHTTPCommand(g *globals) *cobra.Command {
 	get.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	cmd.AddCommand(serve, get)
 	return cmd
+}
+
+// joinPrefixes writes CIDRs comma-separated.
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// joinAddrs writes the addresses of ps comma-separated (IPv4 first, as
+// the CNI result lists them).
+func joinAddrs(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Addr().String()
+	}
+	return strings.Join(s, ",")
 }

@@ -18,12 +18,19 @@ import (
 // under a temporary lab root, and points the CLI at that root.
 func fakeLab(t *testing.T, name string) string {
 	t.Helper()
+	return fakeLabFamily(t, name, lab.IPv4)
+}
+
+// fakeLabFamily is fakeLab for a lab of IP family fam (the container gets
+// an address of each family the lab's pools have).
+func fakeLabFamily(t *testing.T, name, fam string) string {
+	t.Helper()
 	testenv.NeedTool(t, "ip")
 	root := t.TempDir()
 	old := labRoot
 	labRoot = root
 	t.Cleanup(func() { labRoot = old })
-	p, err := lab.MakePlan(lab.Config{Name: name, Nodes: 2, BinDir: "/b"}.WithDefaults(), 1, "8d1c2f3e-0000-4000-8000-000000000001")
+	p, err := lab.MakePlan(lab.Config{Name: name, Nodes: 2, BinDir: "/b", IPFamily: fam}.WithDefaults(), 1, "8d1c2f3e-0000-4000-8000-000000000001")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +40,10 @@ func fakeLab(t *testing.T, name string) string {
 		Labels: map[string]string{"app": "web", "group": "dev"},
 		IPs:    []netip.Prefix{netip.MustParsePrefix("10.244.28.128/32")},
 	}}
+	if fam != lab.IPv4 {
+		st.IPFamily, st.Pool6 = fam, lab.DefaultPool6
+		cs[0].IPs = append(cs[0].IPs, netip.MustParsePrefix("fd00:244::1c:8/128"))
+	}
 	dir := filepath.Join(root, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -90,6 +101,9 @@ func TestLabCommandsOnState(t *testing.T) {
 		{"up bad name", []string{"lab", "up", "Demo"}, 2, []string{`lab name "Demo"`}},
 		{"up bad encap", []string{"lab", "up", "x", "--encap", "gre"}, 2, []string{`encap "gre"`}},
 		{"up bad pool", []string{"lab", "up", "x", "--pool", "10.101.0.0/16"}, 2, []string{"overlaps the lab fabric"}},
+		{"up bad ip family", []string{"lab", "up", "x", "--ip-family", "ipv5"}, 2, []string{`--ip-family "ipv5": want ipv4, ipv6 or dual`}},
+		{"up pool6 not ula", []string{"lab", "up", "x", "--ip-family", "dual", "--pool6", "2001:db8::/64"}, 2, []string{"pool6 2001:db8::/64", "unique local"}},
+		{"up pool6 not a cidr", []string{"lab", "up", "x", "--ip-family", "dual", "--pool6", "six"}, 2, []string{`--pool6 "six"`}},
 		{"up pool not a cidr", []string{"lab", "up", "x", "--pool", "ten"}, 2, []string{`--pool "ten"`}},
 		{"down unknown", []string{"lab", "down", "nope"}, 1, []string{`lab "nope" does not exist`}},
 	}
@@ -106,6 +120,37 @@ func TestLabCommandsOnState(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("output: got\n%s\nwant it to contain %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLabCommandsOnDualState(t *testing.T) {
+	fakeLabFamily(t, "ds", lab.Dual)
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"nodes", []string{"lab", "nodes", "ds"}, []string{
+			"master    10.101.1.2,fd00:10:101:1::2    ",
+			"h2        10.101.1.12,fd00:10:101:1::12  ",
+		}},
+		{"nodes json", []string{"lab", "nodes", "ds", "-o", "json"}, []string{`"ip6": "fd00:10:101:1::11/64"`}},
+		{"ls", []string{"lab", "ls", "ds"}, []string{"10.244.28.128,fd00:244::1c:8"}},
+		{"list", []string{"lab", "list"}, []string{"10.244.0.0/16,fd00:244::/64"}},
+		{"list json", []string{"lab", "list", "-o", "json"}, []string{`"ipFamily": "dual"`, `"pool6": "fd00:244::/64"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, tc.args...)
+			if code != 0 {
+				t.Fatalf("exit code: got %d, want 0\nstderr: %s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output: got\n%s\nwant it to contain %q", out, w)
 				}
 			}
 		})

@@ -18,7 +18,7 @@ func newLabProbeCommand(g *globals) *cobra.Command {
 		proto string
 	)
 	cmd := &cobra.Command{
-		Use:   "probe NAME [--port P] [--proto tcp|udp|icmp] [--from C]... [--to C]... [-o json]",
+		Use:   "probe NAME [--port P] [--proto tcp|udp|icmp] [--family 4|6] [--from C]... [--to C]... [-o json]",
 		Short: "Print which containers of a lab can reach which (allowed/denied per pair)",
 		Long: `Try every pair of the lab's running containers (or those named with --from and
 --to) with one TCP connection, one echoed UDP datagram or one ping, and print the
@@ -72,6 +72,7 @@ rejects.`,
 	f.StringArrayVar(&spec.To, "to", nil, "destination container (repeatable; default all)")
 	f.DurationVar(&spec.Timeout, "timeout", lab.DefaultProbeTimeout, "how long one probe waits (what a denied pair costs)")
 	f.IntVar(&spec.Concurrency, "concurrency", lab.DefaultProbeConcurrency, "pairs probed at once")
+	f.IntVar(&spec.Family, "family", 4, "4 or 6: probe the containers' IPv4 or IPv6 addresses")
 	f.StringVarP(&out, "output", "o", "", "table or json")
 	return cmd
 }

@@ -209,3 +209,23 @@ func hashOrder(node string, b netip.Prefix) uint64 {
 	h.Write([]byte(b.String()))
 	return h.Sum64()
 }
+
+// UsableFamilies says for which families (4, 6) some pool can give a
+// workload on node (with labels) an address: enabled, allowing workload
+// use, selecting the node; pools that do not parse are ignored. It is what
+// "as the pools offer" means when a CNI config leaves assign_ipv4 or
+// assign_ipv6 unset. Pure: the caller passes the pools it watches.
+func UsableFamilies(pools []*api.IPPool, node string, labels map[string]string) (v4, v6 bool) {
+	for _, r := range pools {
+		p, err := parsePool(r)
+		if err != nil || unusable(p, api.AllowedUseWorkload, node, labels) != "" {
+			continue
+		}
+		if p.family() == 4 {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	return v4, v6
+}

@@ -3,6 +3,7 @@ package ipam
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,4 +128,51 @@ func TestReservationsFromSource(t *testing.T) {
 	if r := c.reads.Load(); r != 0 {
 		t.Errorf("allocation with a reservation source read the datastore %d times", r)
 	}
+}
+
+// TestReservationsAndStaticPerFamily: in a dual-stack request each family
+// honours its own reservations, and a static address of one family leaves
+// the other family automatic (issue 16).
+func TestReservationsAndStaticPerFamily(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s datastore.Store) {
+		ctx := ctxT(t)
+		createPool(t, s, "p4", "10.52.0.0/28", blockSize(28))
+		createPool(t, s, "p6", "fd00:52::/124", blockSize(124))
+		reserve(t, s, "both", "10.52.0.0/30", "fd00:52::/126")
+		m := newIPAM(t, s, nil)
+		res4, res6 := netip.MustParsePrefix("10.52.0.0/30"), netip.MustParsePrefix("fd00:52::/126")
+		for i := range 12 { // 16 - 4 reserved in each family
+			as, err := m.Allocate(ctx, Request{Handle: "d" + string(rune('a'+i)), Node: "n1", IPv4: 1, IPv6: 1})
+			if err != nil {
+				t.Fatalf("dual-stack allocation %d: %v", i, err)
+			}
+			if len(as) != 2 {
+				t.Fatalf("dual-stack allocation %d: got %v, want two addresses", i, addrsOf(as))
+			}
+			for _, a := range as {
+				if res4.Contains(a.Addr) || res6.Contains(a.Addr) {
+					t.Fatalf("allocation %d got reserved address %s", i, a.Addr)
+				}
+			}
+		}
+		if _, err := m.Allocate(ctx, Request{Handle: "full", Node: "n1", IPv6: 1}); !errors.Is(err, ErrExhausted) {
+			t.Errorf("IPv6 with only reserved addresses left: got %v, want exhausted", err)
+		}
+		if _, err := m.ReleaseHandle(ctx, "da"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := m.Allocate(ctx, Request{Handle: "s6", Node: "n1", IPv4: 1, IPv6: 1, Static: []netip.Addr{mustAddr("fd00:52::1")}})
+		if !errors.Is(err, ErrReserved) || !strings.Contains(err.Error(), "fd00:52::1 is reserved") {
+			t.Errorf("static reserved IPv6 address: got %v, want ErrReserved naming it", err)
+		}
+		as, err := m.Allocate(ctx, Request{Handle: "s6", Node: "n1", IPv4: 1, IPv6: 1, Static: []netip.Addr{mustAddr("fd00:52::4")}}) // released by "da"
+		if err != nil {
+			t.Fatalf("static IPv6 with automatic IPv4: %v", err)
+		}
+		got := addrsOf(as)
+		slices.SortFunc(got, netip.Addr.Compare) // IPv4 sorts first
+		if len(got) != 2 || !got[0].Is4() || res4.Contains(got[0]) || got[1] != mustAddr("fd00:52::4") {
+			t.Errorf("static IPv6 with automatic IPv4: got %v, want a free IPv4 address and fd00:52::4", got)
+		}
+	})
 }

@@ -138,6 +138,9 @@ func (l *Lab) spawnAgent(h Node) error {
 		"--node-ip", h.IP.String(),
 		"--http-listen", netip.AddrPortFrom(h.IP.Addr(), AgentHTTPPort).String(),
 	}
+	if h.IP6.IsValid() {
+		argv = append(argv, "--node-ipv6", h.IP6.String())
+	}
 	if l.st.TLS {
 		argv = append(argv, l.l.tlsFiles(tlsAgentPrefix+h.Name).TLSArgs()...)
 	}

@@ -18,6 +18,8 @@ const (
 	DefaultNodes     = 3
 	DefaultRacks     = 1
 	DefaultEncap     = "none"
+	// DefaultIPFamily keeps the lab IPv4-only.
+	DefaultIPFamily = IPv4
 	// DefaultReadyTimeout bounds waiting for a process to serve.
 	DefaultReadyTimeout = 60 * time.Second
 
@@ -30,12 +32,33 @@ const (
 	MaxHostsPerRack = 240
 	// MaxNodes bounds one lab.
 	MaxNodes = 1000
-	// PoolName is the IPPool the lab creates.
-	PoolName = "default-ipv4-ippool"
+	// PoolName is the IPPool the lab creates; Pool6Name the IPv6 one (in
+	// ipv6 and dual labs).
+	PoolName  = "default-ipv4-ippool"
+	Pool6Name = "default-ipv6-ippool"
+)
+
+// IP families of a lab (--ip-family).
+const (
+	// IPv4: IPv4 fabric and pool only (the default).
+	IPv4 = "ipv4"
+	// IPv6: dual-stack fabric (the control plane keeps IPv4), an IPv6
+	// pool only, so containers get IPv6 addresses only.
+	IPv6 = "ipv6"
+	// Dual: dual-stack fabric and both pools; every container gets one
+	// address of each family.
+	Dual = "dual"
 )
 
 // DefaultPool is the pool containers get their addresses from.
 var DefaultPool = netip.MustParsePrefix("10.244.0.0/16")
+
+// DefaultPool6 is the IPv6 pool of ipv6 and dual labs: unique local
+// addresses (RFC 4193), never routed outside the lab.
+var DefaultPool6 = netip.MustParsePrefix("fd00:244::/64")
+
+// ula is the unique local range: the only IPv6 addresses a lab uses.
+var ula = netip.MustParsePrefix("fc00::/7")
 
 // Config describes a lab to bring up. Flags are merged into it by the
 // command; the package reads no environment.
@@ -49,6 +72,12 @@ type Config struct {
 	Racks int
 	// Pool is the CIDR of the default IPPool (default 10.244.0.0/16).
 	Pool netip.Prefix
+	// IPFamily is IPv4 (default), IPv6 or Dual: which families the fabric
+	// and the pools carry.
+	IPFamily string
+	// Pool6 is the CIDR of the IPv6 IPPool (default fd00:244::/64), in
+	// ipv6 and dual labs; it must be a unique local prefix.
+	Pool6 netip.Prefix
 	// Encap is none, vxlan, vxlan-crosssubnet, ipip or ipip-crosssubnet:
 	// the default pool's ipipMode/vxlanMode.
 	Encap string
@@ -90,6 +119,12 @@ func (c Config) WithDefaults() Config {
 	if c.Encap == "" {
 		c.Encap = DefaultEncap
 	}
+	if c.IPFamily == "" {
+		c.IPFamily = DefaultIPFamily
+	}
+	if !c.Pool6.IsValid() {
+		c.Pool6 = DefaultPool6
+	}
 	if c.StateRoot == "" {
 		c.StateRoot = DefaultStateRoot
 	}
@@ -123,6 +158,13 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := EncapModes(c.Encap); err != nil {
 		errs = append(errs, err)
+	}
+	if err := ValidateIPFamily(c.IPFamily); err != nil {
+		errs = append(errs, err)
+	} else if HasIPv6(c.IPFamily) {
+		if err := ValidatePool6(c.Pool6); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.BinDir == "" {
 		errs = append(errs, errors.New("binDir: the directory of the tabby and tabby-cni binaries is required"))
@@ -192,6 +234,44 @@ func ValidatePool(p netip.Prefix, racks int) error {
 		if p.Overlaps(res.net) {
 			return fmt.Errorf("pool %s: overlaps %s %s", p, res.what, res.net)
 		}
+	}
+	return nil
+}
+
+// ValidateIPFamily checks --ip-family.
+func ValidateIPFamily(f string) error {
+	switch f {
+	case IPv4, IPv6, Dual:
+		return nil
+	}
+	return fmt.Errorf("ip-family %q: want ipv4, ipv6 or dual", f)
+}
+
+// HasIPv4 and HasIPv6 say whether a lab of family f has a pool of that
+// family. (The fabric carries IPv4 in every lab, IPv6 unless f is IPv4.)
+func HasIPv4(f string) bool { return f == "" || f == IPv4 || f == Dual }
+func HasIPv6(f string) bool { return f == IPv6 || f == Dual }
+
+// FabricIPv6 says whether the fabric of a lab of family f is dual-stack.
+func FabricIPv6(f string) bool { return HasIPv6(f) }
+
+// ValidatePool6 checks the IPv6 pool: a unique local prefix (a lab never
+// uses other IPv6 addresses), /48 to /122 (a block is a /122), clear of
+// the lab fabric.
+func ValidatePool6(p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return errors.New("pool6: a CIDR is required")
+	case !p.Addr().Is6() || p.Addr().Is4In6():
+		return fmt.Errorf("pool6 %s: must be an IPv6 CIDR", p)
+	case p.Masked() != p:
+		return fmt.Errorf("pool6 %s: host bits are set (did you mean %s?)", p, p.Masked())
+	case p.Bits() < 48 || p.Bits() > 122:
+		return fmt.Errorf("pool6 %s: prefix length must be 48 to 122 (a block is a /122)", p)
+	case !ula.Contains(p.Addr()):
+		return fmt.Errorf("pool6 %s: must be a unique local prefix (inside %s), as every lab address is", p, ula)
+	case p.Overlaps(fabric6):
+		return fmt.Errorf("pool6 %s: overlaps the lab fabric %s", p, fabric6)
 	}
 	return nil
 }

@@ -73,6 +73,14 @@ func TestConfigValidate(t *testing.T) {
 		{"bad encap", base(func(c *Config) { c.Encap = "gre" }), `encap "gre"`},
 		{"no bin dir", Config{Name: "demo"}.WithDefaults(), "binDir"},
 		{"bad name", base(func(c *Config) { c.Name = "Demo" }), `lab name "Demo"`},
+		{"dual", base(func(c *Config) { c.IPFamily = Dual }), ""},
+		{"ipv6", base(func(c *Config) { c.IPFamily = IPv6 }), ""},
+		{"bad family", base(func(c *Config) { c.IPFamily = "ipv5" }), `ip-family "ipv5": want ipv4, ipv6 or dual`},
+		{"pool6 not ula", base(func(c *Config) { c.IPFamily, c.Pool6 = Dual, netip.MustParsePrefix("2001:db8::/64") }), "unique local"},
+		{"pool6 on fabric", base(func(c *Config) { c.IPFamily, c.Pool6 = Dual, netip.MustParsePrefix("fd00:10:101::/48") }), "overlaps the lab fabric"},
+		{"pool6 v4", base(func(c *Config) { c.IPFamily, c.Pool6 = Dual, netip.MustParsePrefix("10.9.0.0/16") }), "pool6 10.9.0.0/16: must be an IPv6 CIDR"},
+		{"pool6 too small", base(func(c *Config) { c.IPFamily, c.Pool6 = Dual, netip.MustParsePrefix("fd00:244::/124") }), "48 to 122"},
+		{"pool6 unused in ipv4", base(func(c *Config) { c.Pool6 = netip.MustParsePrefix("2001:db8::/64") }), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +155,46 @@ func TestMakePlan(t *testing.T) {
 	one, _ := MakePlan(Config{Name: "ab", Nodes: 1, Racks: 1}.WithDefaults(), 1, "m")
 	if one.Router != nil {
 		t.Errorf("one rack: got a router, want none")
+	}
+}
+
+func TestMakePlanDual(t *testing.T) {
+	cfg := Config{Name: "ab", Nodes: 3, Racks: 2, BinDir: "/b", IPFamily: Dual}.WithDefaults()
+	p, err := MakePlan(cfg, 3, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ Name, IP, GW, IP6, GW6 string }
+	var got []row
+	for _, n := range p.AgentNodes() {
+		got = append(got, row{n.Name, n.IP.String(), n.Gateway.String(), n.IP6.String(), n.Gateway6.String()})
+	}
+	want := []row{
+		{"master", "10.101.3.2/24", "10.101.3.1", "fd00:10:101:3::2/64", "fd00:10:101:3::1"},
+		{"h1", "10.101.3.11/24", "10.101.3.1", "fd00:10:101:3::11/64", "fd00:10:101:3::1"},
+		{"h2", "10.102.3.11/24", "10.102.3.1", "fd00:10:102:3::11/64", "fd00:10:102:3::1"},
+		{"h3", "10.101.3.12/24", "10.101.3.1", "fd00:10:101:3::12/64", "fd00:10:101:3::1"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("nodes (-want +got):\n%s", d)
+	}
+	if got, want := p.Router.Legs[1].IP6.String(), "fd00:10:102:3::1/64"; got != want {
+		t.Errorf("router leg 2 IPv6: got %s, want %s", got, want)
+	}
+	if got, want := p.DatastoreURL6(), "http://[fd00:10:101:3::2]:2379"; got != want {
+		t.Errorf("datastore over IPv6: got %s, want %s", got, want)
+	}
+	if n, ok := p.Host("fd00:10:102:3::11"); !ok || n.Name != "h2" {
+		t.Errorf("Host by IPv6 address: got %v %v, want h2", n.Name, ok)
+	}
+	for _, a := range []netip.Addr{p.Master.IP6.Addr(), p.Router.Legs[0].IP6.Addr()} {
+		if !ula.Contains(a) {
+			t.Errorf("fabric address %s: not a unique local address", a)
+		}
+	}
+	v4, _ := MakePlan(Config{Name: "ab", Nodes: 1}.WithDefaults(), 1, "m")
+	if v4.Master.IP6.IsValid() || v4.Racks[0].Subnet6.IsValid() || v4.DatastoreURL6() != "" {
+		t.Errorf("ipv4 lab: got IPv6 fabric %v %v, want none", v4.Master.IP6, v4.Racks[0].Subnet6)
 	}
 }
 

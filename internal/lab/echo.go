@@ -14,10 +14,10 @@ import (
 // 10 s.
 func TCPEcho(a, b *Container) error { return TCPEchoIn(a.NetNS, b.NetNS, b.IP()) }
 
-// TCPEchoIn is TCPEcho between two named network namespaces: from dials a
-// listener on addr in to.
+// TCPEchoIn is TCPEcho between two named network namespaces: from dials
+// a listener on addr in to (IPv4 or IPv6, as addr is).
 func TCPEchoIn(from, to string, addr netip.Addr) error {
-	ln, err := ListenIn(to, "tcp4", netip.AddrPortFrom(addr, 0).String())
+	ln, err := ListenIn(to, "tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func TCPEchoIn(from, to string, addr netip.Addr) error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := DialIn(ctx, from, "tcp4", ln.Addr().String())
+	conn, err := DialIn(ctx, from, "tcp", ln.Addr().String())
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,8 +63,14 @@ func (n *nsLink) up(name string) error {
 	return nil
 }
 
-// addr gives a link of this namespace an address.
-func (n *nsLink) addr(name string, p interface{ String() string }) error {
+// addr gives a link of this namespace an address; an IPv6 one without
+// duplicate address detection (the lab plans its addresses, and a
+// tentative address would delay the datastore and the agents).
+// An invalid prefix (no such address in this lab) is skipped.
+func (n *nsLink) addr(name string, p netip.Prefix) error {
+	if !p.IsValid() {
+		return nil
+	}
 	l, err := n.h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("%s: find %s: %w", n.name, name, err)
@@ -71,6 +78,9 @@ func (n *nsLink) addr(name string, p interface{ String() string }) error {
 	a, err := netlink.ParseAddr(p.String())
 	if err != nil {
 		return err
+	}
+	if p.Addr().Is6() {
+		a.Flags |= unix.IFA_F_NODAD
 	}
 	if err := n.h.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("%s: add %s to %s: %w", n.name, p, name, err)
@@ -141,16 +151,29 @@ func buildFabric(p *Plan) error {
 		if err := fab.addr(rk.Bridge, prefixOf(rk.Gateway, rk.Subnet.Bits())); err != nil {
 			return err
 		}
+		if rk.Subnet6.IsValid() {
+			if err := fab.addr(rk.Bridge, prefixOf(rk.Gateway6, rk.Subnet6.Bits())); err != nil {
+				return err
+			}
+		}
 	} else {
 		rt := links[p.Router.Namespace]
 		if err := rt.sysctl("net.ipv4.ip_forward", "1"); err != nil {
 			return err
+		}
+		if p.Racks[0].Subnet6.IsValid() {
+			if err := rt.sysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+				return err
+			}
 		}
 		for _, leg := range p.Router.Legs {
 			if err := attach(fab, p.Racks[leg.Rack-1].Bridge, leg.FabricLink, rt, leg.Link); err != nil {
 				return err
 			}
 			if err := rt.addr(leg.Link, leg.IP); err != nil {
+				return err
+			}
+			if err := rt.addr(leg.Link, leg.IP6); err != nil {
 				return err
 			}
 			if err := rt.up(leg.Link); err != nil {
@@ -166,16 +189,34 @@ func buildFabric(p *Plan) error {
 		if err := nl.addr(node.Uplink, node.IP); err != nil {
 			return err
 		}
+		if err := nl.addr(node.Uplink, node.IP6); err != nil {
+			return err
+		}
 		if err := nl.up(node.Uplink); err != nil {
 			return err
 		}
 		if err := nl.h.RouteAdd(&netlink.Route{Gw: net.IP(node.Gateway.AsSlice())}); err != nil {
 			return fmt.Errorf("%s: default route via %s: %w", nl.name, node.Gateway, err)
 		}
+		if node.Gateway6.IsValid() {
+			up, err := nl.h.LinkByName(node.Uplink)
+			if err != nil {
+				return fmt.Errorf("%s: find %s: %w", nl.name, node.Uplink, err)
+			}
+			r := &netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.IP(node.Gateway6.AsSlice()), Family: netlink.FAMILY_V6}
+			if err := nl.h.RouteAdd(r); err != nil {
+				return fmt.Errorf("%s: IPv6 default route via %s: %w", nl.name, node.Gateway6, err)
+			}
+		}
 		if node.Type == TypeAgent {
 			// A host forwards for its containers.
 			if err := nl.sysctl("net.ipv4.ip_forward", "1"); err != nil {
 				return err
+			}
+			if node.IP6.IsValid() {
+				if err := nl.sysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+					return err
+				}
 			}
 		}
 	}

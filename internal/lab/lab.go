@@ -177,7 +177,13 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.DNS != nil {
-		argv := cfg.DNS.Args(l.st.Master.IP.Addr(), l.st.DatastoreURL(), l.st.MesosMasterURL())
+		listen := l.st.Master.IP.Addr()
+		if l.st.Master.IP6.IsValid() {
+			// Both families: [::] takes IPv4 too, and only the master's
+			// own addresses are in its namespace.
+			listen = netip.IPv6Unspecified()
+		}
+		argv := cfg.DNS.Args(listen, l.st.DatastoreURL(), l.st.MesosMasterURL())
 		if l.st.TLS {
 			argv = append(argv, l.l.tlsFiles(TLSDNSClient).TLSArgs()...)
 		}
@@ -237,11 +243,15 @@ func claim(cfg Config) (string, *State, *flock, error) {
 		Nodes:     cfg.Nodes,
 		NRacks:    cfg.Racks,
 		Pool:      cfg.Pool,
+		IPFamily:  cfg.IPFamily,
 		Encap:     cfg.Encap,
 		BinDir:    cfg.BinDir,
 		DNS:       cfg.DNS != nil,
 		AgentArgs: cfg.AgentArgs,
 		TLS:       cfg.TLS,
+	}
+	if HasIPv6(cfg.IPFamily) {
+		st.Pool6 = cfg.Pool6
 	}
 	if err := writeJSON(layout{dir}.labJSON(), st); err != nil {
 		os.RemoveAll(dir)
@@ -312,6 +322,9 @@ func (l *Lab) startMasterProcess(what string, args []string) error {
 
 func (l *Lab) startDatastore(ctx context.Context) error {
 	listen := l.st.DatastoreURL() + "," + l.ClientURL()
+	if u := l.st.DatastoreURL6(); u != "" {
+		listen += "," + u // reachable over both families
+	}
 	args := []string{
 		"datastore", "run",
 		"--data-dir", l.masterFile("etcd"),
@@ -356,13 +369,27 @@ func (l *Lab) createPool(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Close()
-	pool := &api.IPPool{
-		TypeMeta:   api.TypeMeta{APIVersion: api.APIVersion, Kind: "IPPool"},
-		ObjectMeta: api.ObjectMeta{Name: PoolName},
-		Spec:       api.IPPoolSpec{CIDR: cfg.Pool.String(), IPIPMode: ipip, VXLANMode: vxlan},
+	var pools []*api.IPPool
+	if HasIPv4(cfg.IPFamily) {
+		pools = append(pools, &api.IPPool{
+			TypeMeta:   api.TypeMeta{APIVersion: api.APIVersion, Kind: "IPPool"},
+			ObjectMeta: api.ObjectMeta{Name: PoolName},
+			Spec:       api.IPPoolSpec{CIDR: cfg.Pool.String(), IPIPMode: ipip, VXLANMode: vxlan},
+		})
 	}
-	if _, err := datastore.NewClient(s).Create(ctx, pool); err != nil {
-		return fmt.Errorf("create the default IPPool %s: %w", cfg.Pool, err)
+	if HasIPv6(cfg.IPFamily) {
+		// IP-in-IP is IPv4 only; VXLAN of IPv6 is not implemented: the
+		// IPv6 pool is routed natively (BGP), whatever --encap says.
+		pools = append(pools, &api.IPPool{
+			TypeMeta:   api.TypeMeta{APIVersion: api.APIVersion, Kind: "IPPool"},
+			ObjectMeta: api.ObjectMeta{Name: Pool6Name},
+			Spec:       api.IPPoolSpec{CIDR: cfg.Pool6.String(), IPIPMode: api.EncapNever, VXLANMode: api.EncapNever},
+		})
+	}
+	for _, pool := range pools {
+		if _, err := datastore.NewClient(s).Create(ctx, pool); err != nil {
+			return fmt.Errorf("create the default IPPool %s: %w", pool.Spec.CIDR, err)
+		}
 	}
 	return nil
 }
@@ -453,6 +480,8 @@ type Summary struct {
 	Nodes      int          `json:"nodes"`
 	Racks      int          `json:"racks"`
 	Pool       netip.Prefix `json:"pool"`
+	IPFamily   string       `json:"ipFamily"`
+	Pool6      netip.Prefix `json:"pool6,omitzero"`
 	Encap      string       `json:"encap"`
 	Master     netip.Addr   `json:"master"`
 	Containers int          `json:"containers"`
@@ -483,6 +512,7 @@ func List(root string) ([]Summary, error) {
 		cs, _ := readContainers(layout{stateDir(root, e.Name())})
 		out = append(out, Summary{
 			Name: st.Name, Phase: st.Phase, Nodes: st.Nodes, Racks: st.NRacks, Pool: st.Pool,
+			IPFamily: st.Family(), Pool6: st.Pool6,
 			Encap: st.Encap, Master: st.Master.IP.Addr(), Containers: len(cs), Created: st.Created,
 		})
 	}

@@ -69,7 +69,10 @@ type Rack struct {
 	Index   int          `json:"index"` // 1-based
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
-	Bridge  string       `json:"bridge"`
+	// Subnet6 and Gateway6 are the rack's IPv6 subnet (ipv6 and dual labs).
+	Subnet6  netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
+	Bridge   string       `json:"bridge"`
 }
 
 // Node is the master or an agent host.
@@ -81,6 +84,10 @@ type Node struct {
 	Rack      int          `json:"rack"`
 	IP        netip.Prefix `json:"ip"` // fabric address with the rack's length
 	Gateway   netip.Addr   `json:"gateway"`
+	// IP6 and Gateway6: the IPv6 fabric address (/64) and gateway in ipv6
+	// and dual labs.
+	IP6      netip.Prefix `json:"ip6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
 	// FabricLink is the veth end on the rack bridge; Uplink is the other
 	// end, inside the node's namespace.
 	FabricLink string `json:"fabricLink"`
@@ -97,6 +104,7 @@ type Router struct {
 type RouterLeg struct {
 	Rack       int          `json:"rack"`
 	IP         netip.Prefix `json:"ip"`
+	IP6        netip.Prefix `json:"ip6,omitzero"`
 	FabricLink string       `json:"fabricLink"`
 	Link       string       `json:"link"`
 }
@@ -105,6 +113,28 @@ type RouterLeg struct {
 // 10.(100+r).idx.0/24.
 func RackSubnet(r, idx int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + r), byte(idx), 0}), 24)
+}
+
+// fabric6 holds the IPv6 rack subnets of every lab (unique local).
+var fabric6 = netip.MustParsePrefix("fd00:10::/32")
+
+// RackSubnet6 is rack r's IPv6 subnet in the lab with fabric index idx:
+// fd00:10:(100+r):idx::/64, written with the digits of the IPv4 subnet
+// (10.101.1.0/24 is fd00:10:101:1::/64; host .11 is ::11).
+func RackSubnet6(r, idx int) netip.Prefix {
+	return netip.MustParsePrefix(fmt.Sprintf("fd00:10:%d:%d::/64", 100+r, idx))
+}
+
+// hostAddr6 is the address of p whose last group reads like the IPv4
+// host number last (11 is ::11).
+func hostAddr6(p netip.Prefix, last int) netip.Prefix {
+	if !p.IsValid() {
+		return netip.Prefix{}
+	}
+	v, _ := strconv.ParseUint(strconv.Itoa(last), 16, 16)
+	a := p.Addr().As16()
+	a[14], a[15] = byte(v>>8), byte(v)
+	return netip.PrefixFrom(netip.AddrFrom16(a), p.Bits())
 }
 
 func hostAddr(p netip.Prefix, last int) netip.Prefix {
@@ -128,12 +158,17 @@ func MakePlan(c Config, idx int, masterID string) (*Plan, error) {
 	}
 	for r := 1; r <= c.Racks; r++ {
 		sub := RackSubnet(r, idx)
-		p.Racks = append(p.Racks, Rack{
+		rk := Rack{
 			Index:   r,
 			Subnet:  sub,
 			Gateway: hostAddr(sub, 1).Addr(),
 			Bridge:  c.Name + "-br" + strconv.Itoa(r),
-		})
+		}
+		if FabricIPv6(c.IPFamily) {
+			rk.Subnet6 = RackSubnet6(r, idx)
+			rk.Gateway6 = hostAddr6(rk.Subnet6, 1).Addr()
+		}
+		p.Racks = append(p.Racks, rk)
 	}
 	if c.Racks > 1 {
 		p.Router = &Router{Namespace: NodeNamespace(c.Name, RouterNode)}
@@ -141,6 +176,7 @@ func MakePlan(c Config, idx int, masterID string) (*Plan, error) {
 			p.Router.Legs = append(p.Router.Legs, RouterLeg{
 				Rack:       rk.Index,
 				IP:         netip.PrefixFrom(rk.Gateway, rk.Subnet.Bits()),
+				IP6:        hostAddr6(rk.Subnet6, 1),
 				FabricLink: c.Name + "-rt" + strconv.Itoa(rk.Index),
 				Link:       c.Name + "-r" + strconv.Itoa(rk.Index),
 			})
@@ -154,6 +190,8 @@ func MakePlan(c Config, idx int, masterID string) (*Plan, error) {
 		Rack:       1,
 		IP:         hostAddr(p.Racks[0].Subnet, 2),
 		Gateway:    p.Racks[0].Gateway,
+		IP6:        hostAddr6(p.Racks[0].Subnet6, 2),
+		Gateway6:   p.Racks[0].Gateway6,
 		FabricLink: c.Name + "-m",
 		Uplink:     c.Name + UplinkSuffix,
 	}
@@ -174,6 +212,8 @@ func MakePlan(c Config, idx int, masterID string) (*Plan, error) {
 			Rack:       r,
 			IP:         hostAddr(rk.Subnet, 10+perRack[r]),
 			Gateway:    rk.Gateway,
+			IP6:        hostAddr6(rk.Subnet6, 10+perRack[r]),
+			Gateway6:   rk.Gateway6,
 			FabricLink: c.Name + "-" + name,
 			Uplink:     c.Name + UplinkSuffix,
 		})
@@ -201,7 +241,7 @@ func (p *Plan) AgentNodes() []Node { return append([]Node{p.Master}, p.Hosts...)
 // Node finds a node by name ("master", "h2"), Mesos ID or fabric IP.
 func (p *Plan) Node(key string) (Node, bool) {
 	for _, n := range append([]Node{p.Master}, p.Hosts...) {
-		if n.Name == key || n.ID == key || n.IP.Addr().String() == key {
+		if n.Name == key || n.ID == key || n.IP.Addr().String() == key || (n.IP6.IsValid() && n.IP6.Addr().String() == key) {
 			return n, true
 		}
 	}
@@ -220,6 +260,15 @@ func (p *Plan) Host(key string) (Node, bool) {
 // DatastoreURL is the master's etcd on the fabric (for agents and DNS).
 func (p *Plan) DatastoreURL() string {
 	return "http://" + netip.AddrPortFrom(p.Master.IP.Addr(), EtcdPort).String()
+}
+
+// DatastoreURL6 is the master's etcd on its IPv6 fabric address ("" in
+// an IPv4 lab).
+func (p *Plan) DatastoreURL6() string {
+	if !p.Master.IP6.IsValid() {
+		return ""
+	}
+	return "http://" + netip.AddrPortFrom(p.Master.IP6.Addr(), EtcdPort).String()
 }
 
 // MesosMasterURL is the lab's Mesos master state server.

@@ -32,6 +32,17 @@ type ProbeSpec struct {
 	// Concurrency bounds the probes in flight (default
 	// DefaultProbeConcurrency).
 	Concurrency int
+	// Family is the address family probed: 4 (default) or 6, the
+	// containers' IPv6 addresses (ipv6 and dual labs).
+	Family int
+}
+
+// addrOf is the address of c that a probe of family fam uses.
+func addrOf(c Container, fam int) netip.Addr {
+	if fam == 6 {
+		return c.IP6()
+	}
+	return c.IP()
 }
 
 // DefaultProbeConcurrency is how many pairs a probe tries at once.
@@ -51,6 +62,9 @@ func (s ProbeSpec) WithDefaults() ProbeSpec {
 	}
 	if s.Concurrency == 0 {
 		s.Concurrency = DefaultProbeConcurrency
+	}
+	if s.Family == 0 {
+		s.Family = 4
 	}
 	return s
 }
@@ -76,6 +90,9 @@ func (s ProbeSpec) Validate() error {
 	if s.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: want at least 1", s.Concurrency))
 	}
+	if s.Family != 4 && s.Family != 6 {
+		errs = append(errs, fmt.Errorf("family %d: want 4 or 6", s.Family))
+	}
 	return errors.Join(errs...)
 }
 
@@ -85,6 +102,8 @@ func (s ProbeSpec) Validate() error {
 type Reachability struct {
 	Protocol string `json:"protocol"`
 	Port     int    `json:"port,omitempty"`
+	// Family is 4 or 6: which addresses were probed.
+	Family int `json:"family"`
 	// From and To are the container names, sorted.
 	From []string `json:"from"`
 	To   []string `json:"to"`
@@ -150,12 +169,16 @@ func (r *Reachability) Cell(from, to string) string {
 	return "X"
 }
 
-// Title names what was probed: "tcp/80", "icmp".
+// Title names what was probed: "tcp/80", "icmp", "tcp/80 over IPv6".
 func (r *Reachability) Title() string {
-	if r.Protocol == ProbeICMP {
-		return r.Protocol
+	t := r.Protocol
+	if r.Protocol != ProbeICMP {
+		t = fmt.Sprintf("%s/%d", r.Protocol, r.Port)
 	}
-	return fmt.Sprintf("%s/%d", r.Protocol, r.Port)
+	if r.Family == 6 {
+		t += " over IPv6"
+	}
+	return t
 }
 
 // WriteTable prints the matrix as the Kubernetes network-policy e2e
@@ -217,7 +240,7 @@ func (l *Lab) Probe(ctx context.Context, spec ProbeSpec) (*Reachability, error) 
 		return nil, err
 	}
 	t0 := time.Now()
-	r := &Reachability{Protocol: spec.Protocol, Port: spec.Port}
+	r := &Reachability{Protocol: spec.Protocol, Port: spec.Port, Family: spec.Family}
 	for _, c := range from {
 		r.From = append(r.From, c.Name)
 	}
@@ -229,9 +252,9 @@ func (l *Lab) Probe(ctx context.Context, spec ProbeSpec) (*Reachability, error) 
 	if spec.Protocol != ProbeICMP {
 		r.Listeners = map[string]string{}
 		for _, c := range to {
-			ip := c.IP()
+			ip := addrOf(c, spec.Family)
 			if !ip.IsValid() {
-				listenErr[c.Name] = "the container has no address"
+				listenErr[c.Name] = fmt.Sprintf("the container has no IPv%d address", spec.Family)
 				continue
 			}
 			ln, err := ListenProbe(c.NetNS, spec.Protocol, netip.AddrPortFrom(ip, uint16(spec.Port)))
@@ -261,16 +284,18 @@ func (l *Lab) Probe(ctx context.Context, spec ProbeSpec) (*Reachability, error) 
 			if src.Name == dst.Name {
 				continue
 			}
-			j := job{i: len(r.Results), src: src, addr: netip.AddrPortFrom(dst.IP(), uint16(spec.Port))}
+			j := job{i: len(r.Results), src: src, addr: netip.AddrPortFrom(addrOf(dst, spec.Family), uint16(spec.Port))}
 			res := PairResult{From: src.Name, To: dst.Name, Address: j.addr.String()}
 			if spec.Protocol == ProbeICMP {
-				res.Address = dst.IP().String()
+				res.Address = j.addr.Addr().String()
 			}
 			switch e, ok := listenErr[dst.Name]; {
 			case ok:
 				res.Error = e
-			case !src.IP().IsValid():
-				res.Error = "the source container has no address"
+			case !j.addr.Addr().IsValid():
+				res.Error = fmt.Sprintf("the container has no IPv%d address", spec.Family)
+			case !addrOf(src, spec.Family).IsValid():
+				res.Error = fmt.Sprintf("the source container has no IPv%d address", spec.Family)
 			default:
 				j.runnable = true
 			}

@@ -31,9 +31,13 @@ type State struct {
 	Nodes   int          `json:"nodes"`
 	NRacks  int          `json:"nracks"`
 	Pool    netip.Prefix `json:"pool"`
-	Encap   string       `json:"encap"`
-	BinDir  string       `json:"binDir"`
-	DNS     bool         `json:"dns"`
+	// IPFamily is ipv4, ipv6 or dual ("" in labs made before it: ipv4);
+	// Pool6 is the IPv6 pool of ipv6 and dual labs.
+	IPFamily string       `json:"ipFamily,omitempty"`
+	Pool6    netip.Prefix `json:"pool6,omitzero"`
+	Encap    string       `json:"encap"`
+	BinDir   string       `json:"binDir"`
+	DNS      bool         `json:"dns"`
 	// AgentArgs are extra arguments of every agent.
 	AgentArgs []string `json:"agentArgs,omitempty"`
 	// TLS: the datastore requires TLS and client certificates (tls.go).
@@ -45,6 +49,36 @@ type State struct {
 func (s *State) DatastoreURL() string {
 	u := s.Plan.DatastoreURL()
 	if s.TLS {
+		u = "https://" + strings.TrimPrefix(u, "http://")
+	}
+	return u
+}
+
+// Family is the lab's IP family (ipv4 for labs made before families).
+func (s *State) Family() string {
+	if s.IPFamily == "" {
+		return IPv4
+	}
+	return s.IPFamily
+}
+
+// Pools are the CIDRs of the lab's default pools: IPv4, then IPv6.
+func (s *State) Pools() []netip.Prefix {
+	var out []netip.Prefix
+	if HasIPv4(s.IPFamily) {
+		out = append(out, s.Pool)
+	}
+	if HasIPv6(s.IPFamily) && s.Pool6.IsValid() {
+		out = append(out, s.Pool6)
+	}
+	return out
+}
+
+// DatastoreURL6 is the master's etcd on its IPv6 fabric address ("" in
+// an IPv4 lab): https:// in a TLS lab.
+func (s *State) DatastoreURL6() string {
+	u := s.Plan.DatastoreURL6()
+	if s.TLS && u != "" {
 		u = "https://" + strings.TrimPrefix(u, "http://")
 	}
 	return u
@@ -103,6 +137,16 @@ func (c *Container) IP() netip.Addr {
 	}
 	if len(c.IPs) > 0 {
 		return c.IPs[0].Addr()
+	}
+	return netip.Addr{}
+}
+
+// IP6 is the container's first IPv6 address (invalid when it has none).
+func (c *Container) IP6() netip.Addr {
+	for _, p := range c.IPs {
+		if p.Addr().Is6() {
+			return p.Addr()
+		}
 	}
 	return netip.Addr{}
 }

@@ -100,7 +100,7 @@ type pkiSpec struct {
 func labPKI(st *State, now time.Time) pkiSpec {
 	s := pkiSpec{
 		Lab:         st.Name,
-		ServerIPs:   []netip.Addr{st.Master.IP.Addr(), netip.MustParseAddr("127.0.0.1")},
+		ServerIPs:   serverIPs(st),
 		ServerNames: []string{etcdSocket, "localhost"},
 		Clients:     []string{TLSRootClient, TLSDNSClient},
 		Now:         now,
@@ -220,4 +220,14 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 		return fmt.Errorf("tls: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// serverIPs are the addresses the datastore's certificate names: the
+// master's fabric addresses and loopback.
+func serverIPs(st *State) []netip.Addr {
+	ips := []netip.Addr{st.Master.IP.Addr(), netip.MustParseAddr("127.0.0.1")}
+	if st.Master.IP6.IsValid() {
+		ips = append(ips, st.Master.IP6.Addr())
+	}
+	return ips
 }

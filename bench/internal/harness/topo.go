@@ -87,12 +87,16 @@ func NewRouted(env *Env) (*Routed, error) {
 type CrossHost struct {
 	H1, H2, C1, C2, Fabric string
 	IP1, IP2               string
+	// IP6s are the containers' IPv6 addresses: the same path over IPv6,
+	// wired as Tabby wires it (a /128, default route via the host side's
+	// link-local fe80::1, a /128 route on the host).
+	IP6s [2]string
 }
 
 // NewCrossHost builds the cross-host routed path in five new namespaces.
 func NewCrossHost(env *Env) (*CrossHost, error) {
 	t := &CrossHost{H1: env.Name("xh"), H2: env.Name("xh"), C1: env.Name("xc"), C2: env.Name("xc"), Fabric: env.Name("xf"),
-		IP1: "10.99.1.1", IP2: "10.99.2.1"}
+		IP1: "10.99.1.1", IP2: "10.99.2.1", IP6s: [2]string{"fd00:99:1::1", "fd00:99:2::1"}}
 	for _, ns := range []string{t.Fabric, t.H1, t.H2, t.C1, t.C2} {
 		if _, err := env.J.Namespace(ns); err != nil {
 			return nil, err
@@ -102,9 +106,9 @@ func NewCrossHost(env *Env) (*CrossHost, error) {
 		{t.Fabric, "link", "add", "br0", "type", "bridge"},
 		{t.Fabric, "link", "set", "br0", "up"},
 	}
-	hosts := []struct{ h, c, hostIP, peerIP, cIP, otherCIP string }{
-		{t.H1, t.C1, "10.98.1.1", "10.98.1.2", t.IP1, t.IP2},
-		{t.H2, t.C2, "10.98.1.2", "10.98.1.1", t.IP2, t.IP1},
+	hosts := []struct{ h, c, hostIP, peerIP, cIP, otherCIP, host6, peer6, c6, other6 string }{
+		{t.H1, t.C1, "10.98.1.1", "10.98.1.2", t.IP1, t.IP2, "fd00:98:1::1", "fd00:98:1::2", t.IP6s[0], t.IP6s[1]},
+		{t.H2, t.C2, "10.98.1.2", "10.98.1.1", t.IP2, t.IP1, "fd00:98:1::2", "fd00:98:1::1", t.IP6s[1], t.IP6s[0]},
 	}
 	for i, x := range hosts {
 		port := fmt.Sprintf("p%d", i+1)
@@ -123,10 +127,19 @@ func NewCrossHost(env *Env) (*CrossHost, error) {
 			[]string{x.c, "link", "set", "eth0", "up"},
 			[]string{x.c, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
 			[]string{x.c, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"},
+			[]string{x.h, "-6", "addr", "add", x.host6 + "/64", "dev", "eth0", "nodad"},
+			[]string{x.h, "-6", "addr", "add", "fe80::1/64", "dev", "v0", "nodad"},
+			[]string{x.h, "-6", "route", "add", x.c6 + "/128", "dev", "v0"},
+			[]string{x.h, "-6", "route", "add", x.other6 + "/128", "via", x.peer6, "dev", "eth0"},
+			[]string{x.c, "-6", "addr", "add", x.c6 + "/128", "dev", "eth0", "nodad"},
+			[]string{x.c, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"},
 		)
 	}
 	for _, x := range hosts {
 		if err := Sysctl(x.h, "net.ipv4.ip_forward", "1"); err != nil {
+			return nil, err
+		}
+		if err := Sysctl(x.h, "net.ipv6.conf.all.forwarding", "1"); err != nil {
 			return nil, err
 		}
 	}
@@ -145,6 +158,16 @@ func NewCrossHost(env *Env) (*CrossHost, error) {
 	}
 	if _, err := Run(context.Background(), InNS(t.C1, "ping", "-c1", "-W2", t.IP2)...); err != nil {
 		return nil, fmt.Errorf("cross-host path broken: %w", err)
+	}
+	// The first IPv6 packets wait for neighbour discovery: a few tries.
+	var err6 error
+	for range 5 {
+		if _, err6 = Run(context.Background(), InNS(t.C1, "ping", "-6", "-c1", "-W2", t.IP6s[1])...); err6 == nil {
+			break
+		}
+	}
+	if err6 != nil {
+		return nil, fmt.Errorf("cross-host IPv6 path broken: %w", err6)
 	}
 	return t, nil
 }

@@ -24,7 +24,7 @@ func iperfServer(env *harness.Env, ns, ip string) (*harness.Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, waitTCP(ns, ip+":5201", 10*time.Second)
+	return p, waitTCP(ns, net.JoinHostPort(ip, "5201"), 10*time.Second)
 }
 
 // waitTCP waits until something listens on addr inside ns.

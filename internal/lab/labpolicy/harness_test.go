@@ -57,6 +57,9 @@ type world struct {
 	store  datastore.Store
 	client *datastore.Client
 	cs     map[string]lab.Container
+	// family is the address family the matrix probes and the manifest
+	// templates give (4; 6 in a dual-stack lab run over IPv6).
+	family int
 }
 
 // upWorld brings a lab up and removes it (checking nothing is left) when
@@ -74,7 +77,7 @@ func upWorld(t testing.TB, cfg lab.Config) *world {
 		t.Fatal(err)
 	}
 	t.Logf("lab %s up in %s", l.Name(), time.Since(t0).Round(time.Millisecond))
-	w := &world{t: t, lab: l, cs: map[string]lab.Container{}}
+	w := &world{t: t, lab: l, cs: map[string]lab.Container{}, family: 4}
 	t.Cleanup(func() {
 		if w.store != nil {
 			w.store.Close()
@@ -172,21 +175,44 @@ func (w *world) node(name string) lab.Node {
 
 // manifest expands a manifest template: {{ip "xa"}} is a container's
 // address, {{pool}} the lab's IP pool, {{nodeIP "h1"}} a node's fabric
-// address, {{fabric}} the fabric subnet of rack 1.
+// address, {{fabric}} the fabric subnet of rack 1 — of w.family: in an
+// IPv6 world they are the IPv6 ones, and "{{ip …}}/32" is read as /128.
 func (w *world) manifest(text string) []byte {
 	w.t.Helper()
 	st := w.lab.State()
+	v6 := w.family == 6
+	if v6 {
+		text = strings.ReplaceAll(text, "}}/32", "}}/128")
+	}
 	tpl, err := template.New("manifest").Option("missingkey=error").Funcs(template.FuncMap{
 		"ip": func(n string) (string, error) {
 			c, ok := w.cs[n]
 			if !ok {
 				return "", fmt.Errorf("no container %q", n)
 			}
+			if v6 {
+				return c.IP6().String(), nil
+			}
 			return c.IP().String(), nil
 		},
-		"pool":   func() string { return st.Pool.String() },
-		"nodeIP": func(n string) string { return w.node(n).IP.Addr().String() },
-		"fabric": func() string { return w.node("h1").IP.Masked().String() },
+		"pool": func() string {
+			if v6 {
+				return st.Pool6.String()
+			}
+			return st.Pool.String()
+		},
+		"nodeIP": func(n string) string {
+			if v6 {
+				return w.node(n).IP6.Addr().String()
+			}
+			return w.node(n).IP.Addr().String()
+		},
+		"fabric": func() string {
+			if v6 {
+				return w.node("h1").IP6.Masked().String()
+			}
+			return w.node("h1").IP.Masked().String()
+		},
 	}).Parse(text)
 	if err != nil {
 		w.t.Fatalf("manifest template: %v", err)

@@ -96,6 +96,7 @@ func (w *world) observe(ctx context.Context, names []string, group int, probes [
 		}
 		spec.From, spec.To = names, names
 		spec.Timeout, spec.Concurrency = probeTimeout, 128
+		spec.Family = w.family
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -315,7 +316,11 @@ type matrixCase struct {
 	// named "web") for the case.
 	namedPorts map[string]string
 	manifest   string
-	checks     []check
+	// manifest6 replaces manifest in the IPv6 run, for cases whose rules
+	// are about one family (ICMP types, ipVersion): the same expectation
+	// with the IPv6 counterpart (ICMPv6 types, the other ipVersion).
+	manifest6 string
+	checks    []check
 }
 
 var matrixCases = []matrixCase{
@@ -593,6 +598,21 @@ spec:
     protocol: ICMP
     notICMP: {type: 8}
     source: {namespaceSelector: projectcalico.org/name == 'z'}`,
+		manifest6: `
+apiVersion: tabby.dev/v1
+kind: NetworkPolicy
+metadata: {name: ping, namespace: x}
+spec:
+  selector: all()
+  ingress:
+  - action: Allow
+    protocol: ICMPv6
+    icmp: {type: 128, code: 0}
+    source: {namespaceSelector: projectcalico.org/name == 'y'}
+  - action: Allow
+    protocol: ICMPv6
+    notICMP: {type: 128}
+    source: {namespaceSelector: projectcalico.org/name == 'z'}`,
 		checks: []check{{"icmp", tXFromY}, {"all", tXClosed}},
 	},
 	{
@@ -605,6 +625,15 @@ spec:
   selector: projectcalico.org/namespace == 'z'
   ingress:
   - {action: Deny, protocol: ICMP, icmp: {type: 8}, source: {selector: pod == 'a'}}
+  - {action: Allow}`,
+		manifest6: `
+apiVersion: tabby.dev/v1
+kind: GlobalNetworkPolicy
+metadata: {name: no-ping-from-a}
+spec:
+  selector: projectcalico.org/namespace == 'z'
+  ingress:
+  - {action: Deny, protocol: ICMPv6, icmp: {type: 128}, source: {selector: pod == 'a'}}
   - {action: Allow}`,
 		checks: []check{{"all", tAll}, {"icmp", `
 xa -.. ... XXX
@@ -628,6 +657,15 @@ spec:
   ingress:
   - {action: Allow, ipVersion: 6}
   - {action: Allow, ipVersion: 4, source: {namespaceSelector: projectcalico.org/name == 'z'}}`,
+		manifest6: `
+apiVersion: tabby.dev/v1
+kind: NetworkPolicy
+metadata: {name: ip-version, namespace: x}
+spec:
+  selector: all()
+  ingress:
+  - {action: Allow, ipVersion: 4}
+  - {action: Allow, ipVersion: 6, source: {namespaceSelector: projectcalico.org/name == 'z'}}`,
 		checks: []check{{"all", tXFromZ}},
 	},
 	{
@@ -1173,6 +1211,19 @@ func TestPrivilegedPolicyMatrix(t *testing.T) {
 	}
 }
 
+// TestPrivilegedPolicyMatrixIPv6 is the conformance suite over IPv6: a
+// dual-stack lab (three hosts, IPv6 routed over BGP), every case with the
+// containers' IPv6 addresses in its nets and every probe sent to IPv6
+// addresses; the cases about one family use their IPv6 counterpart
+// (ICMPv6 types, ipVersion 6), so every expectation is the IPv4 one.
+func TestPrivilegedPolicyMatrixIPv6(t *testing.T) {
+	requirePrivileged(t)
+	w := upWorld(t, lab.Config{Name: uniqueName("p6"), Nodes: 3, IPFamily: lab.Dual})
+	w.family = 6
+	w.run(matrixContainers()...)
+	runMatrixCases(t, w, matrixCases)
+}
+
 // kernelHasIPIP reports whether an ipip device can be made (in a
 // namespace of its own, removed at once).
 func kernelHasIPIP(t testing.TB) bool {
@@ -1238,7 +1289,11 @@ func runMatrixCases(t *testing.T, w *world, cases []matrixCase) {
 				old := w.setPorts(name, []api.WorkloadEndpointPort{{Name: "web", Protocol: api.Protocol(proto), Port: uint16(n)}})
 				restore = append(restore, func() { w.setPorts(name, old) })
 			}
-			refs = w.apply(tc.manifest)
+			manifest := tc.manifest
+			if w.family == 6 && tc.manifest6 != "" {
+				manifest = tc.manifest6
+			}
+			refs = w.apply(manifest)
 			time.Sleep(settle)
 			w.expect(t, names, group, want)
 		})

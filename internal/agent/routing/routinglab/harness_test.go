@@ -138,14 +138,18 @@ func (e *env) in(c *lab.Container, argv ...string) (string, error) {
 	return string(out), err
 }
 
-// routes are the routes Tabby's router keeps on node.
+// routes are the routes Tabby's router keeps on node (IPv4, then IPv6).
 func (e *env) routes(node string) string {
 	e.t.Helper()
 	out, err := e.on(node, "ip", "route", "show", "proto", "85")
 	if err != nil {
 		e.t.Fatalf("routes of %s: %v\n%s", node, err, out)
 	}
-	return out
+	out6, err := e.on(node, "ip", "-6", "route", "show", "proto", "85")
+	if err != nil {
+		e.t.Fatalf("IPv6 routes of %s: %v\n%s", node, err, out6)
+	}
+	return out + out6
 }
 
 // waitRoute waits until node has (present) or lacks a route line
@@ -196,6 +200,31 @@ func (e *env) reach(a, b *lab.Container) {
 		e.t.Fatalf("TCP from %s (%s) to %s (%s): %v", a.Name, a.IP(), b.Name, b.IP(), err)
 	}
 }
+
+// reach6 checks ICMPv6 (the real ping -6) and TCP over IPv6 from
+// container a to container b.
+func (e *env) reach6(a, b *lab.Container) {
+	e.t.Helper()
+	deadline := time.Now().Add(labWait)
+	for {
+		out, err := e.in(a, "ping", "-6", "-n", "-c", "1", "-W", "1", b.IP6().String())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no ICMPv6 from %s (%s) to %s (%s) in %s:\n%s", a.Name, a.IP6(), b.Name, b.IP6(), labWait, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if out, err := e.in(a, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "-q", b.IP6().String()); err != nil {
+		e.t.Fatalf("ICMPv6 from %s to %s lost packets: %v\n%s", a.Name, b.Name, err, out)
+	}
+	if err := lab.TCPEchoIn(a.NetNS, b.NetNS, b.IP6()); err != nil {
+		e.t.Fatalf("TCP over IPv6 from %s (%s) to %s (%s): %v", a.Name, a.IP6(), b.Name, b.IP6(), err)
+	}
+}
+
+func block6(c *lab.Container) string { return netip.PrefixFrom(c.IP6(), 122).Masked().String() }
 
 // status runs `tabby node status -o json` on node, as an operator would
 // (tabby lab ssh NAME NODE -- tabby node status).

@@ -90,8 +90,15 @@ func TestPrivilegedLabMesh(t *testing.T) {
 
 // TestPrivilegedLabRouteReflector: the mesh is off and h3 reflects routes
 // for every other node; containers on h1 and h2 still reach each other.
-func TestPrivilegedLabRouteReflector(t *testing.T) {
-	e := up(t, lab.Config{Name: "rr", Nodes: 3})
+func TestPrivilegedLabRouteReflector(t *testing.T) { testRouteReflector(t, lab.IPv4) }
+
+// TestPrivilegedLabRouteReflectorDualStack: the same in a dual-stack lab:
+// every node peers with the reflector over IPv4 and IPv6, and the
+// reflected IPv6 routes carry IPv6 traffic between h1 and h2.
+func TestPrivilegedLabRouteReflectorDualStack(t *testing.T) { testRouteReflector(t, lab.Dual) }
+
+func testRouteReflector(t *testing.T, family string) {
+	e := up(t, lab.Config{Name: "rr", Nodes: 3, IPFamily: family})
 	off := false
 	e.updateNode("h3", func(n *api.Node) {
 		if n.Labels == nil {
@@ -103,41 +110,58 @@ func TestPrivilegedLabRouteReflector(t *testing.T) {
 	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}},
 		&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: "peer-with-route-reflectors"}, Spec: api.BGPPeerSpec{NodeSelector: "all()", PeerSelector: "route-reflector == 'true'"}})
 	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
-	st := e.waitPeersUp("h1", 1)
-	if p := st.Peers[0]; p.Address != e.host("h3").IP.Addr().String() || p.Type != "route reflector" {
-		t.Errorf("h1 peers with %+v, want only the reflector h3", p)
+	perNode := 1 // sessions per pair of nodes
+	if family == lab.Dual {
+		perNode = 2
 	}
-	e.waitPeersUp("h3", 3) // h1, h2 and the master: its clients
+	st := e.waitPeersUp("h1", perNode)
+	for _, p := range st.Peers {
+		if p.Type != "route reflector" || (p.Address != e.host("h3").IP.Addr().String() && p.Address != e.host("h3").IP6.Addr().String()) {
+			t.Errorf("h1 peers with %+v, want only the reflector h3", p)
+		}
+	}
+	e.waitPeersUp("h3", 3*perNode) // h1, h2 and the master: its clients
 	e.waitRoute("h1", true, block(c2), "via "+e.host("h2").IP.Addr().String())
 	e.reach(c1, c2)
 	e.reach(c2, c1)
+	if family == lab.Dual {
+		e.waitRoute("h1", true, block6(c2), "via "+e.host("h2").IP6.Addr().String())
+		e.reach6(c1, c2)
+		e.reach6(c2, c1)
+	}
 }
 
 // birdConfig makes BIRD in the lab's router the eBGP peer of every agent
 // node (AS 65000; each rack its own AS, 65100+rack), exporting what it
-// learns to the router's kernel so it forwards between racks.
+// learns to the router's kernel so it forwards between racks. With an
+// IPv6 fabric it also peers with every node's IPv6 address (IPv6 unicast).
 func birdConfig(st *lab.State) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\n", st.Router.Legs[0].IP.Addr())
 	b.WriteString("protocol device { scan time 10; }\n")
 	b.WriteString("protocol kernel { ipv4 { import none; export all; }; }\n")
 	b.WriteString("template bgp hosts { local as 65000; graceful restart on; ipv4 { import all; export all; }; }\n")
+	v6 := st.Router.Legs[0].IP6.IsValid()
+	if v6 {
+		b.WriteString("protocol kernel { ipv6 { import none; export all; }; }\n")
+		b.WriteString("template bgp hosts6 { local as 65000; graceful restart on; ipv6 { import all; export all; }; }\n")
+	}
 	for _, n := range st.AgentNodes() {
 		fmt.Fprintf(&b, "protocol bgp %s from hosts { neighbor %s as %d; }\n", n.Name, n.IP.Addr(), 65100+n.Rack)
+		if v6 {
+			fmt.Fprintf(&b, "protocol bgp %s_6 from hosts6 { neighbor %s as %d; }\n", n.Name, n.IP6.Addr(), 65100+n.Rack)
+		}
 	}
 	return b.String()
 }
 
-// TestPrivilegedLabBIRDRacks: two racks, BIRD 2 in the router as each
-// rack's eBGP peer (per-rack AS), mesh off: BIRD's table holds every
-// host's block with the host as next hop, and containers across racks
-// reach each other through it.
-func TestPrivilegedLabBIRDRacks(t *testing.T) {
-	e := up(t, lab.Config{Name: "rb", Nodes: 4, Racks: 2})
-	st := e.lab.State()
+// startBIRD runs BIRD 2 with birdConfig in the lab's router until the
+// test ends; it returns birdc's socket and BIRD's log.
+func (e *env) startBIRD(t *testing.T) (string, *strings.Builder) {
+	t.Helper()
 	dir := t.TempDir()
 	conf, sock := filepath.Join(dir, "bird.conf"), filepath.Join(dir, "bird.ctl")
-	if err := os.WriteFile(conf, []byte(birdConfig(st)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(birdConfig(e.lab.State())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bird := testenv.NeedTool(t, "bird")
@@ -146,8 +170,8 @@ func TestPrivilegedLabBIRDRacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var birdLog strings.Builder
-	cmd.Stdout, cmd.Stderr = &birdLog, &birdLog
+	birdLog := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = birdLog, birdLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +186,24 @@ func TestPrivilegedLabBIRDRacks(t *testing.T) {
 			<-done
 		}
 	})
+	return sock, birdLog
+}
 
+// peerRacksWithBIRD turns the mesh off and makes each rack's router
+// (BIRD) the eBGP peer of the rack's nodes, over IPv4 and, with an IPv6
+// fabric, IPv6; node n gets AS 65100+rack and the label rack=rN.
+func (e *env) peerRacksWithBIRD() {
+	st := e.lab.State()
 	off := false
 	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}})
 	for r := 1; r <= st.NRacks; r++ {
+		sel := fmt.Sprintf("rack == 'r%d'", r)
 		e.apply(&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: fmt.Sprintf("rack%d-tor", r)}, Spec: api.BGPPeerSpec{
-			NodeSelector: fmt.Sprintf("rack == 'r%d'", r), PeerIP: st.Racks[r-1].Gateway.String(), ASNumber: 65000}})
+			NodeSelector: sel, PeerIP: st.Racks[r-1].Gateway.String(), ASNumber: 65000}})
+		if gw6 := st.Racks[r-1].Gateway6; gw6.IsValid() {
+			e.apply(&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: fmt.Sprintf("rack%d-tor-v6", r)}, Spec: api.BGPPeerSpec{
+				NodeSelector: sel, PeerIP: gw6.String(), ASNumber: 65000}})
+		}
 	}
 	for _, n := range st.AgentNodes() {
 		as := api.ASNumber(65100 + n.Rack)
@@ -179,6 +215,17 @@ func TestPrivilegedLabBIRDRacks(t *testing.T) {
 			node.Spec.BGP.ASNumber = &as
 		})
 	}
+}
+
+// TestPrivilegedLabBIRDRacks: two racks, BIRD 2 in the router as each
+// rack's eBGP peer (per-rack AS), mesh off: BIRD's table holds every
+// host's block with the host as next hop, and containers across racks
+// reach each other through it.
+func TestPrivilegedLabBIRDRacks(t *testing.T) {
+	e := up(t, lab.Config{Name: "rb", Nodes: 4, Racks: 2})
+	st := e.lab.State()
+	sock, birdLog := e.startBIRD(t)
+	e.peerRacksWithBIRD()
 	cs := []*lab.Container{e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3"), e.run("c4", "h4")}
 
 	deadline := time.Now().Add(labWait)
@@ -210,6 +257,60 @@ func TestPrivilegedLabBIRDRacks(t *testing.T) {
 	e.reach(cs[1], cs[0])
 	e.reach(cs[2], cs[3])
 	e.waitRoute("h1", true, block(cs[1]), "via "+st.Racks[0].Gateway.String())
+}
+
+// TestPrivilegedLabBIRDRacksDualStack: a dual-stack lab over two racks
+// with BIRD 2 in the router as each rack's eBGP peer over IPv4 and over
+// IPv6: every host advertises its IPv6 block (IPv6 unicast on the IPv6
+// sessions), BIRD's IPv6 table holds each with the host as next hop, each
+// host keeps an IPv6 blackhole per own block and a route via its rack's
+// router for the others, and containers across racks reach each other by
+// ping -6 and TCP over IPv6 (and still over IPv4).
+func TestPrivilegedLabBIRDRacksDualStack(t *testing.T) {
+	e := up(t, lab.Config{Name: "rd", Nodes: 2, Racks: 2, IPFamily: lab.Dual})
+	st := e.lab.State()
+	sock, birdLog := e.startBIRD(t)
+	e.peerRacksWithBIRD()
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2") // rack 1, rack 2
+	for _, c := range []*lab.Container{c1, c2} {
+		if !c.IP6().IsValid() {
+			t.Fatalf("%s: got addresses %v, want an IPv6 one too", c.Name, c.IPs)
+		}
+	}
+
+	deadline := time.Now().Add(labWait)
+	for {
+		out, _ := exec.Command("birdc", "-s", sock, "show", "route", "table", "master6").CombinedOutput()
+		missing := ""
+		for _, c := range []*lab.Container{c1, c2} {
+			h := e.host(c.Node)
+			if !regexp.MustCompile(regexp.QuoteMeta(block6(c)) + `[^\n]*\n\s+via ` + regexp.QuoteMeta(h.IP6.Addr().String())).Match(out) {
+				missing += fmt.Sprintf(" %s via %s;", block6(c), h.IP6.Addr())
+			}
+		}
+		if missing == "" {
+			t.Logf("BIRD's IPv6 table:\n%s", out)
+			break
+		}
+		if time.Now().After(deadline) {
+			proto, _ := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
+			t.Fatalf("BIRD's IPv6 table lacks%s\n%s\n%s\nbird log:\n%s", missing, out, proto, birdLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	e.waitPeersUp("h1", 2) // the rack 1 router, over IPv4 and over IPv6
+	e.waitRoute("h1", true, "blackhole", block6(c1))
+	e.waitRoute("h1", true, block6(c2), "via "+st.Racks[0].Gateway6.String())
+	e.waitRoute("h2", true, block6(c1), "via "+st.Racks[1].Gateway6.String())
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	e.reach(c1, c2)
+	text := e.statusText("h1")
+	for _, want := range []string{"IPv6 BGP status", st.Racks[0].Gateway6.String(), "Established"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tabby node status on h1 lacks %q:\n%s", want, text)
+		}
+	}
 }
 
 // TestPrivilegedLabVXLAN: VXLAN CrossSubnet across racks (direct within a
