@@ -32,6 +32,10 @@ type entity struct {
 	nets      []netip.Prefix
 	ports     []namedPort
 	sa        string // service account (workload endpoints)
+
+	// nsLabels are the labels of the entity's namespace, as a
+	// namespaceSelector sees them; nil for cluster-scoped entities.
+	nsLabels map[string]string
 }
 
 // namedPort is a named port of an endpoint.
@@ -46,6 +50,7 @@ type endpoint struct {
 	Name, Namespace, IfName string
 	Addrs                   []netip.Prefix
 	Labels                  map[string]string
+	NamespaceLabels         map[string]string // what a namespaceSelector sees
 	Profiles                []string
 	Ports                   []api.WorkloadEndpointPort
 	ServiceAccount          string
@@ -85,6 +90,26 @@ func (c *compiler) effectiveLabels(own map[string]string, profiles []string, ns,
 	}
 	if sa != "" {
 		l[LabelServiceAccount] = sa
+	}
+	return l
+}
+
+// namespaceLabels are the labels a namespaceSelector sees for namespace
+// ns: its Namespace object's labels plus its name labels. This is the one
+// place namespace labels are resolved.
+func (c *compiler) namespaceLabels(ns string) map[string]string {
+	if c.nsLabels == nil {
+		c.nsLabels = map[string]map[string]string{}
+		for _, n := range c.state.Namespaces {
+			if n != nil {
+				c.nsLabels[n.Name] = api.NamespaceLabels(n.Name, n)
+			}
+		}
+	}
+	l, ok := c.nsLabels[ns]
+	if !ok {
+		l = api.NamespaceLabels(ns, nil)
+		c.nsLabels[ns] = l
 	}
 	return l
 }
@@ -179,7 +204,8 @@ func (c *compiler) loadEntities() error {
 		nets := c.parseNetsSkipping(id, "spec.ipNetworks", w.Spec.IPNetworks)
 		ports := c.namedPorts(id, w.Spec.Ports)
 		labels := c.effectiveLabels(w.Labels, w.Spec.Profiles, ns, w.Spec.Orchestrator, w.Spec.ServiceAccountName)
-		c.entities = append(c.entities, &entity{id: id, namespace: ns, labels: labels, nets: nets, ports: ports, sa: w.Spec.ServiceAccountName})
+		nsLabels := c.namespaceLabels(ns)
+		c.entities = append(c.entities, &entity{id: id, namespace: ns, nsLabels: nsLabels, labels: labels, nets: nets, ports: ports, sa: w.Spec.ServiceAccountName})
 		if w.Spec.Node != s.Node {
 			continue
 		}
@@ -202,7 +228,7 @@ func (c *compiler) loadEntities() error {
 		})
 		c.local = append(c.local, &endpoint{
 			Name: w.Name, Namespace: ns, IfName: w.Spec.InterfaceName, Addrs: nets,
-			Labels: labels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName,
+			Labels: labels, NamespaceLabels: nsLabels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName,
 		})
 	}
 	c.dropSharedInterfaces()
@@ -252,7 +278,7 @@ func (c *compiler) loadEntities() error {
 			labels = map[string]string{}
 		}
 		labels[LabelNamespace] = ns
-		c.entities = append(c.entities, &entity{id: id, namespace: ns, labels: labels, nets: nets})
+		c.entities = append(c.entities, &entity{id: id, namespace: ns, nsLabels: c.namespaceLabels(ns), labels: labels, nets: nets})
 	}
 	for i, n := range s.GlobalNetworkSets {
 		if n == nil {
@@ -367,7 +393,7 @@ func (p *predicate) matches(e *entity) bool {
 			return false
 		}
 	case scopeNSSel:
-		if e.namespace == "" || !p.nsSel.Evaluate(map[string]string{LabelName: e.namespace}) {
+		if e.namespace == "" || !p.nsSel.Evaluate(e.nsLabels) {
 			return false
 		}
 	case scopeGlobal:
