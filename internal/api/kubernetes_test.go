@@ -1,6 +1,7 @@
 package api
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -161,5 +162,42 @@ func TestNamespaceDecode(t *testing.T) {
 				t.Errorf("apiVersion = %q; want %q", ns.APIVersion, APIVersion)
 			}
 		})
+	}
+}
+
+// TestKubernetesDocExample checks the translation that
+// docs/resources.md#kubernetes-networkpolicy shows.
+func TestKubernetesDocExample(t *testing.T) {
+	data, err := os.ReadFile("../../docs/resources.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	i := strings.Index(doc, "## Kubernetes NetworkPolicy")
+	if i < 0 {
+		t.Fatal("docs/resources.md has no Kubernetes NetworkPolicy section")
+	}
+	doc = doc[i:]
+	block := func(fence string) string {
+		j := strings.Index(doc, fence+"\n")
+		if j < 0 {
+			t.Fatalf("no %s block in the section", fence)
+		}
+		rest := doc[j+len(fence)+1:]
+		k := strings.Index(rest, "```")
+		doc = rest[k+3:]
+		return rest[:k]
+	}
+	in, out := block("```yaml"), block("```text")
+	got, err := Decode([]byte(in))
+	if err != nil {
+		t.Fatalf("the Kubernetes example: %v", err)
+	}
+	want, err := Decode([]byte(out))
+	if err != nil {
+		t.Fatalf("the stored example: %v", err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("docs/resources.md: the stored policy differs from the translation (-doc +got):\n%s", d)
 	}
 }
