@@ -37,6 +37,7 @@ var watchedKinds = []string{
 	"Node", "IPPool", "IPAMConfig", "WorkloadEndpoint", "HostEndpoint", "Profile",
 	"Tier", "NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
 	"FelixConfiguration", "BGPConfiguration", "BGPPeer", "IPReservation",
+	"Namespace",
 }
 
 // Dataplane is the part of the agent that programs the kernel from the

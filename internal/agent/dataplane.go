@@ -89,6 +89,7 @@ func PolicyState(v *View) *policy.State {
 		Tiers:             v.Tiers,
 		NetworkSets:       v.NetworkSets,
 		GlobalNetworkSets: v.GlobalNetworkSets,
+		Namespaces:        v.Namespaces,
 		Pools:             v.Pools,
 		Felix:             v.Felix,
 	}

@@ -26,6 +26,7 @@ type View struct {
 	Tiers             []*api.Tier
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
+	Namespaces        []*api.Namespace
 	Felix             api.FelixConfigurationSpec
 	BGPConfig         api.BGPConfigurationSpec
 	BGPPeers          []*api.BGPPeer
@@ -78,6 +79,7 @@ func (a *Agent) viewAt(now time.Time) (*View, time.Time) {
 		NetworkSets:       listOf[*api.NetworkSet](c, "NetworkSet"),
 		GlobalNetworkSets: listOf[*api.GlobalNetworkSet](c, "GlobalNetworkSet"),
 		BGPPeers:          listOf[*api.BGPPeer](c, "BGPPeer"),
+		Namespaces:        listOf[*api.Namespace](c, "Namespace"),
 	}
 	eps := listOf[*api.WorkloadEndpoint](c, "WorkloadEndpoint")
 	a.pending.mu.Lock()

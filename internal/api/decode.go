@@ -360,6 +360,13 @@ func decodeResource(obj map[string]any, docNo, item int, listAPIVersion, listEle
 	case !ok:
 		return nil, fail("", field("kind", "got %s; a string is required", describe(kindV)))
 	}
+	if av, _ := obj["apiVersion"].(string); listElem == "" && isKubernetesDocument(av, kindStr) {
+		r, kind, err := decodeKubernetes(obj, av, kindStr, validate)
+		if err != nil {
+			return nil, fail(kind, err)
+		}
+		return r, nil
+	}
 	k, ok := LookupKind(kindStr)
 	if !ok {
 		return nil, fail("", field("kind", "%s is not a known kind; use one of %s", quote(kindStr), kindNames()))

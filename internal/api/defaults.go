@@ -72,6 +72,13 @@ func SetDefaults(r Resource) {
 		r.Spec.Types = defaultTypes(r.Spec.Types, r.Spec.Ingress, r.Spec.Egress)
 		normalizeRules(r.Spec.Ingress)
 		normalizeRules(r.Spec.Egress)
+	case *Namespace:
+		if r.Name != "" {
+			if r.Labels == nil {
+				r.Labels = map[string]string{}
+			}
+			r.Labels[LabelMetadataName] = r.Name
+		}
 	case *Profile:
 		normalizeRules(r.Spec.Ingress)
 		normalizeRules(r.Spec.Egress)

@@ -14,6 +14,7 @@ var Kinds = []KindInfo{
 	{Kind: "BGPPeer", Plural: "bgppeers", Short: []string{"bgpp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &BGPPeer{} }},
 	{Kind: "FelixConfiguration", Plural: "felixconfigurations", Short: []string{"felixconfig", "felixconfigs"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &FelixConfiguration{} }},
 	{Kind: "Profile", Plural: "profiles", Short: []string{"pro"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Profile{} }},
+	{Kind: "Namespace", Plural: "namespaces", Short: []string{"ns"}, Scope: ClusterScoped, NewFunc: func() Resource { return &Namespace{} }},
 	{Kind: "GlobalNetworkSet", Plural: "globalnetworksets", Short: []string{"gns"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &GlobalNetworkSet{} }},
 	{Kind: "NetworkSet", Plural: "networksets", Short: []string{"ns-set", "netset", "netsets"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &NetworkSet{} }},
 	{Kind: "Tier", Plural: "tiers", Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Tier{} }},

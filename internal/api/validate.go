@@ -43,6 +43,8 @@ func Validate(r Resource) error {
 		p.checkBGPPeer(&r.Spec)
 	case *FelixConfiguration:
 		p.checkFelixConfiguration(&r.Spec)
+	case *Namespace:
+		p.checkNamespace(r)
 	case *Profile:
 		p.checkProfile(&r.Spec)
 	case *GlobalNetworkSet:

@@ -88,6 +88,10 @@ func IdentityFor(req *Request) (*Identity, error) {
 		for _, l := range conf.Args.CNI.Labels {
 			addLabel(labels, l)
 		}
+		for _, p := range conf.Args.CNI.Ports {
+			proto, _ := canonicalProtocol(p.Protocol)
+			id.addPort(Port{Name: p.Name, Protocol: proto, Port: uint16(p.Port)})
+		}
 	}
 	var mesos *MesosNetworkInfo
 	if conf.Args.Mesos != nil {

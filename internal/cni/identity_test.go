@@ -51,6 +51,14 @@ func TestIdentityFor(t *testing.T) {
 				Ports:  []Port{{Protocol: "TCP", Port: 80, HostPort: 31000}, {Protocol: "UDP", Port: 53, HostPort: 31001}}},
 		},
 		{
+			name: "named ports in args.cni.ports",
+			conf: `{"name":"net1","type":"tabby","args":{"cni":{"ports":[{"name":"web","port":80},{"name":"dns","protocol":"udp","port":53}]}}}`,
+			cid:  "ctr1",
+			want: Identity{Orchestrator: "cni", Namespace: "default", Workload: "ctr1", ContainerID: "ctr1",
+				InterfaceName: "eth0", Network: "net1", IPAMHandle: "net1.ctr1.eth0",
+				Ports: []Port{{Name: "web", Protocol: "TCP", Port: 80}, {Name: "dns", Protocol: "UDP", Port: 53}}},
+		},
+		{
 			name: "mesos namespace label and a long value",
 			conf: `{"name":"dcos","type":"tabby","args":{"org.apache.mesos":{"network_info":{"labels":{"labels":[
 				{"key":"projectcalico.org/namespace","value":"team-a"},{"key":"long","value":"` + longValue + `"}]}}}}}`,

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,6 +159,17 @@ type MesosIPAddress struct {
 type CNIArgsIn struct {
 	IPs    []string `json:"ips,omitempty"`
 	Labels []Label  `json:"labels,omitempty"`
+	// Ports are the container's named ports (Tabby extension, as
+	// Kubernetes container ports): they become the endpoint's ports,
+	// which policy rules can name.
+	Ports []NamedPort `json:"ports,omitempty"`
+}
+
+// NamedPort is one args.cni.ports entry.
+type NamedPort struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol,omitempty"` // default TCP
+	Port     int    `json:"port"`
 }
 
 // RuntimeConfig holds the capability arguments the runtime injected.
@@ -425,9 +437,25 @@ func (a *Args) validate() error {
 				return fieldErr(fmt.Sprintf("args.cni.ips[%d]", i), s, "is not an IP address")
 			}
 		}
+		for i, p := range a.CNI.Ports {
+			f := fmt.Sprintf("args.cni.ports[%d]", i)
+			if len(p.Name) > 15 || !portNameRE.MatchString(p.Name) {
+				return fieldErr(f+".name", p.Name, "is not a port name (a letter, then letters, digits and '-', at most 15)")
+			}
+			if p.Port < 1 || p.Port > 65535 {
+				return fieldErr(f+".port", p.Port, "is out of range 1-65535")
+			}
+			if _, ok := canonicalProtocol(p.Protocol); !ok {
+				return fieldErr(f+".protocol", p.Protocol, "is not tcp, udp or sctp")
+			}
+		}
 	}
 	return nil
 }
+
+// portNameRE is an IANA service name, as policy rules name ports (the
+// api package's isPortName; this package may not import it).
+var portNameRE = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9]|-[A-Za-z0-9])*$`)
 
 func (r *RuntimeConfig) validate() error {
 	for i, pm := range r.PortMappings {

@@ -71,6 +71,9 @@ the CLI reaches a lab's datastore with --lab NAME through a unix socket.`,
 		newLabAgentCommand(g),
 		newLabUsageCommand(g),
 		newLabProbeCommand(g),
+		newLabNetworkCommand(g),
+		newLabNamespaceCommand(g),
+		newLabLabelCommand(g),
 		newLabMesosMasterCommand(g),
 		newLabHTTPCommand(g),
 	)
@@ -149,6 +152,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		useTLS       bool
 		verbose      bool
 		agentArgs    []string
+		networks     []string
 		timeout      time.Duration
 	)
 	cmd := &cobra.Command{
@@ -187,6 +191,13 @@ On failure everything made so far is removed.`,
 					return labUsageErr(fmt.Sprintf("lab up: --pool6 %q: not a CIDR", pool6))
 				}
 				cfg.Pool6 = p
+			}
+			for _, n := range networks {
+				spec, err := lab.ParseNetworkSpec(n)
+				if err != nil {
+					return labUsageErr("lab up: --" + err.Error())
+				}
+				cfg.Networks = append(cfg.Networks, spec)
 			}
 			if pool != "" {
 				p, err := netip.ParsePrefix(pool)
@@ -234,6 +245,7 @@ On failure everything made so far is removed.`,
 	f.BoolVar(&noDNS, "no-dns", false, "do not run tabby dns on the master")
 	f.BoolVar(&useTLS, "tls", false, "run the datastore with TLS and client-certificate auth; every component gets a certificate")
 	f.StringArrayVar(&agentArgs, "agent-arg", nil, "extra argument for every tabby agent (repeatable)")
+	f.StringArrayVar(&networks, "network", nil, "an extra network NAME[,pool=CIDR][,label=KEY=VALUE]...: its own profile (labelsToApply) and pool (repeatable)")
 	f.DurationVar(&timeout, "ready-timeout", lab.DefaultReadyTimeout, "how long to wait for each process to serve")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress")
 	return cmd
@@ -392,10 +404,11 @@ func newLabRunCommand(g *globals) *cobra.Command {
 	var (
 		spec   lab.RunSpec
 		labels []string
+		ports  []string
 		out    string
 	)
 	cmd := &cobra.Command{
-		Use:   "run NAME --node NODE --name C [--namespace NS] [--network NET] [--label k=v]... [--mesos-app /group/app] -- CMD...",
+		Use:   "run NAME --node NODE --name C [--namespace NS] [--network NET] [--label k=v]... [--port NAME=PORT/PROTO]... [--mesos-app /group/app] -- CMD...",
 		Short: "Start a container on a lab host, attached through tabby-cni",
 		Long: `Create a container namespace on a host, attach it through tabby-cni with libcni
 as a runtime does, start CMD inside it detached (output in a log) and print the
@@ -423,6 +436,14 @@ from the CNI result's dns.`,
 				}
 				spec.Labels = append(spec.Labels, kv)
 			}
+			spec.NamedPorts = nil
+			for _, s := range ports {
+				p, err := lab.ParseNamedPort(s)
+				if err != nil {
+					return labUsageErr("lab run: --" + err.Error())
+				}
+				spec.NamedPorts = append(spec.NamedPorts, p)
+			}
 			if err := spec.Validate(); err != nil {
 				return labUsageErr("lab run: " + err.Error())
 			}
@@ -448,6 +469,7 @@ from the CNI result's dns.`,
 	f.StringVar(&spec.Network, "network", lab.DefaultNetwork, "CNI network name")
 	f.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.StringVar(&spec.MesosApp, "mesos-app", "", "run as a Marathon task of this app, attached the way Mesos does")
+	f.StringArrayVar(&ports, "port", nil, "named port NAME=PORT/PROTO (tcp, udp or sctp; repeatable), for policy rules that name ports")
 	f.StringVarP(&out, "output", "o", "", "print the IP (default) or the container as json")
 	return cmd
 }

@@ -239,3 +239,28 @@ func TestLabDocsCommands(t *testing.T) {
 		t.Errorf("found %d tabby commands in docs/lab.md, want the examples checked", n)
 	}
 }
+
+// TestLabPolicyCommandsBadInput: the lab's network, namespace, label and
+// --port inputs are checked before anything is done, naming the value.
+func TestLabPolicyCommandsBadInput(t *testing.T) {
+	fakeLab(t, "demo")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab", "run", "demo", "--node", "h1", "--name", "c", "--port", "web", "--", "sleep", "1"}, `port "web": want NAME=PORT/PROTO`},
+		{[]string{"lab", "run", "demo", "--node", "h1", "--name", "c", "--port", "web=80/icmp", "--", "sleep", "1"}, `protocol "ICMP"`},
+		{[]string{"lab", "run", "demo", "--node", "h1", "--name", "c", "--mesos-app", "/a/b", "--port", "web=80", "--", "sleep", "1"}, "a Mesos attach carries no port names"},
+		{[]string{"lab", "up", "demo2", "--network", "Blue"}, `network name "Blue"`},
+		{[]string{"lab", "up", "demo2", "--network", "blue,pool=10.244.0.0/17"}, "overlaps the default pool"},
+		{[]string{"lab", "network", "demo", "blue,pool=nope"}, `pool "nope": not a CIDR`},
+		{[]string{"lab", "namespace", "demo", "pay", "--label", "team"}, `label "team": want key=value`},
+		{[]string{"lab", "label", "demo", "web"}, "give KEY=VALUE or --remove KEY"},
+		{[]string{"lab", "label", "demo", "web", "a=1", "a=2"}, `label "a": given twice`},
+	} {
+		code, _, stderr := runCLI(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}

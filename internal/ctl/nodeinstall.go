@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -42,6 +43,10 @@ type installOptions struct {
 	mesos                                    bool
 	mtu                                      int
 	nameservers                              []string
+	// root prefixes every path written (--root); systemd writes units.
+	root, tabbyBin string
+	systemd        bool
+	units          systemdOptions
 }
 
 func newNodeInstallCommand(g *globals) *cobra.Command {
@@ -59,6 +64,10 @@ func newNodeInstallCommand(g *globals) *cobra.Command {
 					o.confDir = dcosCNIConfDir
 				}
 			}
+			o.units.datastore = firstNonEmpty(g.datastore, os.Getenv("TABBY_DATASTORE"))
+			o.units.etcdCA = firstNonEmpty(g.etcdCA, os.Getenv("TABBY_ETCD_CA"))
+			o.units.etcdCert = firstNonEmpty(g.etcdCert, os.Getenv("TABBY_ETCD_CERT"))
+			o.units.etcdKey = firstNonEmpty(g.etcdKey, os.Getenv("TABBY_ETCD_KEY"))
 			return installNode(g, o)
 		},
 	}
@@ -71,6 +80,12 @@ func newNodeInstallCommand(g *globals) *cobra.Command {
 	f.BoolVar(&o.mesos, "mesos", false, "write the single <network>.cni file Mesos reads (0.2.0 results) into DC/OS's directories")
 	f.IntVar(&o.mtu, "mtu", 0, "MTU of container interfaces (0: detected by the agent)")
 	f.StringSliceVar(&o.nameservers, "nameserver", nil, "DNS servers for containers (e.g. the tabby dns address)")
+	f.StringVar(&o.root, "root", "", "install under this directory instead of /")
+	f.BoolVar(&o.systemd, "systemd", false, "also install tabby as "+tabbyBinaryPath+" and write systemd units and /etc/tabby/*.env")
+	f.StringVar(&o.tabbyBin, "tabby-binary", "", "tabby binary to install with --systemd (default: this one)")
+	f.StringVar(&o.units.node, "node", "", "with --systemd: the agent's node name (TABBY_NODE; default the hostname)")
+	f.BoolVar(&o.units.withDatastore, "with-datastore", false, "with --systemd: also a unit running the datastore on this node")
+	f.BoolVar(&o.units.withDNS, "with-dns", false, "with --systemd: also a unit running tabby dns")
 	return cmd
 }
 
@@ -88,6 +103,22 @@ func installNode(g *globals, o installOptions) error {
 	}
 	if st, err := os.Stat(src); err != nil || st.IsDir() {
 		return fmt.Errorf("--plugin: %s is not the tabby-cni binary (build it with make build)", src)
+	}
+	if !o.systemd && (o.units.withDatastore || o.units.withDNS || o.units.node != "" || o.tabbyBin != "") {
+		return fmt.Errorf("--with-datastore, --with-dns, --node and --tabby-binary need --systemd")
+	}
+	if o.root != "" {
+		if !filepath.IsAbs(o.root) {
+			return fmt.Errorf("--root: %q is not an absolute path", o.root)
+		}
+		o.binDir, o.confDir = filepath.Join(o.root, o.binDir), filepath.Join(o.root, o.confDir)
+	}
+	if o.systemd {
+		written, err := writeSystemd(o.root, o.tabbyBin, o.units)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "Wrote %s\n", strings.Join(written, ", "))
 	}
 	if err := os.MkdirAll(o.binDir, 0o755); err != nil {
 		return err

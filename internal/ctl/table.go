@@ -95,6 +95,10 @@ func columns(k api.KindInfo) []column {
 				return ""
 			}},
 		}
+	case "Namespace":
+		return []column{
+			{title: "LABELS", value: func(r api.Resource) string { return labelString(r.GetObjectMeta().Labels) }},
+		}
 	case "BGPPeer":
 		return []column{
 			{title: "PEERIP", value: func(r api.Resource) string { return r.(*api.BGPPeer).Spec.PeerIP }},

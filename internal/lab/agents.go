@@ -77,26 +77,7 @@ func (l *Lab) mesosConfPath(node, network string) string {
 // ensureNetwork writes host h's configs for network (a conflist for
 // CNI runtimes, a 0.1.0 config for Mesos) unless they exist.
 func (l *Lab) ensureNetwork(h Node, network string) error {
-	list := map[string]any{
-		"cniVersion": ConfListVersion,
-		"name":       network,
-		"plugins":    []any{l.pluginConf(h)},
-	}
-	mesos := l.pluginConf(h)
-	mesos["cniVersion"] = MesosCNIVersion
-	mesos["name"] = network
-	for path, v := range map[string]any{l.confListPath(h.Name, network): list, l.mesosConfPath(h.Name, network): mesos} {
-		if _, err := os.Stat(path); err == nil {
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		if err := writeJSON(path, v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.writeNetworkConfs(h, network, nil, false)
 }
 
 func (l *Lab) agentFile(node, name string) string { return filepath.Join(l.l.node(node), name) }

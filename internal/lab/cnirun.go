@@ -138,10 +138,10 @@ func injectMesosArgs(conf []byte, networkInfo map[string]any) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// injectCNILabels sets args.cni.labels (CNI conventions) in every plugin
-// of a conflist.
-func injectCNILabels(list []byte, labels []KeyValue) ([]byte, error) {
-	if len(labels) == 0 {
+// injectCNIArgs sets args.cni.labels (CNI conventions) and args.cni.ports
+// (named ports, a Tabby extension) in every plugin of a conflist.
+func injectCNIArgs(list []byte, labels []KeyValue, ports []NamedPort) ([]byte, error) {
+	if len(labels) == 0 && len(ports) == 0 {
 		return list, nil
 	}
 	var m map[string]any
@@ -169,7 +169,12 @@ func injectCNILabels(list []byte, labels []KeyValue) ([]byte, error) {
 		if cni == nil {
 			cni = map[string]any{}
 		}
-		cni["labels"] = ls
+		if len(ls) > 0 {
+			cni["labels"] = ls
+		}
+		if len(ports) > 0 {
+			cni["ports"] = ports
+		}
 		args["cni"] = cni
 		pm["args"] = args
 	}
@@ -323,7 +328,7 @@ func (l *Lab) cniAdd(ctx context.Context, h Node, c *Container) (cniResult, erro
 	if err != nil {
 		return cniResult{}, fmt.Errorf("network config %s: %w", c.Network, err)
 	}
-	data, err := injectCNILabels(list.Bytes, labelsOf(c.Labels))
+	data, err := injectCNIArgs(list.Bytes, labelsOf(c.Labels), c.NamedPorts)
 	if err != nil {
 		return cniResult{}, err
 	}

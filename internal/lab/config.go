@@ -96,6 +96,9 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Logger receives progress (default: discard).
 	Logger *slog.Logger
+	// Networks are extra CNI networks, each with its own profile and
+	// optionally its own pool (see Lab.AddNetwork).
+	Networks []NetworkSpec
 }
 
 // DNSConfig says how to start `tabby dns` on the master. Args builds its
@@ -152,6 +155,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("racks %d: more racks than nodes (%d)", c.Racks, c.Nodes))
 	} else if c.Nodes > c.Racks*MaxHostsPerRack {
 		errs = append(errs, fmt.Errorf("nodes %d: at most %d hosts per rack, use more racks", c.Nodes, MaxHostsPerRack))
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Networks {
+		if err := n.Validate(c.Racks); err != nil {
+			errs = append(errs, err)
+		}
+		if n.Pool.IsValid() && c.Pool.IsValid() && n.Pool.Overlaps(c.Pool) {
+			errs = append(errs, fmt.Errorf("network %s: pool %s overlaps the default pool %s", n.Name, n.Pool, c.Pool))
+		}
+		if seen[n.Name] {
+			errs = append(errs, fmt.Errorf("network %s: given twice", n.Name))
+		}
+		seen[n.Name] = true
 	}
 	if err := ValidatePool(c.Pool, c.Racks); err != nil {
 		errs = append(errs, err)

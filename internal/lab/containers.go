@@ -34,6 +34,9 @@ type RunSpec struct {
 	// Ports are port mappings: the portMappings capability a CNI runtime
 	// passes, or NetworkInfo.port_mappings for a Mesos app.
 	Ports []PortMapping
+	// NamedPorts are the container's named ports (args.cni.ports), which
+	// policy rules can name.
+	NamedPorts []NamedPort
 }
 
 // PortMapping publishes a container port on its host.
@@ -152,6 +155,9 @@ func (s RunSpec) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := validateNamedPorts(s.NamedPorts, s.MesosApp != ""); err != nil {
+		errs = append(errs, err)
+	}
 	if len(s.Command) == 0 || s.Command[0] == "" {
 		errs = append(errs, errors.New("command: required (after --)"))
 	}
@@ -213,6 +219,7 @@ func (l *Lab) Run(ctx context.Context, spec RunSpec) (_ *Container, err error) {
 		IfName:      ContainerIfName,
 		Command:     spec.Command,
 		Ports:       spec.Ports,
+		NamedPorts:  spec.NamedPorts,
 		Phase:       PhaseCreating,
 		Created:     time.Now().UTC(),
 	}
@@ -247,6 +254,11 @@ func (l *Lab) Run(ctx context.Context, spec RunSpec) (_ *Container, err error) {
 	}()
 	if err := os.MkdirAll(l.l.container(c.Name), 0o755); err != nil {
 		return nil, err
+	}
+	if spec.Namespace != "" {
+		if err := l.ensureNamespace(ctx, spec.Namespace); err != nil {
+			return nil, fmt.Errorf("run %s: %w", c.Name, err)
+		}
 	}
 	if _, err := netns.Create(c.NetNS); err != nil {
 		return nil, fmt.Errorf("run %s: %w", c.Name, err)

@@ -173,6 +173,11 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 	if err := l.createPool(ctx, cfg); err != nil {
 		return err
 	}
+	for _, n := range cfg.Networks {
+		if err := l.AddNetwork(ctx, n); err != nil {
+			return err
+		}
+	}
 	if err := l.startMesosMaster(ctx); err != nil {
 		return err
 	}

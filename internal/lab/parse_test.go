@@ -220,7 +220,7 @@ func FuzzInjectMesosArgs(f *testing.F) {
 
 func TestInjectCNILabels(t *testing.T) {
 	list := `{"cniVersion":"1.1.0","name":"tabby","plugins":[{"type":"tabby","args":{"cni":{"ips":["10.0.0.9"]}}}]}`
-	out, err := injectCNILabels([]byte(list), []KeyValue{{"app", "web"}})
+	out, err := injectCNIArgs([]byte(list), []KeyValue{{"app", "web"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,6 +98,7 @@ type Container struct {
 	DNS         *DNS              `json:"dns,omitempty"`
 	Command     []string          `json:"command"`
 	Ports       []PortMapping     `json:"ports,omitempty"`
+	NamedPorts  []NamedPort       `json:"namedPorts,omitempty"`
 	Phase       string            `json:"phase"`
 	Created     time.Time         `json:"created"`
 	Mesos       *MarathonTask     `json:"mesos,omitempty"`

@@ -27,6 +27,7 @@ var packages = map[string]string{
 	"ping":             "iputils-ping",
 	"sysctl":           "procps",
 	"nft":              "nftables",
+	"systemd-analyze":  "systemd",
 	"iptables-restore": "iptables",
 	"bird":             "bird2",
 	"birdc":            "bird2",

@@ -28,6 +28,9 @@ type State struct {
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
 	Pools             []*api.IPPool
+	// Namespaces carry the labels namespaceSelectors match; a namespace
+	// without one has only its name labels (api.NamespaceLabels).
+	Namespaces []*api.Namespace
 	// Felix is the effective FelixConfiguration of this node.
 	Felix api.FelixConfigurationSpec
 	// NodeIPs are this host's addresses (used to check port mappings'
@@ -79,6 +82,7 @@ type compiler struct {
 	ifPrefixes   []string
 	profRules    map[string]*[2][]*parsedRule // profile name → parsed ingress, egress; nil: quarantined
 	quarantine   []Quarantine
+	nsLabels     map[string]map[string]string // namespace → labels namespaceSelectors see
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -217,7 +221,7 @@ func (p *policyInfo) selectsWorkload(e *endpoint) bool {
 		if p.hostOnly {
 			return false
 		}
-		if p.nsSel != nil && !p.nsSel.Evaluate(map[string]string{LabelName: e.Namespace}) {
+		if p.nsSel != nil && !p.nsSel.Evaluate(e.NamespaceLabels) {
 			return false
 		}
 	} else if p.namespace != e.Namespace {

@@ -32,6 +32,10 @@ type entity struct {
 	nets      []netip.Prefix
 	ports     []namedPort
 	sa        string // service account (workload endpoints)
+
+	// nsLabels are the labels of the entity's namespace, as a
+	// namespaceSelector sees them; nil for cluster-scoped entities.
+	nsLabels map[string]string
 }
 
 // namedPort is a named port of an endpoint.
@@ -46,6 +50,7 @@ type endpoint struct {
 	Name, Namespace, IfName string
 	Addrs                   []netip.Prefix
 	Labels                  map[string]string
+	NamespaceLabels         map[string]string // what a namespaceSelector sees
 	Profiles                []string
 	Ports                   []api.WorkloadEndpointPort
 	ServiceAccount          string
@@ -85,6 +90,26 @@ func (c *compiler) effectiveLabels(own map[string]string, profiles []string, ns,
 	}
 	if sa != "" {
 		l[LabelServiceAccount] = sa
+	}
+	return l
+}
+
+// namespaceLabels are the labels a namespaceSelector sees for namespace
+// ns: its Namespace object's labels plus its name labels. This is the one
+// place namespace labels are resolved.
+func (c *compiler) namespaceLabels(ns string) map[string]string {
+	if c.nsLabels == nil {
+		c.nsLabels = map[string]map[string]string{}
+		for _, n := range c.state.Namespaces {
+			if n != nil {
+				c.nsLabels[n.Name] = api.NamespaceLabels(n.Name, n)
+			}
+		}
+	}
+	l, ok := c.nsLabels[ns]
+	if !ok {
+		l = api.NamespaceLabels(ns, nil)
+		c.nsLabels[ns] = l
 	}
 	return l
 }
@@ -176,7 +201,7 @@ func (c *compiler) loadEntities() error {
 		}
 		ent := c.workloadEntity(w)
 		c.entities = append(c.entities, ent)
-		id, ns, nets, labels := ent.id, ent.namespace, ent.nets, ent.labels
+		id, ns, nets, labels, nsLabels := ent.id, ent.namespace, ent.nets, ent.labels, ent.nsLabels
 		if w.Spec.Node != s.Node {
 			continue
 		}
@@ -199,7 +224,7 @@ func (c *compiler) loadEntities() error {
 		})
 		c.local = append(c.local, &endpoint{
 			Name: w.Name, Namespace: ns, IfName: w.Spec.InterfaceName, Addrs: nets,
-			Labels: labels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName,
+			Labels: labels, NamespaceLabels: nsLabels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName,
 		})
 	}
 	c.dropSharedInterfaces()
@@ -257,7 +282,7 @@ func (c *compiler) workloadEntity(w *api.WorkloadEndpoint) *entity {
 	ns := namespaceOf(&w.ObjectMeta)
 	id := "WorkloadEndpoint " + ns + "/" + w.Name
 	return &entity{
-		id: id, namespace: ns,
+		id: id, namespace: ns, nsLabels: c.namespaceLabels(ns),
 		labels: c.effectiveLabels(w.Labels, w.Spec.Profiles, ns, w.Spec.Orchestrator, w.Spec.ServiceAccountName),
 		nets:   c.parseNetsSkipping(id, "spec.ipNetworks", w.Spec.IPNetworks),
 		ports:  c.namedPorts(id, w.Spec.Ports),
@@ -275,7 +300,7 @@ func (c *compiler) networkSetEntity(n *api.NetworkSet) *entity {
 		labels = map[string]string{}
 	}
 	labels[LabelNamespace] = ns
-	return &entity{id: id, namespace: ns, labels: labels, nets: c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)}
+	return &entity{id: id, namespace: ns, nsLabels: c.namespaceLabels(ns), labels: labels, nets: c.parseNetsSkipping(id, "spec.nets", n.Spec.Nets)}
 }
 
 // globalNetworkSetEntity is what selectors see of a GlobalNetworkSet.
@@ -386,7 +411,7 @@ func (p *predicate) matches(e *entity) bool {
 			return false
 		}
 	case scopeNSSel:
-		if e.namespace == "" || !p.nsSel.Evaluate(map[string]string{LabelName: e.namespace}) {
+		if e.namespace == "" || !p.nsSel.Evaluate(e.nsLabels) {
 			return false
 		}
 	case scopeGlobal:
