@@ -123,8 +123,9 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 }
 
 // Update programs datastore changes without a view, when they are
-// changes the policy engine takes as set-element updates (remote
-// endpoints, network sets: see policy.Engine). handled is false, and
+// changes the policy engine takes without a compile (remote endpoints and
+// network sets as set elements, policies that select nothing here: see
+// policy.Engine). handled is false, and
 // nothing is done, for any other change or before the first Sync: the
 // caller then Syncs. Routing reads none of those kinds.
 func (d *KernelDataplane) Update(ctx context.Context, changes []policy.Change) (handled bool, err error) {
@@ -151,7 +152,7 @@ func routingIgnores(changes []policy.Change) bool {
 			r = ch.Old
 		}
 		switch r.(type) {
-		case *api.WorkloadEndpoint, *api.NetworkSet, *api.GlobalNetworkSet:
+		case *api.WorkloadEndpoint, *api.NetworkSet, *api.GlobalNetworkSet, *api.NetworkPolicy, *api.GlobalNetworkPolicy:
 		default:
 			return false
 		}

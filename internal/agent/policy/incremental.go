@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -41,6 +42,8 @@ type Engine struct {
 	fixed    map[string][]Element   // other union members the table does not hold
 	ents     map[string]*entity     // entity id → the entity as the index counted it
 	locals   map[string]bool        // ids of this node's workload endpoints
+	local    []*endpoint            // this node's workload endpoints, as the last full compile read them
+	hosts    []*hostEndpoint        // this node's host endpoints, the same
 }
 
 // indexedSet is an entity-fed set: its source, each element's count (how
@@ -155,6 +158,7 @@ func (e *Engine) index(c *compiler, compiled, all, out *Ruleset) {
 			e.locals["WorkloadEndpoint "+namespaceOf(&w.ObjectMeta)+"/"+w.Name] = true
 		}
 	}
+	e.local, e.hosts = c.local, c.hostEPs
 	// The compiler's entity lists are not needed any more (the index holds
 	// the entities); drop them so an idle agent does not keep two copies.
 	c.entities, c.memberCache, c.local = nil, nil, nil
@@ -181,10 +185,13 @@ func (is *indexedSet) count(elems []Element, n int) (crossed []Element) {
 	return crossed
 }
 
-// Update applies changes of remote workload endpoints, network sets and
-// global network sets and returns the new ruleset. ok is false, and
-// nothing is changed, when a change is of anything else (or of a local
-// endpoint), or before the first Full: the caller then compiles in full.
+// Update applies changes of remote workload endpoints, network sets,
+// global network sets, and of policies that select no endpoint of this
+// node before or after the change, and returns the new ruleset. ok is
+// false, and nothing is changed, when a change is of anything else (a
+// local endpoint, a policy that selects one here, a policy that does not
+// compile, a profile, a tier...), or before the first Full: the caller
+// then compiles in full.
 func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
 	if e.rs == nil {
 		return nil, false
@@ -195,6 +202,12 @@ func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
 	}
 	steps := make([]step, 0, len(changes))
 	for _, ch := range changes {
+		if inert, isPolicy := e.inertPolicy(ch); isPolicy {
+			if !inert {
+				return nil, false
+			}
+			continue
+		}
 		id, ent, ok := e.entityOf(ch)
 		if !ok {
 			return nil, false
@@ -259,6 +272,46 @@ func (e *Engine) entityOf(ch Change) (id string, ent *entity, ok bool) {
 	// report; the next one does.
 	e.c.warnings = nil
 	return id, ent, true
+}
+
+// inertPolicy reports whether a change is of a NetworkPolicy or
+// GlobalNetworkPolicy (isPolicy) and, if so, whether it leaves this node's
+// ruleset as it is (inert): the policy compiles, before and after, and
+// selects none of this node's workload or host endpoints. The compiler
+// emits chains and sets only for the policies an endpoint here applies,
+// so such a policy changes nothing on this node; felix's active-rules
+// calculator makes the same cut. Deciding it evaluates the policy's
+// selector against the local endpoints only, whatever the size of the
+// cluster. A policy that selects an endpoint here (or is quarantined,
+// which is listed on every node) goes through Full.
+func (e *Engine) inertPolicy(ch Change) (inert, isPolicy bool) {
+	for _, r := range []api.Resource{ch.Old, ch.New} {
+		if r == nil || reflect.ValueOf(r).IsNil() {
+			continue
+		}
+		p, sp, extra := e.c.policyOf(r)
+		if p == nil {
+			return false, false
+		}
+		isPolicy = true
+		if err := e.c.parsePolicy(p, sp, extra); err != nil {
+			return false, true
+		}
+		if !p.typeIn && !p.typeOut {
+			continue
+		}
+		for _, w := range e.local {
+			if p.selectsWorkload(w) {
+				return false, true
+			}
+		}
+		for _, h := range e.hosts {
+			if p.selectsHost(h) {
+				return false, true
+			}
+		}
+	}
+	return isPolicy, isPolicy
 }
 
 func isLocal(r api.Resource, node string) bool {

@@ -20,12 +20,14 @@ func renderTable(rs *policy.Ruleset) string {
 // TestEngineReplaysRandomChanges: random sequences of remote endpoint and
 // network set changes (adds, deletes, relabels, readdresses onto another
 // endpoint's address, named ports, network sets containing endpoint
-// addresses), with a full change (policy, local endpoint, tier, pool...)
-// now and then, on random states with dense policies (so Flatten makes
-// unions). After every change the engine's ruleset, built incrementally,
-// is the ruleset a full compile of the same state gives, in both forms.
+// addresses) and policy changes (half of them selecting remote endpoints
+// only, some that do not compile), with a full change (local endpoint,
+// tier, pool...) now and then, on random states with dense policies (so
+// Flatten makes unions). A change the engine refuses is compiled in full,
+// as the agent does. After every change the engine's ruleset is the
+// ruleset a full compile of the same state gives, in both forms.
 func TestEngineReplaysRandomChanges(t *testing.T) {
-	incremental, full := 0, 0
+	incremental, full, inert, refused := 0, 0, 0, 0
 	for seed := uint64(1); seed <= 25; seed++ {
 		for _, flat := range []bool{true, false} {
 			g := NewRandom(seed)
@@ -41,14 +43,33 @@ func TestEngineReplaysRandomChanges(t *testing.T) {
 			for step := 0; step < 40; step++ {
 				var got *policy.Ruleset
 				var what string
-				if r.IntN(8) == 0 {
+				switch r.IntN(8) {
+				case 0:
 					what = g.Mutate(s) + " (full)"
 					var err error
 					if got, err = eng.Full(s); err != nil {
 						t.Fatal(err)
 					}
 					full++
-				} else {
+				case 1, 2:
+					var chs []policy.Change
+					chs, what = g.PolicyChange(s)
+					var ok bool
+					if got, ok = eng.Update(chs); ok {
+						inert++
+						what += " (incremental)"
+						break
+					}
+					refused++
+					if eng.Ruleset() == nil {
+						t.Fatalf("seed %d step %d: %s: a refused update cleared the ruleset", seed, step, what)
+					}
+					var err error
+					if got, err = eng.Full(s); err != nil {
+						t.Fatal(err)
+					}
+					what += " (full)"
+				default:
 					var ch policy.Change
 					ch, what = g.RemoteChange(s)
 					var ok bool
@@ -71,12 +92,17 @@ func TestEngineReplaysRandomChanges(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d incremental changes, %d full compiles, every result equal to a full compile", incremental, full)
+	t.Logf("%d incremental endpoint and network set changes, %d policy changes taken incrementally and %d refused, %d other full compiles; every result equal to a full compile",
+		incremental, inert, refused, full)
+	if inert == 0 || refused == 0 {
+		t.Fatalf("the policy changes did not exercise both paths: %d incremental, %d refused", inert, refused)
+	}
 }
 
 // TestEngineLeavesLocalChangesToFull: a change of a local endpoint, of a
-// policy or of anything but remote endpoints and network sets is refused
-// (the caller compiles in full), and the engine's ruleset is untouched.
+// policy that selects one or does not compile, or of anything but remote
+// endpoints, network sets and policies is refused (the caller compiles in
+// full), and the engine's ruleset is untouched.
 func TestEngineLeavesLocalChangesToFull(t *testing.T) {
 	g := NewRandom(7)
 	s := g.State()
@@ -94,7 +120,9 @@ func TestEngineLeavesLocalChangesToFull(t *testing.T) {
 	for name, chs := range map[string][]policy.Change{
 		"local endpoint deleted":        {{Old: local}},
 		"remote endpoint moved here":    {{Old: remote, New: &moved}},
-		"a policy":                      {{New: NP("default", "p", 1, "all()", nil, nil)}},
+		"a policy selecting them all":   {{New: GNP("p", 1, "all()", nil, nil)}},
+		"a policy that does not parse":  {{New: GNP("p", 1, "app == 'x", nil, nil)}},
+		"a policy in an unknown tier":   {{New: InTier("nope", GNP("p", 1, "has(remote-only)", nil, nil))}},
 		"a profile":                     {{New: AllowAllProfile("x")}},
 		"remote and then a local one":   {{New: remote}, {Old: local}},
 		"a pool":                        {{New: Pool("p", "10.9.0.0/16", false)}},

@@ -94,24 +94,38 @@ func (c *compiler) loadPolicies() error {
 		if np == nil {
 			return fmt.Errorf("policies[%d] is nil", i)
 		}
-		ns := namespaceOf(&np.ObjectMeta)
-		p := &policyInfo{kind: "NetworkPolicy", namespace: ns, name: np.Name, id: ns + "/" + np.Name}
-		p.chainIn, p.chainOut = chainName("pi-", p.id), chainName("po-", p.id)
-		sp := np.Spec
-		c.addPolicy(p, policySpec{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress}, nil)
+		c.addPolicy(c.policyOf(np))
 	}
 	for i, gp := range c.state.GlobalPolicies {
 		if gp == nil {
 			return fmt.Errorf("globalPolicies[%d] is nil", i)
 		}
-		p := &policyInfo{kind: "GlobalNetworkPolicy", name: gp.Name, id: gp.Name, global: true}
-		p.chainIn, p.chainOut = chainName("gpi-", p.id), chainName("gpo-", p.id)
-		sp := gp.Spec
-		c.addPolicy(p, policySpec{sp.Tier, sp.Selector, sp.ServiceAccountSelector, sp.Order, sp.Types, sp.Ingress, sp.Egress},
-			func() error { return c.globalOnly(p, &gp.Spec) })
+		c.addPolicy(c.policyOf(gp))
 	}
 	slices.SortStableFunc(c.policies, compareTiered)
 	return nil
+}
+
+// policyOf is the unparsed policyInfo of a NetworkPolicy or
+// GlobalNetworkPolicy, its spec, and the check of the fields only a
+// global policy has (nil for a namespaced one); p is nil for any other
+// object.
+func (c *compiler) policyOf(r api.Resource) (p *policyInfo, sp policySpec, extra func() error) {
+	switch o := r.(type) {
+	case *api.NetworkPolicy:
+		ns := namespaceOf(&o.ObjectMeta)
+		p = &policyInfo{kind: "NetworkPolicy", namespace: ns, name: o.Name, id: ns + "/" + o.Name}
+		p.chainIn, p.chainOut = chainName("pi-", p.id), chainName("po-", p.id)
+		s := o.Spec
+		return p, policySpec{s.Tier, s.Selector, s.ServiceAccountSelector, s.Order, s.Types, s.Ingress, s.Egress}, nil
+	case *api.GlobalNetworkPolicy:
+		p = &policyInfo{kind: "GlobalNetworkPolicy", name: o.Name, id: o.Name, global: true}
+		p.chainIn, p.chainOut = chainName("gpi-", p.id), chainName("gpo-", p.id)
+		s := o.Spec
+		return p, policySpec{s.Tier, s.Selector, s.ServiceAccountSelector, s.Order, s.Types, s.Ingress, s.Egress},
+			func() error { return c.globalOnly(p, &o.Spec) }
+	}
+	return nil, policySpec{}, nil
 }
 
 // addPolicy parses a policy; one that does not parse is quarantined

@@ -106,3 +106,82 @@ func cloneWEP(w *api.WorkloadEndpoint) *api.WorkloadEndpoint {
 	n.Spec.IPNetworks = slices.Clone(w.Spec.IPNetworks)
 	return &n
 }
+
+// remoteSelectors select only endpoints this generator never puts on the
+// local node (no local endpoint has the label, or the namespace holds no
+// local endpoint): policies an incremental engine can leave alone.
+var remoteSelectors = []string{"app == 'batch'", "has(remote-only)", "app == 'web' && has(remote-only)"}
+
+// PolicyChange applies one random change of a NetworkPolicy or
+// GlobalNetworkPolicy to s (add, replace, delete), sometimes after
+// labelling a remote endpoint remote-only, and returns the changes as the
+// datastore delivers them. Half of the policies it writes select only
+// remote endpoints (some of which it labels so), the rest what random
+// policies select; now and then one does not compile (a bad selector), so
+// the change must be compiled in full.
+func (g *Random) PolicyChange(s *policy.State) ([]policy.Change, string) {
+	sel := func() string {
+		switch g.r.IntN(10) {
+		case 0:
+			return "app == 'web"
+		case 1, 2, 3, 4, 5:
+			return pick(g.r, remoteSelectors...)
+		}
+		return pick(g.r, randSelectors...)
+	}
+	// Label a remote endpoint so the remote selectors select something.
+	var pre []policy.Change
+	for i, w := range s.Endpoints {
+		if w.Spec.Node != s.Node && g.r.IntN(4) == 0 {
+			n := cloneWEP(w)
+			n.Labels["remote-only"] = ""
+			if g.r.IntN(2) == 0 {
+				n.Labels["app"] = "batch"
+			}
+			s.Endpoints[i] = n
+			pre = append(pre, policy.Change{Old: w, New: n})
+			break
+		}
+	}
+	switch g.r.IntN(6) {
+	case 0, 1:
+		np, _ := g.policy(false)
+		np.Spec.Selector = sel()
+		s.Policies = append(s.Policies, np)
+		return append(pre, policy.Change{New: np}), "add policy " + np.Name + " selecting " + np.Spec.Selector
+	case 2:
+		_, gp := g.policy(true)
+		gp.Spec.Selector = sel()
+		s.GlobalPolicies = append(s.GlobalPolicies, gp)
+		return append(pre, policy.Change{New: gp}), "add global policy " + gp.Name + " selecting " + gp.Spec.Selector
+	case 3:
+		if len(s.Policies) > 0 {
+			i := g.r.IntN(len(s.Policies))
+			old := s.Policies[i]
+			n := *old
+			n.Spec.Selector = sel()
+			n.Spec.Egress = g.rules()
+			s.Policies[i] = &n
+			return append(pre, policy.Change{Old: old, New: &n}), "change policy " + old.Name + " to select " + n.Spec.Selector
+		}
+	case 4:
+		if len(s.GlobalPolicies) > 0 {
+			i := g.r.IntN(len(s.GlobalPolicies))
+			old := s.GlobalPolicies[i]
+			n := *old
+			n.Spec.Ingress = g.rules()
+			n.Spec.Order = Ptr(float64(g.r.IntN(5)))
+			s.GlobalPolicies[i] = &n
+			return append(pre, policy.Change{Old: old, New: &n}), "change global policy " + old.Name
+		}
+	case 5:
+		if len(s.Policies) > 0 {
+			i := g.r.IntN(len(s.Policies))
+			old := s.Policies[i]
+			s.Policies = slices.Delete(s.Policies, i, i+1)
+			return append(pre, policy.Change{Old: old}), "delete policy " + old.Name
+		}
+	}
+	more, what := g.PolicyChange(s)
+	return append(pre, more...), what
+}
