@@ -76,6 +76,7 @@ type compiler struct {
 	sets         map[string]*Set
 	sources      map[string]setSource // selector and named-port sets: what their elements come from
 	memberCache  map[string][]*entity
+	labelIndex   map[string]map[string][]*entity // label key → value → entities (see labelled)
 	chains       map[string]*Chain
 	maps         map[string]*Map
 	warnings     []string

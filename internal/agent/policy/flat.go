@@ -114,9 +114,17 @@ func InlinePolicies(rs *Ruleset) *Ruleset {
 		inlinable[c.Name] = c.Hook == nil && canInline(c.Rules)
 	}
 	out := &Ruleset{Sets: rs.Sets, Maps: rs.Maps, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	// Endpoints with the same policies share their body (Compile builds
+	// it once): inline it once, and keep it shared.
+	done := map[bodyID][]Rule{}
 	for _, c := range rs.Chains {
 		if c.Hook != nil || !isEndpointChain(c.Name) && !strings.HasPrefix(c.Name, sharedChainPrefix) {
 			out.Chains = append(out.Chains, c)
+			continue
+		}
+		id := idOf(c.Rules)
+		if rules, ok := done[id]; ok && id != (bodyID{}) {
+			out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: rules})
 			continue
 		}
 		var rules []Rule
@@ -130,6 +138,7 @@ func InlinePolicies(rs *Ruleset) *Ruleset {
 			}
 			rules = append(rules, r)
 		}
+		done[id] = rules
 		out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: rules})
 	}
 	return out
@@ -195,12 +204,25 @@ func DispatchPorts(rs *Ruleset) *Ruleset {
 		d.sets[s.Name] = s
 	}
 	out := &Ruleset{Maps: slices.Clone(rs.Maps), Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	// A body shared by many endpoint chains is dispatched once per family
+	// (the port chains and maps it makes are named after their content).
+	type key struct {
+		id     bodyID
+		suffix string
+	}
+	done := map[key][]Rule{}
 	for _, c := range rs.Chains {
 		if c.Hook != nil {
 			out.Chains = append(out.Chains, c)
 			continue
 		}
-		out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: d.chain(c.Name, c.Rules)})
+		k := key{idOf(c.Rules), familySuffix(c.Name)}
+		rules, ok := done[k]
+		if !ok || k.id == (bodyID{}) {
+			rules = d.chain(c.Name, c.Rules)
+			done[k] = rules
+		}
+		out.Chains = append(out.Chains, &Chain{Name: c.Name, Rules: rules})
 	}
 	for _, c := range d.chains {
 		out.Chains = append(out.Chains, c)

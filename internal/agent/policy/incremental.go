@@ -161,7 +161,7 @@ func (e *Engine) index(c *compiler, compiled, all, out *Ruleset) {
 	e.local, e.hosts = c.local, c.hostEPs
 	// The compiler's entity lists are not needed any more (the index holds
 	// the entities); drop them so an idle agent does not keep two copies.
-	c.entities, c.memberCache, c.local = nil, nil, nil
+	c.entities, c.memberCache, c.labelIndex, c.local = nil, nil, nil, nil
 }
 
 // count adds n (±1) to each element's count and reports the elements whose

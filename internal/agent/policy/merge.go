@@ -27,8 +27,17 @@ func MergeRules(rs *Ruleset) *Ruleset {
 		m.sets[s.Name] = s
 	}
 	out := &Ruleset{Maps: rs.Maps, Warnings: rs.Warnings, Quarantined: rs.Quarantined}
+	// A body shared by many endpoint chains is merged once and stays
+	// shared.
+	done := map[bodyID][]Rule{}
 	for _, c := range rs.Chains {
-		out.Chains = append(out.Chains, &Chain{Name: c.Name, Hook: c.Hook, Rules: m.chain(c.Rules)})
+		id := idOf(c.Rules)
+		rules, ok := done[id]
+		if !ok || id == (bodyID{}) {
+			rules = m.chain(c.Rules)
+			done[id] = rules
+		}
+		out.Chains = append(out.Chains, &Chain{Name: c.Name, Hook: c.Hook, Rules: rules})
 	}
 	for _, s := range m.sets {
 		out.Sets = append(out.Sets, s)

@@ -110,14 +110,41 @@ func (c *compiler) members(p *predicate) []*entity {
 	if m, ok := c.memberCache[p.key]; ok {
 		return m
 	}
+	candidates := c.entities
+	if k, v, ok := p.sel.RequiredEqual(); ok {
+		candidates = c.labelled(k)[v]
+	}
 	var m []*entity
-	for _, e := range c.entities {
+	for _, e := range candidates {
 		if p.matches(e) {
 			m = append(m, e)
 		}
 	}
 	c.memberCache[p.key] = m
 	return m
+}
+
+// labelled is the label index of one key: value → the entities whose
+// labels give the key that value, in the compiler's entity order. Built
+// on first use in a compile, it turns the membership of a selector that
+// requires `key == value` (most selectors of real policies) from a scan of
+// every entity of the cluster into a scan of the entities with that
+// label.
+func (c *compiler) labelled(key string) map[string][]*entity {
+	if idx, ok := c.labelIndex[key]; ok {
+		return idx
+	}
+	idx := map[string][]*entity{}
+	for _, e := range c.entities {
+		if v, ok := e.labels[key]; ok {
+			idx[v] = append(idx[v], e)
+		}
+	}
+	if c.labelIndex == nil {
+		c.labelIndex = map[string]map[string][]*entity{}
+	}
+	c.labelIndex[key] = idx
+	return idx
 }
 
 // netsSet returns the set holding a literal list of prefixes of one family

@@ -75,6 +75,11 @@ func FuzzParse(f *testing.F) {
 			if neg != nil && neg.Evaluate(l) == want {
 				t.Fatalf("%q and %q agree on %v", canon, neg, l)
 			}
+			// The label index's shortcut: a required equality holds in
+			// every match.
+			if k, v, ok := sel.RequiredEqual(); ok && want && l[k] != v {
+				t.Fatalf("%q matches %v, but RequiredEqual says %s == %q", in, l, k, v)
+			}
 		}
 	})
 }

@@ -158,3 +158,30 @@ type ParseError struct {
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("selector %s: position %d: %s", quoteClip(e.Selector), e.Pos, e.Msg)
 }
+
+// RequiredEqual returns a label equality every match must satisfy: the
+// selector is `key == "value"`, or an && whose terms include one. ok is
+// false when there is none (then every candidate must be evaluated). A
+// label index uses it to look only at the entities holding that label.
+func (s *Selector) RequiredEqual() (key, value string, ok bool) {
+	if s == nil || s.root == nil {
+		return "", "", false
+	}
+	return requiredEqual(s.root)
+}
+
+func requiredEqual(n node) (key, value string, ok bool) {
+	switch n := n.(type) {
+	case *cmpNode:
+		if n.op == opEq {
+			return n.key, n.val, true
+		}
+	case *andNode:
+		for _, x := range n.xs {
+			if k, v, ok := requiredEqual(x); ok {
+				return k, v, true
+			}
+		}
+	}
+	return "", "", false
+}
