@@ -580,7 +580,7 @@ func (p *probes) take(addr netip.Addr) []time.Duration {
 
 var (
 	addLat, addAll, delLat, delAll []time.Duration
-	latMu                  sync.Mutex
+	latMu                          sync.Mutex
 )
 
 func (r *Result) noteAdd(lat []time.Duration) {
