@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 func main() {
 	var cfg simscale.Config
 	flag.IntVar(&cfg.Agents, "agents", 200, "simulated nodes, one agent each")
+	flag.IntVar(&cfg.Running, "running", 0, "how many of the nodes run an agent (default: all)")
 	flag.IntVar(&cfg.Endpoints, "endpoints", 20000, "workload endpoints, spread over the nodes")
 	flag.IntVar(&cfg.Policies, "policies", 5000, "NetworkPolicies (5 per app of 20 endpoints)")
 	flag.IntVar(&cfg.Rules, "rules", 5, "ingress rules per policy")
@@ -29,11 +31,21 @@ func main() {
 	flag.DurationVar(&cfg.Gap, "gap", 20*time.Millisecond, "time between two churn events")
 	flag.StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a new temp dir, removed after)")
 	timeout := flag.Duration("timeout", 30*time.Minute, "bound on the whole run")
+	memProfile := flag.String("memprofile", "", "write a heap profile here after the agents' first sync")
 	flag.Parse()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	ctx, cancel2 := context.WithTimeout(ctx, *timeout)
 	defer cancel2()
+	if *memProfile != "" {
+		cfg.AfterSync = func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				_ = f.Close()
+			}
+		}
+	}
 	res, err := simscale.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tabby-sim:", err)

@@ -159,9 +159,15 @@ func (e *Engine) index(c *compiler, compiled, all, out *Ruleset) {
 		}
 	}
 	e.local, e.hosts = c.local, c.hostEPs
-	// The compiler's entity lists are not needed any more (the index holds
-	// the entities); drop them so an idle agent does not keep two copies.
-	c.entities, c.memberCache, c.labelIndex, c.local = nil, nil, nil, nil
+	// What the engine keeps of the compiler builds entities (profiles,
+	// namespace labels) and parses policies (tiers, the selector cache).
+	// Drop the rest — the entity lists (the index holds the entities),
+	// every policy's parsed rules, the emitted chains and sets — so an idle
+	// agent does not keep a second copy of its table and of every policy
+	// of the cluster.
+	c.entities, c.memberCache, c.labelIndex, c.local, c.hostEPs = nil, nil, nil, nil, nil
+	c.policies, c.chains, c.sets, c.maps, c.sources, c.profRules, c.quarantine = nil, nil, nil, nil, nil, nil, nil
+	c.state = &State{Node: c.state.Node}
 }
 
 // count adds n (±1) to each element's count and reports the elements whose

@@ -37,7 +37,11 @@ import (
 
 // Config is the size of the simulated cluster and its churn.
 type Config struct {
-	Agents    int // nodes, one agent each
+	Agents int // nodes
+	// Running is how many of the nodes run an agent (default: all); the
+	// others are only their endpoints in the datastore. Per-agent figures
+	// are of the running agents.
+	Running   int
 	Endpoints int // workload endpoints, spread evenly over the nodes
 	Policies  int // NetworkPolicies, 5 per app
 	Rules     int // ingress rules per policy (default 5)
@@ -52,9 +56,15 @@ type Config struct {
 	// Dir holds etcd's data and the agents' sockets ("": a temp dir).
 	Dir string
 	Log *slog.Logger
+	// AfterSync, when set, runs once every agent has synced (a heap
+	// profile, for example).
+	AfterSync func()
 }
 
 func (c Config) withDefaults() Config {
+	if c.Running == 0 || c.Running > c.Agents {
+		c.Running = c.Agents
+	}
 	if c.Rules == 0 {
 		c.Rules = 5
 	}
@@ -73,7 +83,7 @@ func (c Config) withDefaults() Config {
 // Result is what a run measured.
 type Result struct {
 	Config struct {
-		Agents, Endpoints, Policies, Rules, Events int
+		Agents, Running, Endpoints, Policies, Rules, Events int
 	}
 	// Apps is the number of app labels; each policy selects one app and
 	// admits others.
@@ -279,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		dir = d
 	}
 	res := &Result{}
-	res.Config.Agents, res.Config.Endpoints, res.Config.Policies, res.Config.Rules, res.Config.Events = cfg.Agents, cfg.Endpoints, cfg.Policies, cfg.Rules, cfg.Events
+	res.Config.Agents, res.Config.Running, res.Config.Endpoints, res.Config.Policies, res.Config.Rules, res.Config.Events = cfg.Agents, cfg.Running, cfg.Endpoints, cfg.Policies, cfg.Rules, cfg.Events
 	apps := max(1, cfg.Endpoints/20)
 	res.Apps = apps
 	setup := time.Now()
@@ -322,13 +332,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	runtime.ReadMemStats(&before)
 	pr := &probes{watch: map[netip.Addr]*probe{}}
 	var reqs atomic.Int64
-	drivers := make([]*driver, cfg.Agents)
-	agents := make([]*agent.Agent, cfg.Agents)
+	drivers := make([]*driver, cfg.Running)
+	agents := make([]*agent.Agent, cfg.Running)
 	actx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	errc := make(chan error, cfg.Agents)
-	for n := range cfg.Agents {
+	errc := make(chan error, cfg.Running)
+	for n := range cfg.Running {
 		st, err := etcd.New(ecfg)
 		if err != nil {
 			return nil, err
@@ -362,7 +372,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	res.HeapPerAgentMiB = float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(cfg.Agents) / (1 << 20)
+	res.HeapPerAgentMiB = float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(cfg.Running) / (1 << 20)
+	if cfg.AfterSync != nil {
+		cfg.AfterSync()
+	}
 	for _, d := range drivers {
 		rs := d.ruleset()
 		res.ChainsPerAgent += float64(len(rs.Chains))
@@ -370,8 +383,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.RulesPerAgent += float64(len(c.Rules))
 		}
 	}
-	res.ChainsPerAgent /= float64(cfg.Agents)
-	res.RulesPerAgent /= float64(cfg.Agents)
+	res.ChainsPerAgent /= float64(cfg.Running)
+	res.RulesPerAgent /= float64(cfg.Running)
 
 	// Idle window: the background request rate (heartbeats, GC).
 	window := time.Duration(cfg.Events) * cfg.Gap
@@ -405,7 +418,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		out := map[string]bool{}
 		for a := range admits[app] {
 			for n, c := range hosts[a] {
-				if c > 0 {
+				if c > 0 && n < cfg.Running {
 					out[nodeName(n)] = true
 				}
 			}
@@ -495,7 +508,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	churn := time.Since(churnStart)
-	res.CPUPerAgentMsPerEvent = (cpuTime() - cpu0).Seconds() * 1000 / float64(cfg.Agents) / float64(cfg.Events)
+	res.CPUPerAgentMsPerEvent = (cpuTime() - cpu0).Seconds() * 1000 / float64(cfg.Running) / float64(cfg.Events)
 	res.EtcdRequestsPerEvent = (float64(reqs.Load()-r0) - res.EtcdIdleRequestsPerS*churn.Seconds()) / float64(cfg.Events)
 	res.WriterRequestsPerEvent = float64(writes.Load()-w0) / float64(cfg.Events)
 	res.RSSMiB = rssMiB()
@@ -504,7 +517,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// The last ruleset of a sample of agents is a full compile of the
 	// final state, as the agent itself would build it from its cache.
 	time.Sleep(2 * cfg.Gap)
-	for _, n := range []int{0, cfg.Agents / 2, cfg.Agents - 1} {
+	for _, n := range []int{0, cfg.Running / 2, cfg.Running - 1} {
 		if err := checkFull(ctx, client, nodeName(n), drivers[n].ruleset()); err != nil {
 			return nil, err
 		}
