@@ -71,6 +71,7 @@ demo: deps-demo build
 #   make bench ARGS="--only cni,dns --rounds 3"
 bench: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/tabby-bench ./bench/cmd/tabby-bench
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/tabby-sim ./bench/cmd/tabby-sim
 	$(BIN)/tabby-bench --bin $(BIN) --out bench/results --tabby-version $(VERSION) $(ARGS)
 
 bench-quick:

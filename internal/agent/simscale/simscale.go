@@ -280,7 +280,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("simscale: endpoints + events %d: at most %d", cfg.Endpoints+cfg.Events, 1<<20)
 	}
 	dir := cfg.Dir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "tabby-sim-")
 		if err != nil {
 			return nil, err
@@ -516,10 +520,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// The last ruleset of a sample of agents is a full compile of the
 	// final state, as the agent itself would build it from its cache.
-	time.Sleep(2 * cfg.Gap)
+	// The agents may still be compiling the last policies: compare until
+	// equal, within Settle.
 	for _, n := range []int{0, cfg.Running / 2, cfg.Running - 1} {
-		if err := checkFull(ctx, client, nodeName(n), drivers[n].ruleset()); err != nil {
-			return nil, err
+		deadline := time.Now().Add(cfg.Settle)
+		for {
+			err := checkFull(ctx, client, nodeName(n), drivers[n].ruleset())
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, err
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		res.FullCompileChecked++
 	}
