@@ -144,6 +144,11 @@ protocol bgp h1 {
 	neighbor 192.0.2.11 as 64512;
 	graceful restart on;
 	bfd on;
+	# BIRD holds a session that failed (BFD down counts) in Idle for its
+	# error wait time, 60 s by default, refusing h1's reconnects: short
+	# here, so the test measures Tabby and not BIRD's back-off.
+	error wait time 1, 5;
+	connect retry time 1;
 	ipv4 { import all; export all; };
 }
 `
