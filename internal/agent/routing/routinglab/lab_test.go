@@ -2,6 +2,7 @@ package routinglab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -338,6 +339,88 @@ func TestPrivilegedLabVXLAN(t *testing.T) {
 		e.reach(c2, c1)
 		checkMTU(t, e, c1, 50)
 	})
+}
+
+// TestPrivilegedLabVXLANDualStack: in a dual-stack lab with both pools in
+// vxlanMode CrossSubnet, IPv6 rides vxlan.tabby across racks (the router
+// between racks knows no block, so nothing else could carry it): the host's
+// IPv6 route to the other rack's block goes through vxlan.tabby via the
+// peer's link-local address, whose permanent neighbor entry is there, and
+// the device counts the packets of a ping -6; within a rack IPv6 is routed
+// natively via the peer's IPv6 address. ping -6 and TCP work both ways.
+func TestPrivilegedLabVXLANDualStack(t *testing.T) {
+	e := up(t, lab.Config{Name: "r6", Nodes: 3, Racks: 2, IPFamily: lab.Dual, Encap: "vxlan-crosssubnet"})
+	c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
+	h1, h2, h3 := e.host("h1"), e.host("h2"), e.host("h3")
+	if h3.Rack != h1.Rack || h2.Rack == h1.Rack {
+		t.Fatalf("racks: h1 %d, h2 %d, h3 %d; want h1 and h3 together", h1.Rack, h2.Rack, h3.Rack)
+	}
+	for _, c := range []*lab.Container{c1, c2, c3} {
+		if !c.IP6().IsValid() {
+			t.Fatalf("%s: got addresses %v, want an IPv6 one too", c.Name, c.IPs)
+		}
+	}
+	e.waitRoute("h1", true, block6(c3), "via "+h3.IP6.Addr().String())
+	e.waitRoute("h1", true, block6(c2), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h2", true, block6(c1), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h1", true, block(c2), "dev vxlan.tabby", "onlink")
+	neigh, err := e.on("h1", "ip", "-6", "neigh", "show", "dev", "vxlan.tabby")
+	if err != nil || !regexp.MustCompile(`fe80::\S+ lladdr \S+ PERMANENT`).MatchString(neigh) {
+		t.Errorf("IPv6 neighbors of vxlan.tabby on h1: got %q (%v), want the peer's link-local address, permanent", neigh, err)
+	}
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	e.reach6(c1, c3)
+	e.reach6(c3, c2)
+	e.reach(c1, c2)
+	before := vxlanTx(t, e, "h1")
+	if out, err := e.in(c1, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", "-q", c2.IP6().String()); err != nil {
+		t.Fatalf("ping -6 c1 → c2: %v\n%s", err, out)
+	}
+	if d := vxlanTx(t, e, "h1") - before; d < 5 {
+		t.Errorf("vxlan.tabby on h1 sent %d packets during 5 IPv6 echoes across racks, want at least 5 (encapsulated)", d)
+	}
+	checkMTU(t, e, c1, 50)
+}
+
+// TestPrivilegedLabVXLANIPv6Only: an ipv6 lab (no IPv4 pool, so no IPv4
+// tunnel address) with the IPv6 pool in vxlanMode Always across racks: the
+// nodes get a VXLAN MAC only, vxlan.tabby has no IPv4 address, and IPv6
+// crosses the racks through it.
+func TestPrivilegedLabVXLANIPv6Only(t *testing.T) {
+	e := up(t, lab.Config{Name: "r7", Nodes: 2, Racks: 2, IPFamily: lab.IPv6, Encap: "vxlan"})
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
+	e.waitRoute("h1", true, block6(c2), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h2", true, block6(c1), "via fe80::", "dev vxlan.tabby")
+	if out, err := e.on("h1", "ip", "-4", "addr", "show", "dev", "vxlan.tabby"); err != nil || strings.Contains(out, "inet ") {
+		t.Errorf("vxlan.tabby on h1: got IPv4 addresses %q (%v), want none (no IPv4 pool)", out, err)
+	}
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	before := vxlanTx(t, e, "h2")
+	if out, err := e.in(c2, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", "-q", c1.IP6().String()); err != nil {
+		t.Fatalf("ping -6 c2 → c1: %v\n%s", err, out)
+	}
+	if d := vxlanTx(t, e, "h2") - before; d < 5 {
+		t.Errorf("vxlan.tabby on h2 sent %d packets during 5 IPv6 echoes, want at least 5 (encapsulated)", d)
+	}
+}
+
+// vxlanTx is the number of packets vxlan.tabby on node has sent.
+func vxlanTx(t *testing.T, e *env, node string) uint64 {
+	t.Helper()
+	out, err := e.on(node, "ip", "-j", "-s", "link", "show", "dev", "vxlan.tabby")
+	var links []struct {
+		Stats struct {
+			TX struct {
+				Packets uint64 `json:"packets"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &links) != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link show vxlan.tabby on %s: %v\n%s", node, err, out)
+	}
+	return links[0].Stats.TX.Packets
 }
 
 // checkMTU: the container's MTU is its host uplink's minus overhead.
