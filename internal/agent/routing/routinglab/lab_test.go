@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,9 +161,15 @@ func birdConfig(st *lab.State) string {
 // test ends; it returns birdc's socket and BIRD's log.
 func (e *env) startBIRD(t *testing.T) (string, *strings.Builder) {
 	t.Helper()
+	return e.startBIRDWith(t, birdConfig(e.lab.State()))
+}
+
+// startBIRDWith runs BIRD 2 with config text in the lab's router.
+func (e *env) startBIRDWith(t *testing.T, text string) (string, *strings.Builder) {
+	t.Helper()
 	dir := t.TempDir()
 	conf, sock := filepath.Join(dir, "bird.conf"), filepath.Join(dir, "bird.ctl")
-	if err := os.WriteFile(conf, []byte(birdConfig(e.lab.State())), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bird := testenv.NeedTool(t, "bird")
@@ -312,6 +319,84 @@ func TestPrivilegedLabBIRDRacksDualStack(t *testing.T) {
 			t.Errorf("tabby node status on h1 lacks %q:\n%s", want, text)
 		}
 	}
+}
+
+// birdReflectorConfig makes BIRD in the router an iBGP route reflector
+// (the cluster's AS 64512) for every node, over IPv4 and IPv6 sessions,
+// with itself as next hop (it exports what it learns to its kernel, so it
+// forwards between the racks).
+func birdReflectorConfig(st *lab.State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\n", st.Router.Legs[0].IP.Addr())
+	b.WriteString("protocol device { scan time 10; }\n")
+	b.WriteString("protocol kernel { ipv4 { import none; export all; }; }\n")
+	b.WriteString("protocol kernel { ipv6 { import none; export all; }; }\n")
+	b.WriteString("template bgp rr4 { local as 64512; direct; rr client; graceful restart on; ipv4 { import all; export all; next hop self; }; }\n")
+	b.WriteString("template bgp rr6 { local as 64512; direct; rr client; graceful restart on; ipv6 { import all; export all; next hop self; }; }\n")
+	for _, n := range st.AgentNodes() {
+		fmt.Fprintf(&b, "protocol bgp %s from rr4 { neighbor %s as 64512; }\n", n.Name, n.IP.Addr())
+		fmt.Fprintf(&b, "protocol bgp %s_6 from rr6 { neighbor %s as 64512; }\n", n.Name, n.IP6.Addr())
+	}
+	return b.String()
+}
+
+// TestPrivilegedLabBIRDRouteReflectorDualStack: BIRD 2 in the router is
+// the route reflector of every node (iBGP, mesh off), over IPv4 and IPv6:
+// BIRD's IPv6 table holds each node's IPv6 block from the node, the nodes
+// learn the other rack's IPv6 block reflected (next hop the router), and
+// containers across racks reach each other by ping -6 and TCP over IPv6.
+func TestPrivilegedLabBIRDRouteReflectorDualStack(t *testing.T) {
+	e := up(t, lab.Config{Name: "rf", Nodes: 2, Racks: 2, IPFamily: lab.Dual})
+	st := e.lab.State()
+	sock, birdLog := e.startBIRDWith(t, birdReflectorConfig(st))
+	off := false
+	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}})
+	for r := 1; r <= st.NRacks; r++ {
+		sel := fmt.Sprintf("rack == 'r%d'", r)
+		for i, gw := range []netip.Addr{st.Racks[r-1].Gateway, st.Racks[r-1].Gateway6} {
+			e.apply(&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: fmt.Sprintf("rack%d-rr-%d", r, i)}, Spec: api.BGPPeerSpec{
+				NodeSelector: sel, PeerIP: gw.String(), ASNumber: 64512}})
+		}
+	}
+	for _, n := range st.AgentNodes() {
+		e.updateNode(n.Name, func(node *api.Node) {
+			if node.Labels == nil {
+				node.Labels = map[string]string{}
+			}
+			node.Labels["rack"] = fmt.Sprintf("r%d", n.Rack)
+		})
+	}
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2") // rack 1, rack 2
+	deadline := time.Now().Add(labWait)
+	for {
+		out, _ := exec.Command("birdc", "-s", sock, "show", "route", "table", "master6").CombinedOutput()
+		missing := ""
+		for _, c := range []*lab.Container{c1, c2} {
+			h := e.host(c.Node)
+			if !regexp.MustCompile(regexp.QuoteMeta(block6(c)) + `[^\n]*\n\s+via ` + regexp.QuoteMeta(h.IP6.Addr().String())).Match(out) {
+				missing += fmt.Sprintf(" %s via %s;", block6(c), h.IP6.Addr())
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			proto, _ := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
+			t.Fatalf("BIRD's IPv6 table lacks%s\n%s\n%s\nbird log:\n%s", missing, out, proto, birdLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	st1 := e.waitPeersUp("h1", 2) // the reflector, over IPv4 and over IPv6
+	for _, p := range st1.Peers {
+		if p.Address != st.Racks[0].Gateway.String() && p.Address != st.Racks[0].Gateway6.String() {
+			t.Errorf("h1 peers with %+v, want only the reflector's rack 1 addresses", p)
+		}
+	}
+	e.waitRoute("h1", true, block6(c2), "via "+st.Racks[0].Gateway6.String())
+	e.waitRoute("h2", true, block6(c1), "via "+st.Racks[1].Gateway6.String())
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	e.reach(c1, c2)
 }
 
 // TestPrivilegedLabVXLAN: VXLAN CrossSubnet across racks (direct within a
