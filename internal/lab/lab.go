@@ -383,12 +383,12 @@ func (l *Lab) createPool(ctx context.Context, cfg Config) error {
 		})
 	}
 	if HasIPv6(cfg.IPFamily) {
-		// IP-in-IP is IPv4 only; VXLAN of IPv6 is not implemented: the
-		// IPv6 pool is routed natively (BGP), whatever --encap says.
+		// IP-in-IP is IPv4 only: with --encap ipip… the IPv6 pool is
+		// routed natively (BGP); --encap vxlan… carries IPv6 over VXLAN too.
 		pools = append(pools, &api.IPPool{
 			TypeMeta:   api.TypeMeta{APIVersion: api.APIVersion, Kind: "IPPool"},
 			ObjectMeta: api.ObjectMeta{Name: Pool6Name},
-			Spec:       api.IPPoolSpec{CIDR: cfg.Pool6.String(), IPIPMode: api.EncapNever, VXLANMode: api.EncapNever},
+			Spec:       api.IPPoolSpec{CIDR: cfg.Pool6.String(), IPIPMode: api.EncapNever, VXLANMode: vxlan},
 		})
 	}
 	for _, pool := range pools {

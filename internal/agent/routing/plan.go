@@ -3,6 +3,7 @@ package routing
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -49,6 +50,11 @@ type Plan struct {
 	// address of that kind and which pools it may come from.
 	VXLANTunnel TunnelNeed
 	IPIPTunnel  TunnelNeed
+	// VXLANMAC says the host needs a VXLAN MAC even without an IPv4
+	// tunnel address: an IPv6 pool uses VXLAN (IPv6 rides the IPv4
+	// vxlan.tabby, next hop the peer's link-local address; see
+	// VXLANPeer.TunnelAddr6).
+	VXLANMAC bool
 	// Problems are conditions an operator should know about; the plan is
 	// still usable.
 	Problems []string
@@ -138,8 +144,25 @@ type VXLANDevice struct {
 type VXLANPeer struct {
 	Node       string
 	NodeIP     netip.Addr // outer destination (FDB entry)
-	TunnelAddr netip.Addr // inner next hop (neighbor entry)
+	TunnelAddr netip.Addr // inner IPv4 next hop (neighbor entry; invalid: none)
 	MAC        string
+	// TunnelAddr6 is the inner IPv6 next hop (IPv6 neighbor entry) when an
+	// IPv6 pool uses VXLAN: the link-local address of the peer's device,
+	// derived from its MAC (VXLANLinkLocal).
+	TunnelAddr6 netip.Addr
+}
+
+// VXLANLinkLocal is the IPv6 link-local address (modified EUI-64) of a
+// VXLAN device with MAC mac: what the kernel gives the device, and the
+// next hop of IPv6 routes to the blocks of the host that owns it. Invalid
+// when mac is not a 48-bit MAC.
+func VXLANLinkLocal(mac string) netip.Addr {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return netip.Addr{}
+	}
+	a := [16]byte{0: 0xfe, 1: 0x80, 8: hw[0] ^ 0x02, 9: hw[1], 10: hw[2], 11: 0xff, 12: 0xfe, 13: hw[3], 14: hw[4], 15: hw[5]}
+	return netip.AddrFrom16(a)
 }
 
 // IPIPDevice is the host's IP-in-IP device.
@@ -363,28 +386,41 @@ func (p *Plan) planTunnels(in *Input, self *nodeInfo) {
 	p.VXLANTunnel.Want = len(p.VXLANTunnel.Pools) > 0 && p.NodeIP.IsValid()
 	p.IPIPTunnel.Want = len(p.IPIPTunnel.Pools) > 0 && p.NodeIP.IsValid()
 
-	anyVXLAN, anyIPIP := false, false
+	anyVXLAN, anyVXLAN6, anyIPIP := false, false, false
 	for _, pl := range p.pools {
-		anyVXLAN = anyVXLAN || pl.vxlan != api.EncapNever
+		anyVXLAN = anyVXLAN || (pl.vxlan != api.EncapNever && pl.cidr.Addr().Is4())
+		// IPv6 pools need no tunnel address: every host that routes to
+		// them needs the device and a MAC, whichever nodes they select.
+		anyVXLAN6 = anyVXLAN6 || (pl.vxlan != api.EncapNever && !pl.disabled && pl.cidr.Addr().Is6())
 		anyIPIP = anyIPIP || pl.ipip != api.EncapNever
 	}
-	if anyVXLAN && p.NodeIP.IsValid() {
+	p.VXLANMAC = anyVXLAN6 && p.NodeIP.IsValid()
+	if (anyVXLAN || anyVXLAN6) && p.NodeIP.IsValid() {
 		switch {
-		case !self.vxlanAddr.IsValid() || self.vxlanMAC == "":
+		case self.vxlanMAC == "" || (!anyVXLAN6 && !self.vxlanAddr.IsValid()):
 			if p.VXLANTunnel.Want {
 				p.problem("node %s has no VXLAN tunnel address and MAC yet: VXLAN is not set up", self.name)
+			} else if anyVXLAN6 {
+				p.problem("node %s has no VXLAN MAC yet: VXLAN of IPv6 is not set up", self.name)
 			}
 		default:
+			if p.VXLANTunnel.Want && !self.vxlanAddr.IsValid() {
+				p.problem("node %s has no VXLAN tunnel address yet: VXLAN of IPv4 is not set up", self.name)
+			}
 			p.VXLAN = &VXLANDevice{
 				Name: VXLANDeviceName, VNI: orDefault(in.Felix.VXLANVNI, DefaultVXLANVNI),
 				Port: orDefault(in.Felix.VXLANPort, DefaultVXLANPort), LocalIP: p.NodeIP.Addr(),
 				Addr: self.vxlanAddr, MAC: self.vxlanMAC, MTU: in.Felix.VXLANMTU,
 			}
 			for _, n := range p.sortedNodes() {
-				if n.name == self.name || !n.ip4.IsValid() || !n.vxlanAddr.IsValid() || n.vxlanMAC == "" {
+				if n.name == self.name || !n.ip4.IsValid() || n.vxlanMAC == "" || (!anyVXLAN6 && !n.vxlanAddr.IsValid()) {
 					continue
 				}
-				p.VXLANPeers = append(p.VXLANPeers, VXLANPeer{Node: n.name, NodeIP: n.ip4.Addr(), TunnelAddr: n.vxlanAddr, MAC: n.vxlanMAC})
+				peer := VXLANPeer{Node: n.name, NodeIP: n.ip4.Addr(), TunnelAddr: n.vxlanAddr, MAC: n.vxlanMAC}
+				if anyVXLAN6 {
+					peer.TunnelAddr6 = VXLANLinkLocal(n.vxlanMAC)
+				}
+				p.VXLANPeers = append(p.VXLANPeers, peer)
 			}
 		}
 	}
@@ -423,10 +459,14 @@ func (p *Plan) planRoutes(self *nodeInfo) {
 			continue
 		}
 		pl := p.poolOf(pfx)
-		if pl == nil || pl.vxlan == api.EncapNever || !pfx.Addr().Is4() {
+		if pl == nil || pl.vxlan == api.EncapNever {
 			continue
 		}
-		if r, ok := p.vxlanRoute(pfx, pl, p.nodes[node], node); ok {
+		route := p.vxlanRoute
+		if pfx.Addr().Is6() {
+			route = p.vxlanRoute6
+		}
+		if r, ok := route(pfx, pl, p.nodes[node], node); ok {
 			p.Routes = append(p.Routes, r)
 		}
 	}
@@ -448,6 +488,35 @@ func (p *Plan) vxlanRoute(pfx netip.Prefix, pl *poolInfo, n *nodeInfo, name stri
 		return Route{}, false
 	}
 	return Route{Dst: pfx, Gateway: n.vxlanAddr, Dev: VXLANDeviceName, OnLink: true}, true
+}
+
+// vxlanRoute6 routes an IPv6 block (or borrowed address) of another host
+// in a VXLAN pool. The underlay is IPv4, as for IPv4 pools: across
+// subnets (or always) the route goes through vxlan.tabby to the peer's
+// link-local address, whose permanent neighbor entry gives the peer's MAC
+// and whose FDB entry the peer's IPv4 node address; CrossSubnet inside the
+// subnet routes natively via the peer's IPv6 node address.
+func (p *Plan) vxlanRoute6(pfx netip.Prefix, pl *poolInfo, n *nodeInfo, name string) (Route, bool) {
+	if n == nil || !n.ip4.IsValid() {
+		p.problem("%s is on node %s, which has no IPv4 address: not routed", pfx, name)
+		return Route{}, false
+	}
+	if pl.vxlan == api.EncapCrossSubnet && p.sameSubnet(n.ip4.Addr()) {
+		if !n.ip6.IsValid() {
+			p.problem("%s is on node %s in this subnet, which has no IPv6 address: not routed", pfx, name)
+			return Route{}, false
+		}
+		return Route{Dst: pfx, Gateway: n.ip6.Addr()}, true
+	}
+	if p.VXLAN == nil {
+		return Route{}, false // reported by planTunnels
+	}
+	gw := VXLANLinkLocal(n.vxlanMAC)
+	if !gw.IsValid() {
+		p.problem("%s is on node %s, which has no VXLAN MAC yet: not routed", pfx, name)
+		return Route{}, false
+	}
+	return Route{Dst: pfx, Gateway: gw, Dev: VXLANDeviceName}, true
 }
 
 // sameSubnet reports whether a is in this host's subnet.

@@ -112,13 +112,19 @@ func (pr Peer) render() string {
 func (k *KernelState) Render() string {
 	var b strings.Builder
 	if v := k.VXLAN; v != nil {
-		fmt.Fprintf(&b, "device %s vxlan id %d port %d local %s addr %s mac %s", v.Name, v.VNI, v.Port, v.LocalIP, v.Addr, v.MAC)
+		fmt.Fprintf(&b, "device %s vxlan id %d port %d local %s addr %s mac %s", v.Name, v.VNI, v.Port, v.LocalIP, addrOrNone(v.Addr), v.MAC)
 		if v.MTU != 0 {
 			fmt.Fprintf(&b, " mtu %d", v.MTU)
 		}
 		b.WriteString("\n")
 		for _, n := range k.VXLANPeers {
-			fmt.Fprintf(&b, "  fdb %s dst %s; neigh %s lladdr %s (node %s)\n", n.MAC, n.NodeIP, n.TunnelAddr, n.MAC, n.Node)
+			fmt.Fprintf(&b, "  fdb %s dst %s", n.MAC, n.NodeIP)
+			for _, a := range []netip.Addr{n.TunnelAddr, n.TunnelAddr6} {
+				if a.IsValid() {
+					fmt.Fprintf(&b, "; neigh %s lladdr %s", a, n.MAC)
+				}
+			}
+			fmt.Fprintf(&b, " (node %s)\n", n.Node)
 		}
 	}
 	if t := k.IPIP; t != nil {
@@ -140,4 +146,11 @@ func prefixOrNone(p netip.Prefix) string {
 		return "none"
 	}
 	return p.String()
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }

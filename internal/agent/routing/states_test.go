@@ -116,6 +116,19 @@ func states() []state {
 	}
 	vxBlocks := blocks("h1", "10.244.0.0/26", "h2", "10.244.0.64/26", "h3", "10.244.0.128/26", "h4", "10.244.0.192/26")
 
+	vx6Nodes := []*api.Node{
+		node("h1", "10.101.1.11/24", rack1, ipv6("fd00:101::11/64"), vxlanTunnel("10.244.0.1", "66:0a:f4:00:01:01")),
+		node("h2", "10.101.1.12/24", rack1, ipv6("fd00:101::12/64"), vxlanTunnel("10.244.0.65", "66:0a:f4:00:41:01")),
+		node("h3", "10.102.1.11/24", rack2, ipv6("fd00:102::11/64"), vxlanTunnel("10.244.0.129", "66:0a:f4:00:81:01")),
+		node("h4", "10.102.1.12/24", rack2, ipv6("fd00:102::12/64")),
+	}
+	vx6MACOnly := []*api.Node{
+		node("h1", "10.101.1.11/24", rack1, ipv6("fd00:101::11/64"), vxlanTunnel("", "66:0a:f4:00:01:01")),
+		node("h2", "10.101.1.12/24", rack1, ipv6("fd00:101::12/64"), vxlanTunnel("", "66:0a:f4:00:41:01")),
+		node("h3", "10.102.1.11/24", rack2, ipv6("fd00:102::11/64"), vxlanTunnel("", "66:0a:f4:00:81:01")),
+	}
+	vx6Blocks := append(blocks("h1", "fd00:244::/122", "h2", "fd00:244::40/122", "h3", "fd00:244::80/122", "h4", "fd00:244::c0/122"), vxBlocks...)
+
 	ipNodes := []*api.Node{
 		node("h1", "10.101.1.11/24", rack1, ipipTunnel("10.244.0.1")),
 		node("h2", "10.101.1.12/24", rack1, ipipTunnel("10.244.0.65")),
@@ -169,6 +182,15 @@ func states() []state {
 			Pools:  []*api.IPPool{pool("v4", "10.244.0.0/16", "", ""), pool("v6", "fd00:244::/48", "", "")},
 			Blocks: blocks("h1", "10.244.0.0/26", "h1", "fd00:244::/122", "h2", "fd00:244::40/122"),
 			Peers:  []*api.BGPPeer{peer("v6-router", api.BGPPeerSpec{PeerIP: "[fd00:101::1]:179", ASNumber: 65000})}}},
+		// IPv6 over vxlan.tabby (IPv4 underlay): across racks via the
+		// peer's link-local address, in the rack via its IPv6 address; h4
+		// has no MAC yet.
+		{"vxlan-dual-crosssubnet", routing.Input{Node: "h1", Nodes: vx6Nodes, Blocks: vx6Blocks,
+			Pools: []*api.IPPool{pool("v4", "10.244.0.0/16", "Never", "CrossSubnet"), pool("v6", "fd00:244::/48", "Never", "CrossSubnet")}}},
+		// Only the IPv6 pool uses VXLAN: the device has no IPv4 address,
+		// the peers only IPv6 neighbors, the IPv4 pool is routed over BGP.
+		{"vxlan-ipv6-only", routing.Input{Node: "h1", Nodes: vx6MACOnly, Blocks: vx6Blocks,
+			Pools: []*api.IPPool{pool("v4", "10.244.0.0/16", "Never", "Never"), pool("v6", "fd00:244::/48", "Never", "Always")}}},
 		{"bfd", routing.Input{Node: "h1", Nodes: threeNodes, Pools: plainPool, Blocks: threeBlocks,
 			BGPConfig: api.BGPConfigurationSpec{NodeMeshBFD: &api.BFD{Enabled: true, MinRxMs: int64p(100), MinTxMs: int64p(100)}},
 			Peers: []*api.BGPPeer{

@@ -1,6 +1,7 @@
 package policytest
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -41,11 +42,17 @@ func (g *Random) labels() map[string]string {
 func (g *Random) addrs() []string {
 	g.next++
 	n := g.next
-	a := []string{netip.AddrFrom4([4]byte{10, 65, byte(n >> 8), byte(n)}).String() + "/32"}
-	if g.r.IntN(4) == 0 {
-		a = append(a, fmt.Sprintf("fd00:65::%x/128", n))
+	v4 := netip.AddrFrom4([4]byte{10, 65, byte(n >> 8), byte(n)}).String() + "/32"
+	v6 := fmt.Sprintf("fd00:65::%x/128", n)
+	// Dual-stack endpoints (as a dual-stack cluster's every workload) are
+	// as common as IPv4-only ones; a few are IPv6-only.
+	switch g.r.IntN(8) {
+	case 0, 1, 2:
+		return []string{v4, v6}
+	case 3:
+		return []string{v6}
 	}
-	return a
+	return []string{v4}
 }
 
 func (g *Random) endpoint(local bool) *api.WorkloadEndpoint {
@@ -76,9 +83,9 @@ func (g *Random) entity() api.EntityRule {
 	case 1:
 		e.NotSelector = pick(g.r, randSelectors...)
 	case 2:
-		e.Nets = []string{pick(g.r, "192.0.2.0/24", "10.65.0.0/24", "2001:db8::/32")}
+		e.Nets = []string{pick(g.r, "192.0.2.0/24", "10.65.0.0/24", "2001:db8::/32", "fd00:65::/64")}
 		if g.r.IntN(2) == 0 {
-			e.Nets = append(e.Nets, "198.51.100.0/24")
+			e.Nets = append(e.Nets, pick(g.r, "198.51.100.0/24", "fd00:65::10/124"))
 		}
 	case 3:
 		e.NotNets = []string{pick(g.r, "10.0.0.0/8", "fd00::/8")}
@@ -106,21 +113,84 @@ func (g *Random) rule() api.Rule {
 			r.Destination.Ports = Ports(ports...)
 		}
 	case 1:
-		r.Protocol = Proto("ICMP")
+		// ICMP or ICMPv6, with types of its family (echo request and
+		// reply, unreachable, neighbour solicitation), sometimes a code or
+		// a negated type, sometimes with the rule's ipVersion spelt out.
+		v := pick(g.r, 4, 6)
+		r.Protocol = Proto(map[int]string{4: "ICMP", 6: "ICMPv6"}[v])
+		types := map[int][]int{4: {8, 0, 3}, 6: {128, 129, 1, 135}}[v]
+		switch g.r.IntN(4) {
+		case 0:
+			r.ICMP = &api.ICMPFields{Type: Ptr(pick(g.r, types...))}
+		case 1:
+			r.ICMP = &api.ICMPFields{Type: Ptr(pick(g.r, types...)), Code: Ptr(pick(g.r, 0, 1))}
+		case 2:
+			r.NotICMP = &api.ICMPFields{Type: Ptr(pick(g.r, types...))}
+		}
 		if g.r.IntN(2) == 0 {
-			r.ICMP = &api.ICMPFields{Type: Ptr(8)}
+			r.IPVersion = Ptr(v)
 		}
 	case 2:
 		r.IPVersion = Ptr(pick(g.r, 4, 6))
 	}
 	if g.r.IntN(2) == 0 {
 		r.Source = g.entity()
-		if r.IPVersion != nil || r.Protocol != nil && *r.Protocol == "ICMP" {
-			// Keep nets compatible with a fixed IP version.
-			r.Source.Nets, r.Source.NotNets = nil, nil
-		}
+		g.fitNets(&r, &r.Source)
+	}
+	if g.r.IntN(4) == 0 {
+		r.Destination.Selector, r.Destination.NotSelector = "", ""
+		e := g.entity()
+		r.Destination.Nets, r.Destination.NotNets = e.Nets, e.NotNets
+		g.fitNets(&r, &r.Destination)
 	}
 	return r
+}
+
+// fitNets keeps a rule's nets of one IP version, the rule's: a rule with
+// a fixed version (ipVersion, ICMP or ICMPv6) gets nets of that version
+// (IPv6 ones for 6); one without takes the family of the other side's
+// nets, else of e's first net.
+func (g *Random) fitNets(r *api.Rule, e *api.EntityRule) {
+	family := func(nets []string) int {
+		for _, n := range nets {
+			if p, err := netip.ParsePrefix(n); err == nil {
+				return map[bool]int{true: 4, false: 6}[p.Addr().Is4()]
+			}
+		}
+		return 0
+	}
+	other := &r.Destination
+	if e == &r.Destination {
+		other = &r.Source
+	}
+	var v int
+	switch {
+	case r.IPVersion != nil:
+		v = *r.IPVersion
+	case r.Protocol != nil && *r.Protocol == "ICMP":
+		v = 4
+	case r.Protocol != nil && *r.Protocol == "ICMPv6":
+		v = 6
+	default:
+		v = cmp.Or(family(slices.Concat(other.Nets, other.NotNets)), family(slices.Concat(e.Nets, e.NotNets)))
+	}
+	if v == 0 {
+		return
+	}
+	nets := map[int][]string{4: {"192.0.2.0/24", "10.65.0.0/24", "198.51.100.0/24"}, 6: {"2001:db8::/32", "fd00:65::/64", "fd00:65::10/124"}}[v]
+	fit := func(in []string) []string {
+		var out []string
+		for _, n := range in {
+			if family([]string{n}) == v {
+				out = append(out, n)
+			}
+		}
+		if len(in) > 0 && len(out) == 0 {
+			out = []string{pick(g.r, nets...)}
+		}
+		return out
+	}
+	e.Nets, e.NotNets = fit(e.Nets), fit(e.NotNets)
 }
 
 func (g *Random) rules() []api.Rule {
@@ -230,7 +300,8 @@ func (g *Random) Mutate(s *policy.State) string {
 	case 10:
 		g.next++
 		s.GlobalNetworkSets = append(s.GlobalNetworkSets, GNS(fmt.Sprintf("gns-%d", g.next), map[string]string{"trusted": ""},
-			pick(g.r, "172.16.0.0/12", "10.65.0.0/24", "2001:db8:1::/48"), fmt.Sprintf("198.18.%d.0/24", g.r.IntN(256))))
+			pick(g.r, "172.16.0.0/12", "10.65.0.0/24", "2001:db8:1::/48", "fd00:65::/64"), fmt.Sprintf("198.18.%d.0/24", g.r.IntN(256)),
+			fmt.Sprintf("2001:db8:18:%x::/64", g.r.IntN(256))))
 		return "add a global network set"
 	case 11:
 		if len(s.GlobalNetworkSets) > 0 {
@@ -239,12 +310,13 @@ func (g *Random) Mutate(s *policy.State) string {
 			return "remove a global network set"
 		}
 	case 12:
-		s.Pools[0].Spec.NATOutgoing = !s.Pools[0].Spec.NATOutgoing
+		pl := s.Pools[g.r.IntN(len(s.Pools))]
+		pl.Spec.NATOutgoing = !pl.Spec.NATOutgoing
 		s.Felix.DefaultEndpointToHostAction = pick(g.r, "", "Accept", "Return")
 		return "toggle natOutgoing and the endpoint-to-host action"
 	case 13:
 		if len(s.HostEndpoints) == 0 {
-			s.HostEndpoints = append(s.HostEndpoints, HEP(Node, "hep-eth0", "eth0", map[string]string{"trusted": ""}, "192.0.2.10"))
+			s.HostEndpoints = append(s.HostEndpoints, HEP(Node, "hep-eth0", "eth0", map[string]string{"trusted": ""}, "192.0.2.10", "2001:db8::10"))
 			return "add a host endpoint"
 		}
 		s.HostEndpoints = nil

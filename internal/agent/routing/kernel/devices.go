@@ -177,15 +177,17 @@ func (d *Driver) syncTunnelAddr(l netlink.Link, addr netip.Addr, rep *Report) er
 	return nil
 }
 
-// syncVXLANPeers keeps one permanent neighbor (tunnel address → MAC) and
-// one FDB entry (MAC → node address) per remote host, and nothing else.
+// syncVXLANPeers keeps one permanent neighbor (tunnel address → MAC), one
+// IPv6 neighbor (link-local tunnel address → MAC) when IPv6 uses VXLAN,
+// and one FDB entry (MAC → node address) per remote host, and nothing
+// else (the kernel's own multicast IPv6 entries are left alone).
 func (d *Driver) syncVXLANPeers(l netlink.Link, peers []routing.VXLANPeer, rep *Report) error {
 	idx := l.Attrs().Index
 	type entry struct {
 		ip  netip.Addr
 		mac string
 	}
-	wantARP, wantFDB := map[entry]bool{}, map[entry]bool{}
+	wantARP, wantND, wantFDB := map[entry]bool{}, map[entry]bool{}, map[entry]bool{}
 	var errs []error
 	for _, p := range peers {
 		mac, err := net.ParseMAC(p.MAC)
@@ -193,14 +195,19 @@ func (d *Driver) syncVXLANPeers(l netlink.Link, peers []routing.VXLANPeer, rep *
 			errs = append(errs, fmt.Errorf("VXLAN peer %s: MAC %q: %w", p.Node, p.MAC, err))
 			continue
 		}
-		wantARP[entry{p.TunnelAddr, mac.String()}] = true
+		if p.TunnelAddr.IsValid() {
+			wantARP[entry{p.TunnelAddr, mac.String()}] = true
+		}
+		if p.TunnelAddr6.IsValid() {
+			wantND[entry{p.TunnelAddr6, mac.String()}] = true
+		}
 		wantFDB[entry{p.NodeIP, mac.String()}] = true
 	}
 	for _, kind := range []struct {
 		fam  int
 		want map[entry]bool
 		name string
-	}{{unix.AF_INET, wantARP, "neighbor"}, {unix.AF_BRIDGE, wantFDB, "fdb entry"}} {
+	}{{unix.AF_INET, wantARP, "neighbor"}, {unix.AF_INET6, wantND, "neighbor"}, {unix.AF_BRIDGE, wantFDB, "fdb entry"}} {
 		cur, err := netlinkdump.Retry(func() ([]netlink.Neigh, error) { return d.h.NeighList(idx, kind.fam) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list %ss of %s: %w", kind.name, l.Attrs().Name, err))
@@ -218,6 +225,9 @@ func (d *Driver) syncVXLANPeers(l netlink.Link, peers []routing.VXLANPeer, rep *
 			}
 			if kind.fam == unix.AF_BRIDGE && !e.ip.IsValid() {
 				continue // the kernel's own entries (e.g. the device address)
+			}
+			if kind.fam == unix.AF_INET6 && (e.ip.IsMulticast() || n.State&netlink.NUD_NOARP != 0) {
+				continue // the kernel's multicast entries (ff02::…, NOARP)
 			}
 			n := n
 			if err := d.h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {

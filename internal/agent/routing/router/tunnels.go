@@ -35,7 +35,8 @@ func fieldsOf(n *api.Node) tunnelFields {
 
 // ensureTunnels gives this node the tunnel addresses the plan needs (from
 // the plan's pools, through IPAM with handle vxlan-tunnel-addr-<node> or
-// ipip-tunnel-addr-<node>) and a VXLAN MAC, and releases those it no
+// ipip-tunnel-addr-<node>) and a VXLAN MAC (also without an IPv4 address
+// when an IPv6 pool uses VXLAN), and releases those it no
 // longer needs. The Node is written with compare-and-swap; the change comes
 // back through the agent's next Update.
 func (r *Router) ensureTunnels(ctx context.Context, in *routing.Input, p *routing.Plan) error {
@@ -58,7 +59,7 @@ func (r *Router) ensureTunnels(ctx context.Context, in *routing.Input, p *routin
 		want.vxlanAddr = vx
 	}
 	newMAC := false
-	if want.vxlanAddr == "" {
+	if want.vxlanAddr == "" && !p.VXLANMAC {
 		want.vxlanMAC = ""
 	} else if _, err := net.ParseMAC(want.vxlanMAC); err != nil {
 		want.vxlanMAC, newMAC = randomMAC(), true

@@ -2,7 +2,9 @@ package routinglab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,9 +161,15 @@ func birdConfig(st *lab.State) string {
 // test ends; it returns birdc's socket and BIRD's log.
 func (e *env) startBIRD(t *testing.T) (string, *strings.Builder) {
 	t.Helper()
+	return e.startBIRDWith(t, birdConfig(e.lab.State()))
+}
+
+// startBIRDWith runs BIRD 2 with config text in the lab's router.
+func (e *env) startBIRDWith(t *testing.T, text string) (string, *strings.Builder) {
+	t.Helper()
 	dir := t.TempDir()
 	conf, sock := filepath.Join(dir, "bird.conf"), filepath.Join(dir, "bird.ctl")
-	if err := os.WriteFile(conf, []byte(birdConfig(e.lab.State())), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bird := testenv.NeedTool(t, "bird")
@@ -313,6 +321,84 @@ func TestPrivilegedLabBIRDRacksDualStack(t *testing.T) {
 	}
 }
 
+// birdReflectorConfig makes BIRD in the router an iBGP route reflector
+// (the cluster's AS 64512) for every node, over IPv4 and IPv6 sessions,
+// with itself as next hop (it exports what it learns to its kernel, so it
+// forwards between the racks).
+func birdReflectorConfig(st *lab.State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\n", st.Router.Legs[0].IP.Addr())
+	b.WriteString("protocol device { scan time 10; }\n")
+	b.WriteString("protocol kernel { ipv4 { import none; export all; }; }\n")
+	b.WriteString("protocol kernel { ipv6 { import none; export all; }; }\n")
+	b.WriteString("template bgp rr4 { local as 64512; direct; rr client; graceful restart on; ipv4 { import all; export all; next hop self; }; }\n")
+	b.WriteString("template bgp rr6 { local as 64512; direct; rr client; graceful restart on; ipv6 { import all; export all; next hop self; }; }\n")
+	for _, n := range st.AgentNodes() {
+		fmt.Fprintf(&b, "protocol bgp %s from rr4 { neighbor %s as 64512; }\n", n.Name, n.IP.Addr())
+		fmt.Fprintf(&b, "protocol bgp %s_6 from rr6 { neighbor %s as 64512; }\n", n.Name, n.IP6.Addr())
+	}
+	return b.String()
+}
+
+// TestPrivilegedLabBIRDRouteReflectorDualStack: BIRD 2 in the router is
+// the route reflector of every node (iBGP, mesh off), over IPv4 and IPv6:
+// BIRD's IPv6 table holds each node's IPv6 block from the node, the nodes
+// learn the other rack's IPv6 block reflected (next hop the router), and
+// containers across racks reach each other by ping -6 and TCP over IPv6.
+func TestPrivilegedLabBIRDRouteReflectorDualStack(t *testing.T) {
+	e := up(t, lab.Config{Name: "rf", Nodes: 2, Racks: 2, IPFamily: lab.Dual})
+	st := e.lab.State()
+	sock, birdLog := e.startBIRDWith(t, birdReflectorConfig(st))
+	off := false
+	e.apply(&api.BGPConfiguration{ObjectMeta: api.ObjectMeta{Name: "default"}, Spec: api.BGPConfigurationSpec{NodeToNodeMeshEnabled: &off}})
+	for r := 1; r <= st.NRacks; r++ {
+		sel := fmt.Sprintf("rack == 'r%d'", r)
+		for i, gw := range []netip.Addr{st.Racks[r-1].Gateway, st.Racks[r-1].Gateway6} {
+			e.apply(&api.BGPPeer{ObjectMeta: api.ObjectMeta{Name: fmt.Sprintf("rack%d-rr-%d", r, i)}, Spec: api.BGPPeerSpec{
+				NodeSelector: sel, PeerIP: gw.String(), ASNumber: 64512}})
+		}
+	}
+	for _, n := range st.AgentNodes() {
+		e.updateNode(n.Name, func(node *api.Node) {
+			if node.Labels == nil {
+				node.Labels = map[string]string{}
+			}
+			node.Labels["rack"] = fmt.Sprintf("r%d", n.Rack)
+		})
+	}
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2") // rack 1, rack 2
+	deadline := time.Now().Add(labWait)
+	for {
+		out, _ := exec.Command("birdc", "-s", sock, "show", "route", "table", "master6").CombinedOutput()
+		missing := ""
+		for _, c := range []*lab.Container{c1, c2} {
+			h := e.host(c.Node)
+			if !regexp.MustCompile(regexp.QuoteMeta(block6(c)) + `[^\n]*\n\s+via ` + regexp.QuoteMeta(h.IP6.Addr().String())).Match(out) {
+				missing += fmt.Sprintf(" %s via %s;", block6(c), h.IP6.Addr())
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			proto, _ := exec.Command("birdc", "-s", sock, "show", "protocols").CombinedOutput()
+			t.Fatalf("BIRD's IPv6 table lacks%s\n%s\n%s\nbird log:\n%s", missing, out, proto, birdLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	st1 := e.waitPeersUp("h1", 2) // the reflector, over IPv4 and over IPv6
+	for _, p := range st1.Peers {
+		if p.Address != st.Racks[0].Gateway.String() && p.Address != st.Racks[0].Gateway6.String() {
+			t.Errorf("h1 peers with %+v, want only the reflector's rack 1 addresses", p)
+		}
+	}
+	e.waitRoute("h1", true, block6(c2), "via "+st.Racks[0].Gateway6.String())
+	e.waitRoute("h2", true, block6(c1), "via "+st.Racks[1].Gateway6.String())
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	e.reach(c1, c2)
+}
+
 // TestPrivilegedLabVXLAN: VXLAN CrossSubnet across racks (direct within a
 // rack), and VXLAN Always; the containers' MTU leaves room for the header.
 func TestPrivilegedLabVXLAN(t *testing.T) {
@@ -338,6 +424,88 @@ func TestPrivilegedLabVXLAN(t *testing.T) {
 		e.reach(c2, c1)
 		checkMTU(t, e, c1, 50)
 	})
+}
+
+// TestPrivilegedLabVXLANDualStack: in a dual-stack lab with both pools in
+// vxlanMode CrossSubnet, IPv6 rides vxlan.tabby across racks (the router
+// between racks knows no block, so nothing else could carry it): the host's
+// IPv6 route to the other rack's block goes through vxlan.tabby via the
+// peer's link-local address, whose permanent neighbor entry is there, and
+// the device counts the packets of a ping -6; within a rack IPv6 is routed
+// natively via the peer's IPv6 address. ping -6 and TCP work both ways.
+func TestPrivilegedLabVXLANDualStack(t *testing.T) {
+	e := up(t, lab.Config{Name: "r6", Nodes: 3, Racks: 2, IPFamily: lab.Dual, Encap: "vxlan-crosssubnet"})
+	c1, c2, c3 := e.run("c1", "h1"), e.run("c2", "h2"), e.run("c3", "h3")
+	h1, h2, h3 := e.host("h1"), e.host("h2"), e.host("h3")
+	if h3.Rack != h1.Rack || h2.Rack == h1.Rack {
+		t.Fatalf("racks: h1 %d, h2 %d, h3 %d; want h1 and h3 together", h1.Rack, h2.Rack, h3.Rack)
+	}
+	for _, c := range []*lab.Container{c1, c2, c3} {
+		if !c.IP6().IsValid() {
+			t.Fatalf("%s: got addresses %v, want an IPv6 one too", c.Name, c.IPs)
+		}
+	}
+	e.waitRoute("h1", true, block6(c3), "via "+h3.IP6.Addr().String())
+	e.waitRoute("h1", true, block6(c2), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h2", true, block6(c1), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h1", true, block(c2), "dev vxlan.tabby", "onlink")
+	neigh, err := e.on("h1", "ip", "-6", "neigh", "show", "dev", "vxlan.tabby")
+	if err != nil || !regexp.MustCompile(`fe80::\S+ lladdr \S+ PERMANENT`).MatchString(neigh) {
+		t.Errorf("IPv6 neighbors of vxlan.tabby on h1: got %q (%v), want the peer's link-local address, permanent", neigh, err)
+	}
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	e.reach6(c1, c3)
+	e.reach6(c3, c2)
+	e.reach(c1, c2)
+	before := vxlanTx(t, e, "h1")
+	if out, err := e.in(c1, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", "-q", c2.IP6().String()); err != nil {
+		t.Fatalf("ping -6 c1 → c2: %v\n%s", err, out)
+	}
+	if d := vxlanTx(t, e, "h1") - before; d < 5 {
+		t.Errorf("vxlan.tabby on h1 sent %d packets during 5 IPv6 echoes across racks, want at least 5 (encapsulated)", d)
+	}
+	checkMTU(t, e, c1, 50)
+}
+
+// TestPrivilegedLabVXLANIPv6Only: an ipv6 lab (no IPv4 pool, so no IPv4
+// tunnel address) with the IPv6 pool in vxlanMode Always across racks: the
+// nodes get a VXLAN MAC only, vxlan.tabby has no IPv4 address, and IPv6
+// crosses the racks through it.
+func TestPrivilegedLabVXLANIPv6Only(t *testing.T) {
+	e := up(t, lab.Config{Name: "r7", Nodes: 2, Racks: 2, IPFamily: lab.IPv6, Encap: "vxlan"})
+	c1, c2 := e.run("c1", "h1"), e.run("c2", "h2")
+	e.waitRoute("h1", true, block6(c2), "via fe80::", "dev vxlan.tabby")
+	e.waitRoute("h2", true, block6(c1), "via fe80::", "dev vxlan.tabby")
+	if out, err := e.on("h1", "ip", "-4", "addr", "show", "dev", "vxlan.tabby"); err != nil || strings.Contains(out, "inet ") {
+		t.Errorf("vxlan.tabby on h1: got IPv4 addresses %q (%v), want none (no IPv4 pool)", out, err)
+	}
+	e.reach6(c1, c2)
+	e.reach6(c2, c1)
+	before := vxlanTx(t, e, "h2")
+	if out, err := e.in(c2, "ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", "-q", c1.IP6().String()); err != nil {
+		t.Fatalf("ping -6 c2 → c1: %v\n%s", err, out)
+	}
+	if d := vxlanTx(t, e, "h2") - before; d < 5 {
+		t.Errorf("vxlan.tabby on h2 sent %d packets during 5 IPv6 echoes, want at least 5 (encapsulated)", d)
+	}
+}
+
+// vxlanTx is the number of packets vxlan.tabby on node has sent.
+func vxlanTx(t *testing.T, e *env, node string) uint64 {
+	t.Helper()
+	out, err := e.on(node, "ip", "-j", "-s", "link", "show", "dev", "vxlan.tabby")
+	var links []struct {
+		Stats struct {
+			TX struct {
+				Packets uint64 `json:"packets"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &links) != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link show vxlan.tabby on %s: %v\n%s", node, err, out)
+	}
+	return links[0].Stats.TX.Packets
 }
 
 // checkMTU: the container's MTU is its host uplink's minus overhead.

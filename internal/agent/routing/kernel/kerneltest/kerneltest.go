@@ -200,13 +200,15 @@ func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 // RunContract checks a driver against the rules every driver follows.
 func RunContract(t *testing.T, newHarness func(t *testing.T) Harness) {
 	vx := &routing.VXLANDevice{Name: routing.VXLANDeviceName, VNI: 4096, Port: 4789, LocalIP: UplinkAddr.Addr(), Addr: addr("10.244.0.1"), MAC: "66:0a:f4:00:00:01"}
-	peers := []routing.VXLANPeer{{Node: "h2", NodeIP: addr("192.0.2.20"), TunnelAddr: addr("10.244.0.65"), MAC: "66:0a:f4:00:00:02"}}
+	peers := []routing.VXLANPeer{{Node: "h2", NodeIP: addr("192.0.2.20"), TunnelAddr: addr("10.244.0.65"), MAC: "66:0a:f4:00:00:02",
+		TunnelAddr6: routing.VXLANLinkLocal("66:0a:f4:00:00:02")}}
 	full := &routing.KernelState{VXLAN: vx, VXLANPeers: peers, Routes: []routing.Route{
 		{Dst: pfx("10.244.0.0/26"), Type: routing.RouteBlackhole},
 		{Dst: pfx("10.244.0.64/26"), Gateway: addr("10.244.0.65"), Dev: routing.VXLANDeviceName, OnLink: true},
 		{Dst: pfx("10.244.1.0/26"), Gateway: addr("192.0.2.20")},
 		{Dst: pfx("10.244.2.0/26"), Gateway: addr("192.0.2.30"), Dev: Uplink},
 		{Dst: pfx("fd00:244::/122"), Type: routing.RouteBlackhole},
+		{Dst: pfx("fd00:244::40/122"), Gateway: addr("fe80::640a:f4ff:fe00:2"), Dev: routing.VXLANDeviceName},
 	}}
 
 	tests := []struct {
