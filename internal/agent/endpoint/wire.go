@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/netns"
@@ -204,6 +207,12 @@ func (w *Wirer) add(ctx context.Context, cfg Config) (res Result, err error) {
 	if err := w.step(stepRoutes); err != nil {
 		return Result{}, err
 	}
+	// Until the kernel's linkwatch has seen the carrier come up, a new
+	// interface transmits through the no-op qdisc, which drops: a
+	// container's first SYN, sent the moment ADD returns, was lost on a
+	// loaded host and retried a second later. Wait for both ends to be
+	// operationally up (microseconds on an idle host).
+	cont = waitOperUp(ctx, w.log, h, cont.Attrs().Index, cfg.HostIfName, host.Attrs().Index, nsFile, cont)
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
@@ -405,4 +414,36 @@ func (w *Wirer) deleteHostIf(name string, vethOnly bool) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// operUpWait bounds waitOperUp: past it, ADD goes on (the interfaces come
+// up on their own; only the first packets would be lost).
+const operUpWait = 2 * time.Second
+
+// waitOperUp waits until the host end (in h's namespace) and the
+// container end (in ns) are operationally up, and returns the container
+// link as last read.
+func waitOperUp(ctx context.Context, log *slog.Logger, h *netlink.Handle, contIndex int, hostName string, hostIndex int, ns *os.File, cont netlink.Link) netlink.Link {
+	ch, err := netlink.NewHandleAt(vnetns.NsHandle(int(ns.Fd())))
+	if err != nil {
+		log.Warn("cannot watch the container interface come up", "host_if", hostName, "error", err)
+		return cont
+	}
+	defer ch.Close()
+	deadline := time.Now().Add(operUpWait)
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
+		hl, herr := h.LinkByIndex(hostIndex)
+		cl, cerr := ch.LinkByIndex(contIndex)
+		if herr == nil && cerr == nil {
+			cont = cl
+			if hl.Attrs().OperState == netlink.OperUp && cl.Attrs().OperState == netlink.OperUp {
+				return cont
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			log.Warn("interfaces not operationally up yet; the container's first packets may be lost", "host_if", hostName, "wait", operUpWait)
+			return cont
+		}
+		time.Sleep(delay)
+	}
 }
