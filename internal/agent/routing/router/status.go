@@ -124,7 +124,10 @@ func (r *Router) recordPass(p *routing.Plan, ks *routing.KernelState, rep kernel
 		st.Routes = append(st.Routes, rt.String())
 	}
 	if v := ks.VXLAN; v != nil {
-		st.VXLAN = v.Name + " " + v.Addr.String() + " " + v.MAC
+		st.VXLAN = v.Name + " " + v.MAC
+		if v.Addr.IsValid() { // none when only IPv6 pools use VXLAN
+			st.VXLAN = v.Name + " " + v.Addr.String() + " " + v.MAC
+		}
 	}
 	if t := ks.IPIP; t != nil {
 		st.IPIP = t.Name + " " + t.Addr.String()

@@ -480,6 +480,11 @@ func TestPrivilegedLabVXLANIPv6Only(t *testing.T) {
 	if out, err := e.on("h1", "ip", "-4", "addr", "show", "dev", "vxlan.tabby"); err != nil || strings.Contains(out, "inet ") {
 		t.Errorf("vxlan.tabby on h1: got IPv4 addresses %q (%v), want none (no IPv4 pool)", out, err)
 	}
+	if st, err := e.status("h1"); err != nil {
+		t.Error(err)
+	} else if !strings.HasPrefix(st.VXLAN, "vxlan.tabby ") || strings.Contains(st.VXLAN, "invalid") {
+		t.Errorf("tabby node status on h1: vxlan %q, want the device and its MAC (no IPv4 address)", st.VXLAN)
+	}
 	e.reach6(c1, c2)
 	e.reach6(c2, c1)
 	before := vxlanTx(t, e, "h2")
