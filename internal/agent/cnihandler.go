@@ -142,7 +142,11 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 			a.log.Error("undo ADD: remove veth failed", "interface", hostIf, "error", derr)
 		}
 	})
-	w.Spec.MAC = wres.ContainerMAC
+	// A new object, not an edit: the pending one is read by the dataplane
+	// loop meanwhile, and policy's entity cache keys on the object.
+	wired := *w
+	wired.Spec.MAC = wres.ContainerMAC
+	w = &wired
 
 	// 5. The WorkloadEndpoint.
 	tStore := time.Now()

@@ -77,6 +77,7 @@ type compiler struct {
 	sources      map[string]setSource // selector and named-port sets: what their elements come from
 	memberCache  map[string][]*entity
 	labelIndex   map[string]map[string][]*entity // label key → value → entities (see labelled)
+	entCache     *entityCache                    // nil: build every entity
 	chains       map[string]*Chain
 	maps         map[string]*Map
 	warnings     []string
@@ -107,6 +108,11 @@ func Compile(s *State) (*Ruleset, error) {
 // compileState is Compile, also returning the compiler, whose entities,
 // profiles and set sources the incremental Engine indexes.
 func compileState(s *State) (*Ruleset, *compiler, error) {
+	return compileCached(s, nil)
+}
+
+// compileCached is compileState reusing (and refilling) an entity cache.
+func compileCached(s *State, ec *entityCache) (*Ruleset, *compiler, error) {
 	if s == nil {
 		return nil, nil, fmt.Errorf("compile policy: no state")
 	}
@@ -123,6 +129,10 @@ func compileState(s *State) (*Ruleset, *compiler, error) {
 		profRules:   map[string]*[2][]*parsedRule{},
 		chains:      map[string]*Chain{},
 		maps:        map[string]*Map{},
+		entCache:    ec,
+	}
+	if ec != nil {
+		ec.start(s)
 	}
 	if err := c.compile(); err != nil {
 		return nil, nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)

@@ -277,8 +277,52 @@ func (c *compiler) loadEntities() error {
 	return nil
 }
 
+// entityCache carries the entities of one full compile to the next (the
+// incremental Engine keeps it): an object the datastore has not replaced
+// (the same pointer) whose profiles and namespaces are unchanged gives the
+// same entity, and the same warnings. Most of a full compile of a large
+// cluster was building entities for endpoints that had not changed.
+type entityCache struct {
+	profiles   []*api.Profile
+	namespaces []*api.Namespace
+	prev, next map[*api.WorkloadEndpoint]cachedEntity
+}
+
+type cachedEntity struct {
+	ent      *entity
+	warnings []string
+}
+
+// start readies the cache for a compile of s: entities built with other
+// profiles or namespaces are dropped.
+func (ec *entityCache) start(s *State) {
+	if !slices.Equal(ec.profiles, s.Profiles) || !slices.Equal(ec.namespaces, s.Namespaces) {
+		ec.prev = nil
+	} else if ec.next != nil {
+		ec.prev = ec.next
+	}
+	ec.profiles, ec.namespaces = slices.Clone(s.Profiles), slices.Clone(s.Namespaces)
+	ec.next = make(map[*api.WorkloadEndpoint]cachedEntity, len(s.Endpoints))
+}
+
 // workloadEntity is what selectors see of a workload endpoint.
 func (c *compiler) workloadEntity(w *api.WorkloadEndpoint) *entity {
+	ec := c.entCache
+	if ec == nil {
+		return c.buildWorkloadEntity(w)
+	}
+	if ce, ok := ec.prev[w]; ok {
+		c.warnings = append(c.warnings, ce.warnings...)
+		ec.next[w] = ce
+		return ce.ent
+	}
+	n := len(c.warnings)
+	ent := c.buildWorkloadEntity(w)
+	ec.next[w] = cachedEntity{ent: ent, warnings: slices.Clone(c.warnings[n:])}
+	return ent
+}
+
+func (c *compiler) buildWorkloadEntity(w *api.WorkloadEndpoint) *entity {
 	ns := namespaceOf(&w.ObjectMeta)
 	id := "WorkloadEndpoint " + ns + "/" + w.Name
 	return &entity{

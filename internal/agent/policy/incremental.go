@@ -44,6 +44,7 @@ type Engine struct {
 	locals   map[string]bool        // ids of this node's workload endpoints
 	local    []*endpoint            // this node's workload endpoints, as the last full compile read them
 	hosts    []*hostEndpoint        // this node's host endpoints, the same
+	entities entityCache            // what Full reuses of the last full compile's entities
 }
 
 // indexedSet is an entity-fed set: its source, each element's count (how
@@ -82,10 +83,13 @@ func (e *Engine) PolicyCount() int { return e.policies }
 
 // Full compiles s and re-indexes. On error the engine keeps its state.
 func (e *Engine) Full(s *State) (*Ruleset, error) {
-	rs, c, err := compileState(s)
+	rs, c, err := compileCached(s, &e.entities)
 	if err != nil {
+		// The cache may hold entities of this failed compile: start over.
+		e.entities = entityCache{}
 		return nil, err
 	}
+	c.entCache = nil // Update builds its entities afresh
 	all, out := rs, rs
 	if e.flat {
 		all = flattenUnpruned(rs)

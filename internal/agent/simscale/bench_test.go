@@ -1,6 +1,7 @@
 package simscale
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
@@ -29,6 +30,23 @@ func BenchmarkSimFull(b *testing.B) {
 	}{{"agents=20", 20, 2000, 500}, {"agents=200", 200, 20000, 5000}} {
 		b.Run(c.name, func(b *testing.B) {
 			s := simState(c.agents, c.eps, c.pols, 5)
+			eng := policy.NewEngine(true)
+			for b.Loop() {
+				if _, err := eng.Full(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSimFullNoPolicy: the full compile an ADD costs its host before
+// any policy exists (the scale run's container start), at 20 and 200
+// nodes of 100 endpoints.
+func BenchmarkSimFullNoPolicy(b *testing.B) {
+	for _, agents := range []int{20, 200} {
+		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) {
+			s := simState(agents, 100*agents, 0, 5)
 			eng := policy.NewEngine(true)
 			for b.Loop() {
 				if _, err := eng.Full(s); err != nil {

@@ -259,14 +259,20 @@ func (g *Random) Mutate(s *policy.State) string {
 		}
 	case 3:
 		if len(s.Endpoints) > 0 {
-			e := s.Endpoints[g.r.IntN(len(s.Endpoints))]
+			// Objects are replaced, never edited, as the datastore
+			// delivers them (the engine's entity cache relies on it).
+			i := g.r.IntN(len(s.Endpoints))
+			e := cloneWEP(s.Endpoints[i])
 			e.Labels = g.labels()
+			s.Endpoints[i] = e
 			return "relabel " + e.Name
 		}
 	case 4:
 		if len(s.Endpoints) > 0 {
-			e := s.Endpoints[g.r.IntN(len(s.Endpoints))]
+			i := g.r.IntN(len(s.Endpoints))
+			e := cloneWEP(s.Endpoints[i])
 			e.Spec.IPNetworks = g.addrs()
+			s.Endpoints[i] = e
 			return "readdress " + e.Name
 		}
 	case 5:
