@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -750,27 +751,11 @@ func rssMiB() float64 {
 	if err != nil {
 		return 0
 	}
-	var kb int
-	for _, line := range splitLines(string(b)) {
+	for line := range strings.Lines(string(b)) {
+		var kb int
 		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
 			return float64(kb) / 1024
 		}
 	}
 	return 0
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
 }
