@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // The last flat-cost steps (docs/design/policy.md "Flat cost per new
@@ -241,7 +243,8 @@ type dispatcher struct {
 	merger
 	chains map[string]*Chain // port chains by name
 	named  map[any]string    // a one-rule body's keyOf → its chain's name
-	maps   []*Map
+	maps    []*Map
+	haveMap map[string]bool // names in maps
 }
 
 func (d *dispatcher) chain(name string, rules []Rule) []Rule {
@@ -389,18 +392,28 @@ func (d *dispatcher) sequence(chain string, seq []Rule) []Rule {
 	}
 	suffix := familySuffix(chain)
 	m := &Map{Type: MapProtoPort}
-	var body strings.Builder
+	m.Elements = make([]MapElement, 0, len(byPort))
 	for k, rules := range byPort {
 		target := d.portChain(rules, suffix)
 		m.Elements = append(m.Elements, MapElement{Key: Element{Proto: k.proto, Port: k.port}, Verdict: Verdict{Kind: Jump, Chain: target}})
 	}
 	slices.SortFunc(m.Elements, func(a, b MapElement) int { return a.Key.Compare(b.Key) })
+	body := make([]byte, 0, 32*len(m.Elements))
 	for _, e := range m.Elements {
-		fmt.Fprintf(&body, "%d/%d>%s,", e.Key.Proto, e.Key.Port, e.Verdict.Chain)
+		body = strconv.AppendUint(body, uint64(e.Key.Proto), 10)
+		body = append(body, '/')
+		body = strconv.AppendUint(body, uint64(e.Key.Port), 10)
+		body = append(body, '>')
+		body = append(body, e.Verdict.Chain...)
+		body = append(body, ',')
 	}
-	m.Name = "pd-" + shortHash(body.String()) + strings.TrimPrefix(suffix, "_")
+	m.Name = "pd-" + shortHash(string(body)) + strings.TrimPrefix(suffix, "_")
 	m.Comment = truncateComment(fmt.Sprintf("ports of %s: %d elements", chain, len(m.Elements)))
-	if !slices.ContainsFunc(d.maps, func(o *Map) bool { return o.Name == m.Name }) {
+	if !d.haveMap[m.Name] {
+		if d.haveMap == nil {
+			d.haveMap = map[string]bool{}
+		}
+		d.haveMap[m.Name] = true
 		d.maps = append(d.maps, m)
 	}
 	slices.Sort(protos)
@@ -440,6 +453,15 @@ func (d *dispatcher) portChain(rules []Rule, suffix string) string {
 		if name, ok := d.named[key]; ok {
 			return name
 		}
+		// Names are content hashes, the same in every compile: a rule
+		// seen by an earlier compile is not rendered and hashed again.
+		if name, ok := portChainNames.get(key); ok {
+			if d.chains[name] == nil {
+				d.chains[name] = &Chain{Name: name, Rules: rules}
+			}
+			d.named[key] = name
+			return name
+		}
 	}
 	var body strings.Builder
 	for _, r := range rules {
@@ -452,8 +474,37 @@ func (d *dispatcher) portChain(rules []Rule, suffix string) string {
 	}
 	if key != nil {
 		d.named[key] = name
+		portChainNames.put(key, name)
 	}
 	return name
+}
+
+// portChainNames remembers the name of every one-rule port chain across
+// compiles (an agent compiles the same rules again and again). Bounded:
+// emptied when it holds more than nameCacheMax.
+var portChainNames nameCache
+
+const nameCacheMax = 1 << 18
+
+type nameCache struct {
+	mu sync.Mutex
+	m  map[any]string
+}
+
+func (c *nameCache) get(k any) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *nameCache) put(k any, v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= nameCacheMax {
+		c.m = map[any]string{}
+	}
+	c.m[k] = v
 }
 
 // familySuffix is the "_4" or "_6" of a per-family chain, or "".
