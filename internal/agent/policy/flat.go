@@ -241,8 +241,8 @@ func DispatchPorts(rs *Ruleset) *Ruleset {
 
 type dispatcher struct {
 	merger
-	chains map[string]*Chain // port chains by name
-	named  map[any]string    // a one-rule body's keyOf → its chain's name
+	chains  map[string]*Chain // port chains by name
+	named   map[any]string    // a one-rule body's keyOf → its chain's name
 	maps    []*Map
 	haveMap map[string]bool // names in maps
 }
