@@ -262,8 +262,9 @@ func ruleFamily(r api.Rule) int {
 	case r.Protocol != nil && *r.Protocol == "ICMPv6":
 		return 6
 	}
-	for _, n := range slices.Concat(r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets) {
-		if isIPv6Net(n) {
+	// The first net says (a rule's nets are all of one family).
+	if nets := slices.Concat(r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets); len(nets) > 0 {
+		if isIPv6Net(nets[0]) {
 			return 6
 		}
 		return 4
