@@ -1,0 +1,333 @@
+package console
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/ipam"
+	"github.com/tabbynet/tabby/internal/lab"
+)
+
+// readTimeout bounds the reads of one page.
+const readTimeout = 10 * time.Second
+
+func urlQuery(s string) string { return url.QueryEscape(s) }
+
+func (s *Server) nodesPage(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	c, err := s.readCluster(ctx)
+	if err != nil {
+		s.render(w, r, "nodes", nil, []error{err})
+		return
+	}
+	views := s.nodeViews(ctx, c.Nodes)
+	for _, v := range views {
+		for _, e := range c.Endpoints {
+			if e.Node == v.Node.Name {
+				v.Endpoints++
+			}
+		}
+	}
+	s.render(w, r, "nodes", views, nil)
+}
+
+func (s *Server) endpointsPage(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	c, err := s.readCluster(ctx)
+	if err != nil {
+		s.render(w, r, "endpoints", nil, []error{err})
+		return
+	}
+	s.render(w, r, "endpoints", c.Endpoints, nil)
+}
+
+func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	c, err := s.readCluster(ctx)
+	if err != nil {
+		s.render(w, r, "policies", nil, []error{err})
+		return
+	}
+	s.render(w, r, "policies", c, nil)
+}
+
+// profileView is a profile with the endpoints that use it.
+type profileView struct {
+	Profile   *api.Profile
+	Endpoints []*endpointView
+}
+
+// policyPageData is one policy (or profile) and what it selects.
+type policyPageData struct {
+	Kind, Namespace, Name string
+	Policy                *policyView
+	Profile               *profileView
+}
+
+func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := policyPageData{Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name")}
+	if d.Kind == "" {
+		d.Kind = "NetworkPolicy"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	c, err := s.readCluster(ctx)
+	if err != nil {
+		s.render(w, r, "policy", d, []error{err})
+		return
+	}
+	switch d.Kind {
+	case "NetworkPolicy", "GlobalNetworkPolicy":
+		d.Policy = c.policy(d.Kind, d.Namespace, d.Name)
+	case "Profile":
+		for _, p := range c.Profiles {
+			if p.Name == d.Name {
+				d.Profile = &profileView{Profile: p}
+				for _, e := range c.Endpoints {
+					if slices.Contains(e.WEP.Spec.Profiles, p.Name) {
+						d.Profile.Endpoints = append(d.Profile.Endpoints, e)
+					}
+				}
+			}
+		}
+	default:
+		w.WriteHeader(http.StatusBadRequest)
+		s.render(w, r, "policy", d, []error{fmt.Errorf("kind: %q is not NetworkPolicy, GlobalNetworkPolicy or Profile", d.Kind)})
+		return
+	}
+	if d.Policy == nil && d.Profile == nil {
+		w.WriteHeader(http.StatusNotFound)
+		s.render(w, r, "policy", d, []error{fmt.Errorf("%s %s does not exist (any more)", d.Kind, strings.TrimPrefix(d.Namespace+"/"+d.Name, "/"))})
+		return
+	}
+	s.render(w, r, "policy", d, nil)
+}
+
+// poolView is a pool's use, ready to print.
+type poolView struct {
+	Name, CIDR, Encap                 string
+	Disabled                          bool
+	Total, InUse, Reserved, Free, Pct string
+	Blocks                            []blockView
+}
+
+type blockView struct {
+	CIDR, Node                  string
+	Size, InUse, Reserved, Free int
+	Pct                         string
+}
+
+func (s *Server) ipamPage(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	u, err := ipam.New(s.cfg.Store, s.log).Usage(ctx)
+	if err != nil {
+		s.render(w, r, "ipam", nil, []error{fmt.Errorf("read IPAM: %w", err)})
+		return
+	}
+	var pools []poolView
+	for _, p := range u.Pools {
+		free := new(big.Int).Sub(p.Total, big.NewInt(int64(p.InUse)))
+		free.Sub(free, p.Reserved)
+		pv := poolView{CIDR: p.CIDR.String(), Total: p.Total.String(), InUse: strconv.Itoa(p.InUse),
+			Reserved: p.Reserved.String(), Free: free.String(), Pct: percent(big.NewInt(int64(p.InUse)), p.Total)}
+		if p.Pool != nil {
+			pv.Name, pv.Disabled = p.Pool.Name, p.Pool.Spec.Disabled
+			pv.Encap = encapText(p.Pool)
+		}
+		for _, b := range p.Blocks {
+			pv.Blocks = append(pv.Blocks, newBlockView(b))
+		}
+		pools = append(pools, pv)
+	}
+	var orphans []blockView
+	for _, b := range u.Orphans {
+		orphans = append(orphans, newBlockView(b))
+	}
+	s.render(w, r, "ipam", struct {
+		Pools   []poolView
+		Orphans []blockView
+	}{pools, orphans}, nil)
+}
+
+func newBlockView(b ipam.BlockInfo) blockView {
+	return blockView{CIDR: b.CIDR.String(), Node: cmp.Or(b.Node, "(none)"), Size: b.Size, InUse: b.InUse, Reserved: b.Reserved,
+		Free: b.Size - b.InUse - b.Reserved, Pct: percent(big.NewInt(int64(b.InUse)), big.NewInt(int64(b.Size)))}
+}
+
+func encapText(p *api.IPPool) string {
+	var parts []string
+	if m := p.Spec.IPIPMode; m != "" && m != api.EncapNever {
+		parts = append(parts, "IPIP "+m)
+	}
+	if m := p.Spec.VXLANMode; m != "" && m != api.EncapNever {
+		parts = append(parts, "VXLAN "+m)
+	}
+	if len(parts) == 0 {
+		return "none (native)"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// percent is part/total as a whole percentage, as `tabby ipam show` prints it.
+func percent(part, total *big.Int) string {
+	if total.Sign() == 0 {
+		return "0%"
+	}
+	q := new(big.Rat).SetFrac(new(big.Int).Mul(part, big.NewInt(100)), total)
+	f, _ := q.Float64()
+	return fmt.Sprintf("%.0f%%", f)
+}
+
+// flowsPageData is the flows page: its filter and rows.
+type flowsPageData struct {
+	Filter flowFilter
+	Query  string
+	Nodes  []string
+	Flows  []flowView
+}
+
+func (s *Server) readFlowsPage(r *http.Request) (flowsPageData, []error) {
+	var d flowsPageData
+	f, err := parseFlowFilter(r.URL.Query())
+	d.Filter = f
+	if err != nil {
+		return d, []error{fmt.Errorf("%w: %v", errBadFilter, err)}
+	}
+	d.Query = r.URL.RawQuery
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	rs, _, err := s.client.List(ctx, "Node", "")
+	if err != nil {
+		return d, []error{fmt.Errorf("list Node: %w", err)}
+	}
+	var nodes []*api.Node
+	for _, x := range rs {
+		n := x.(*api.Node)
+		nodes = append(nodes, n)
+		d.Nodes = append(d.Nodes, n.Name)
+	}
+	slices.Sort(d.Nodes)
+	flows, errs := s.readFlows(ctx, nodes, f)
+	for _, fl := range flows {
+		d.Flows = append(d.Flows, flowView{fl})
+	}
+	return d, errs
+}
+
+func (s *Server) flowsPage(w http.ResponseWriter, r *http.Request) {
+	d, errs := s.readFlowsPage(r)
+	if len(errs) > 0 && errors.Is(errs[0], errBadFilter) {
+		w.WriteHeader(http.StatusBadRequest)
+	}
+	s.render(w, r, "flows", d, errs)
+}
+
+var errBadFilter = errors.New("bad filter")
+
+// flowRows is the rows of the flows table alone, for the page's script.
+func (s *Server) flowRows(w http.ResponseWriter, r *http.Request) {
+	d, errs := s.readFlowsPage(r)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	p := page{Data: d}
+	for _, e := range errs {
+		p.Errors = append(p.Errors, e.Error())
+	}
+	if err := s.pages["flows"].ExecuteTemplate(w, "rows", p); err != nil {
+		s.log.Error("render flow rows", "error", err)
+	}
+}
+
+// matrixPageData is the reachability matrix of a lab.
+type matrixPageData struct {
+	InLab  bool
+	Proto  string
+	Port   int
+	Result *lab.Reachability
+	Rows   []matrixRow
+	Took   string
+}
+
+type matrixRow struct {
+	From  string
+	Cells []matrixCell
+}
+
+type matrixCell struct {
+	Mark, Class, Title string
+}
+
+// matrixTimeout bounds one probe of the matrix page.
+const matrixTimeout = 60 * time.Second
+
+func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := matrixPageData{InLab: s.cfg.Matrix != nil, Proto: cmp.Or(q.Get("proto"), lab.ProbeTCP), Port: 80}
+	if p := q.Get("port"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			s.render(w, r, "matrix", d, []error{fmt.Errorf("port: %q is not a number", p)})
+			return
+		}
+		d.Port = n
+	}
+	if !d.InLab {
+		s.render(w, r, "matrix", d, nil)
+		return
+	}
+	spec := lab.ProbeSpec{Protocol: d.Proto, Port: d.Port}
+	if d.Proto == lab.ProbeICMP {
+		spec.Port, d.Port = 0, 0
+	}
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		s.render(w, r, "matrix", d, []error{err})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), matrixTimeout)
+	defer cancel()
+	t0 := time.Now()
+	res, err := s.cfg.Matrix(ctx, spec)
+	if err != nil {
+		s.render(w, r, "matrix", d, []error{fmt.Errorf("probe: %w", err)})
+		return
+	}
+	d.Result, d.Took = res, time.Since(t0).Round(time.Millisecond).String()
+	for _, from := range res.From {
+		row := matrixRow{From: from}
+		for _, to := range res.To {
+			c := matrixCell{Mark: res.Cell(from, to)}
+			p, _ := res.Get(from, to)
+			switch c.Mark {
+			case ".":
+				c.Class, c.Title = "allow", from+" → "+to+": allowed ("+p.Detail+")"
+			case "X":
+				c.Class, c.Title = "deny", from+" → "+to+": denied ("+p.Detail+")"
+			case "?":
+				c.Class, c.Title = "unknown", from+" → "+to+": not probed "+p.Error
+			default:
+				c.Class = "self"
+			}
+			row.Cells = append(row.Cells, c)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	s.render(w, r, "matrix", d, nil)
+}
