@@ -3,6 +3,7 @@ package ctl
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -94,4 +95,13 @@ a proxy that has.`,
 	f.StringVar(&labDir, "lab-dir", "", "the state directory of the lab this console runs in (set by tabby lab up)")
 	_ = f.MarkHidden("lab-dir")
 	return cmd
+}
+
+// labConsole is how the master of a lab runs `tabby console`: on its
+// fabric address, reading the datastore on the fabric, with the lab's
+// state directory for the matrix.
+func labConsole() *lab.ConsoleConfig {
+	return &lab.ConsoleConfig{Args: func(listen netip.AddrPort, datastore, dir string) []string {
+		return []string{"console", "--listen", listen.String(), "--datastore", datastore, "--lab-dir", dir}
+	}}
 }
