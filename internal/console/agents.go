@@ -13,8 +13,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
+	"github.com/tabbynet/tabby/internal/api"
 )
 
 // agentAddr is the HOST:PORT of a node's agent HTTP API: its BGP IPv4

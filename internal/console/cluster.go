@@ -67,11 +67,11 @@ type policyView struct {
 	// Selected are the endpoints the policy applies to.
 	Selected []*endpointView
 	// Problem is why its selectors do not parse ("": they do).
-	Problem string
-	order   float64
-	sel     *selector.Selector
-	nsSel   *selector.Selector
-	saSel   *selector.Selector
+	Problem  string
+	order    float64
+	sel      *selector.Selector
+	nsSel    *selector.Selector
+	saSel    *selector.Selector
 	hostOnly bool
 }
 

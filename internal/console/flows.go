@@ -275,8 +275,8 @@ func policyText(p *FlowPolicy) string {
 }
 
 // PolicyLink is the page of the deciding policy ("" when none has one).
-func (v flowView) PolicyLink() string   { return flowPolicyLink(v.Policy) }
-func (v flowView) PendingLink() string  { return flowPolicyLink(v.PendingPolicy) }
+func (v flowView) PolicyLink() string  { return flowPolicyLink(v.Policy) }
+func (v flowView) PendingLink() string { return flowPolicyLink(v.PendingPolicy) }
 
 func flowPolicyLink(p *FlowPolicy) string {
 	if p == nil {
