@@ -18,6 +18,7 @@ import (
 	"github.com/tabbynet/tabby/internal/api"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
+	"github.com/tabbynet/tabby/internal/flows"
 )
 
 // fakeAgent serves an agent's /status/bgp and, from a recorded file,
@@ -42,7 +43,7 @@ func newFakeAgent(t *testing.T, st router.Status, flowsFile string) *fakeAgent {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+router.StatusPath, func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(a.status) })
-	mux.HandleFunc("GET "+FlowsPath, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+flows.Path, func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		a.queries = append(a.queries, r.URL.RawQuery)
 		a.mu.Unlock()
@@ -148,7 +149,7 @@ func TestPages(t *testing.T) {
 		{name: "ipam", path: "/ipam", code: 200, want: []string{"default-ipv4", "10.244.0.0/16", "0 of 65536 addresses in use"}},
 		{name: "flows", path: "/flows?since=" + time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC).Format(time.RFC3339), code: 200,
 			want: []string{`data-action="deny"`, "default/web", "10.244.1.2:40000", `href="/policy?kind=NetworkPolicy&amp;name=db-only-api&amp;namespace=default"`,
-				"default: NetworkPolicy default/db-only-api rule 0", "deny: <a", ">default: StagedNetworkPolicy default/staged-deny (tier default)</a>", "app /shop/db"}},
+				"default: NetworkPolicy default/db-only-api rule 0", "deny: <a", ">default: StagedNetworkPolicy default/staged-deny (end of tier)</a>", "app /shop/db"}},
 		{name: "flows deny only", path: "/flows?action=deny&since=2026-12-07T22:00:00Z", code: 200, want: []string{`data-action="deny"`}, not: []string{`data-action="allow"`}},
 		{name: "flows bad action", path: "/flows?action=drop", code: 400, want: []string{"action: &#34;drop&#34; is not allow or deny"}},
 		{name: "flow rows", path: "/flows/rows?endpoint=api&since=2026-12-07T22:00:00Z", code: 200, want: []string{"default/api"}, not: []string{"<html"}},
@@ -224,6 +225,36 @@ func TestConfigValidate(t *testing.T) {
 			_, err := New(tc.cfg)
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("New: %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlowPolicyLink(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ref  *flows.PolicyRef
+		link string
+		text string
+	}{
+		{name: "none", ref: nil},
+		{name: "network policy", ref: &flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "ns1", Name: "p", Rule: 2},
+			link: "/policy?kind=NetworkPolicy&name=p&namespace=ns1", text: "default: NetworkPolicy ns1/p rule 2"},
+		{name: "kubernetes", ref: &flows.PolicyRef{Tier: "default", Kind: "KubernetesNetworkPolicy", Namespace: "ns1", Name: "k", Rule: 0},
+			link: "/policy?kind=NetworkPolicy&name=knp.default.k&namespace=ns1", text: "default: KubernetesNetworkPolicy ns1/k rule 0"},
+		{name: "staged kubernetes", ref: &flows.PolicyRef{Tier: "default", Kind: "StagedKubernetesNetworkPolicy", Namespace: "ns1", Name: "k", Rule: -1},
+			link: "/policy?kind=StagedKubernetesNetworkPolicy&name=k&namespace=ns1", text: "default: StagedKubernetesNetworkPolicy ns1/k (end of tier)"},
+		{name: "global", ref: &flows.PolicyRef{Tier: "security", Kind: "GlobalNetworkPolicy", Name: "g", Rule: 0},
+			link: "/policy?kind=GlobalNetworkPolicy&name=g", text: "security: GlobalNetworkPolicy g rule 0"},
+		{name: "profile", ref: &flows.PolicyRef{Kind: "Profile", Name: "tabby", Rule: 0}, link: "/policy?kind=Profile&name=tabby", text: "Profile tabby rule 0"},
+		{name: "default", ref: &flows.PolicyRef{Kind: "default", Name: "no-endpoint", Rule: -1}, text: "default (no-endpoint)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := flowPolicyLink(tc.ref); got != tc.link {
+				t.Errorf("link: %q, want %q", got, tc.link)
+			}
+			if got := policyText(tc.ref); got != tc.text {
+				t.Errorf("text: %q, want %q", got, tc.text)
 			}
 		})
 	}

@@ -1,10 +1,9 @@
 package console
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -14,120 +13,29 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/flows"
 )
 
-// FlowsPath is the agents' flow API: newline-delimited JSON FlowRecords.
-const FlowsPath = "/flows"
-
-// FlowRecord mirrors the agents' flow record (the JSON of GET /flows).
-type FlowRecord struct {
-	Start         time.Time   `json:"start"`
-	End           time.Time   `json:"end"`
-	Node          string      `json:"node"`
-	Proto         string      `json:"proto"`
-	SrcIP         string      `json:"srcIP"`
-	SrcPort       int         `json:"srcPort"`
-	DstIP         string      `json:"dstIP"`
-	DstPort       int         `json:"dstPort"`
-	Direction     string      `json:"direction"`
-	Src           FlowEnd     `json:"src"`
-	Dst           FlowEnd     `json:"dst"`
-	Action        string      `json:"action"`
-	PendingAction string      `json:"pendingAction,omitempty"`
-	Policy        *FlowPolicy `json:"policy,omitempty"`
-	PendingPolicy *FlowPolicy `json:"pendingPolicy,omitempty"`
-	Packets       uint64      `json:"packets"`
-	Bytes         uint64      `json:"bytes"`
-}
-
-// FlowEnd is one side of a flow.
-type FlowEnd struct {
-	Namespace string            `json:"namespace,omitempty"`
-	Name      string            `json:"name,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	App       string            `json:"app,omitempty"`
-	Kind      string            `json:"kind,omitempty"`
-}
-
-// FlowPolicy is what decided a flow: a rule of a policy, or a tier's
-// default (Rule -1).
-type FlowPolicy struct {
-	Tier      string `json:"tier,omitempty"`
-	Name      string `json:"name,omitempty"`
-	Kind      string `json:"kind,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Rule      int    `json:"rule"`
-}
-
-// flowFilter is the flows page's query; the same names as the agents'.
+// flowFilter is the flows page's query: the agents' filter (the same
+// parameter names as GET /flows) and the node.
 type flowFilter struct {
-	Namespace, Endpoint, Policy, Action, Since, Node string
+	flows.Filter
+	// Since is the since parameter as given ("15m" by default).
+	Since string
+	Node  string
 }
 
-func parseFlowFilter(q url.Values) (flowFilter, error) {
-	f := flowFilter{Namespace: q.Get("namespace"), Endpoint: q.Get("endpoint"), Policy: q.Get("policy"),
-		Action: strings.ToLower(q.Get("action")), Since: q.Get("since"), Node: q.Get("node")}
-	if f.Action != "" && f.Action != "allow" && f.Action != "deny" {
-		return f, fmt.Errorf("action: %q is not allow or deny", q.Get("action"))
+func parseFlowFilter(q url.Values, now time.Time) (flowFilter, error) {
+	f := flowFilter{Since: cmp.Or(q.Get("since"), "15m"), Node: q.Get("node")}
+	aq := url.Values{}
+	for k, v := range q {
+		aq[k] = v
 	}
-	if f.Since == "" {
-		f.Since = "15m"
-	}
-	if _, err := f.sinceTime(time.Now()); err != nil {
-		return f, err
-	}
-	return f, nil
-}
-
-// sinceTime reads since: a duration back from now or an RFC 3339 time.
-func (f flowFilter) sinceTime(now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(f.Since); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, f.Since)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("since: %q is not a duration (5m) or an RFC 3339 time", f.Since)
-	}
-	return t, nil
-}
-
-// query is the agents' query for f.
-func (f flowFilter) query(now time.Time) url.Values {
-	q := url.Values{}
-	t, _ := f.sinceTime(now)
-	q.Set("since", t.UTC().Format(time.RFC3339Nano))
-	for k, v := range map[string]string{"namespace": f.Namespace, "endpoint": f.Endpoint, "policy": f.Policy, "action": f.Action} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	return q
-}
-
-// matches applies f to a record (the agents filter too; this keeps the
-// page right whatever an agent does).
-func (f flowFilter) matches(r *FlowRecord, since time.Time) bool {
-	end := func(e FlowEnd, want string) bool {
-		return e.Name == want || e.Namespace+"/"+e.Name == want
-	}
-	pol := func(p *FlowPolicy) bool {
-		return p != nil && (p.Name == f.Policy || p.Tier+"."+p.Name == f.Policy || p.Namespace+"/"+p.Name == f.Policy)
-	}
-	switch {
-	case f.Namespace != "" && r.Src.Namespace != f.Namespace && r.Dst.Namespace != f.Namespace:
-		return false
-	case f.Endpoint != "" && !end(r.Src, f.Endpoint) && !end(r.Dst, f.Endpoint):
-		return false
-	case f.Policy != "" && !pol(r.Policy) && !pol(r.PendingPolicy):
-		return false
-	case f.Action != "" && r.Action != f.Action:
-		return false
-	case f.Node != "" && r.Node != f.Node:
-		return false
-	case !r.End.IsZero() && r.End.Before(since):
-		return false
-	}
-	return true
+	aq.Set("since", f.Since)
+	aq.Set("action", strings.ToLower(q.Get("action")))
+	var err error
+	f.Filter, err = flows.FilterFromQuery(aq, now)
+	return f, err
 }
 
 // maxFlowsShown bounds the flows page; maxFlowsRead what is read per node.
@@ -136,15 +44,14 @@ const (
 	maxFlowsRead  = 20000
 )
 
+var errEnough = errors.New("enough records")
+
 // readFlows reads the recent flows of every node (not following),
 // newest first. Errors name the nodes that did not answer.
-func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter) ([]*FlowRecord, []error) {
-	now := time.Now()
-	since, _ := f.sinceTime(now)
-	q := f.query(now)
+func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter) ([]*flows.FlowRecord, []error) {
 	var (
 		mu   sync.Mutex
-		all  []*FlowRecord
+		all  []*flows.FlowRecord
 		errs []error
 		wg   sync.WaitGroup
 	)
@@ -155,24 +62,26 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rs, err := s.nodeFlows(ctx, n, q)
+			rs, err := s.nodeFlows(ctx, n, f.Filter)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("flows: %w", err))
+				errs = append(errs, fmt.Errorf("flows: node %s: %w", n.Name, err))
 			}
 			for _, r := range rs {
 				if r.Node == "" {
 					r.Node = n.Name
 				}
-				if f.matches(r, since) {
+				// The agents filter too; this keeps the page right
+				// whatever an agent does.
+				if f.Match(r) {
 					all = append(all, r)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	slices.SortFunc(all, func(a, b *FlowRecord) int {
+	slices.SortFunc(all, func(a, b *flows.FlowRecord) int {
 		return cmp.Or(b.End.Compare(a.End), strings.Compare(a.Node, b.Node), strings.Compare(a.SrcIP, b.SrcIP))
 	})
 	if len(all) > maxFlowsShown {
@@ -182,44 +91,48 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 	return all, errs
 }
 
-// nodeFlows reads one agent's flows.
-func (s *Server) nodeFlows(ctx context.Context, n *api.Node, q url.Values) ([]*FlowRecord, error) {
-	resp, err := s.agentGet(ctx, n, FlowsPath, q)
-	if err != nil {
-		return nil, err
+// nodeFlows reads one agent's flows (at most maxFlowsRead).
+func (s *Server) nodeFlows(ctx context.Context, n *api.Node, f flows.Filter) ([]*flows.FlowRecord, error) {
+	addr := s.agentAddr(n)
+	if addr == "" {
+		return nil, errors.New("no address to reach its agent on")
 	}
-	defer resp.Body.Close()
-	var out []*FlowRecord
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() && len(out) < maxFlowsRead {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var r FlowRecord
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return out, fmt.Errorf("node %s: %s: record %d: %w", n.Name, FlowsPath, len(out)+1, err)
-		}
+	var out []*flows.FlowRecord
+	err := flows.Fetch(ctx, s.cfg.AgentClient, "http://"+addr, f, false, func(r flows.FlowRecord) error {
 		out = append(out, &r)
+		if len(out) >= maxFlowsRead {
+			return errEnough
+		}
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
 	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("node %s: read %s: %w", n.Name, FlowsPath, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // flowView is a record as a row of the flows page.
 type flowView struct {
-	*FlowRecord
+	*flows.FlowRecord
 }
 
 // SrcText and DstText are "ns/name" (or the address when unknown).
 func (v flowView) SrcText() string { return endText(v.Src, v.SrcIP) }
 func (v flowView) DstText() string { return endText(v.Dst, v.DstIP) }
 
-func endText(e FlowEnd, ip string) string {
-	if e.Name == "" {
+// SrcApp and DstApp are the Mesos apps, where known.
+func (v flowView) SrcApp() string { return appOf(v.Src) }
+func (v flowView) DstApp() string { return appOf(v.Dst) }
+
+func appOf(e *flows.Endpoint) string {
+	if e == nil {
+		return ""
+	}
+	return e.App
+}
+
+func endText(e *flows.Endpoint, ip string) string {
+	if e == nil || e.Name == "" {
 		return ip
 	}
 	if e.Namespace != "" {
@@ -232,61 +145,68 @@ func endText(e FlowEnd, ip string) string {
 func (v flowView) SrcAddr() string { return hostPort(v.SrcIP, v.SrcPort) }
 func (v flowView) DstAddr() string { return hostPort(v.DstIP, v.DstPort) }
 
-func hostPort(ip string, port int) string {
+func hostPort(ip string, port uint16) string {
 	if port == 0 {
 		return ip
 	}
 	if strings.Contains(ip, ":") {
-		return "[" + ip + "]:" + strconv.Itoa(port)
+		return "[" + ip + "]:" + strconv.Itoa(int(port))
 	}
-	return ip + ":" + strconv.Itoa(port)
+	return ip + ":" + strconv.Itoa(int(port))
 }
 
 // PolicyText names what decided the flow.
-func (v flowView) PolicyText() string { return policyText(v.Policy) }
+func (v flowView) PolicyText() string { return policyText(&v.Policy) }
 
 // PendingText names what a staged policy would have decided.
 func (v flowView) PendingText() string { return policyText(v.PendingPolicy) }
 
-func policyText(p *FlowPolicy) string {
+func policyText(p *flows.PolicyRef) string {
 	if p == nil {
 		return ""
 	}
-	if p.Name == "" {
-		if p.Tier != "" {
-			return "tier " + p.Tier + " default"
+	if p.Kind == flows.PolicyKindDefault || p.Name == "" {
+		s := "default"
+		if p.Name != "" {
+			s += " (" + p.Name + ")"
 		}
-		return p.Kind
+		if p.Tier != "" {
+			s = "tier " + p.Tier + " " + s
+		}
+		return s
 	}
 	id := p.Name
 	if p.Namespace != "" {
 		id = p.Namespace + "/" + p.Name
 	}
 	s := p.Kind + " " + id
-	if p.Tier != "" && p.Kind != "Profile" {
+	if p.Tier != "" && p.Kind != flows.PolicyKindProfile {
 		s = p.Tier + ": " + s
 	}
 	if p.Rule >= 0 {
 		s += " rule " + strconv.Itoa(p.Rule)
 	} else {
-		s += " (tier default)"
+		s += " (end of tier)"
 	}
 	return s
 }
 
 // PolicyLink is the page of the deciding policy ("" when none has one).
-func (v flowView) PolicyLink() string  { return flowPolicyLink(v.Policy) }
+func (v flowView) PolicyLink() string  { return flowPolicyLink(&v.Policy) }
 func (v flowView) PendingLink() string { return flowPolicyLink(v.PendingPolicy) }
 
-func flowPolicyLink(p *FlowPolicy) string {
-	if p == nil {
+func flowPolicyLink(p *flows.PolicyRef) string {
+	switch {
+	case p == nil:
 		return ""
-	}
-	if p.Name == "" {
+	case p.Kind == flows.PolicyKindDefault || p.Name == "":
 		if p.Tier != "" {
 			return "/policies#tier-" + p.Tier
 		}
 		return ""
+	case p.Kind == "KubernetesNetworkPolicy":
+		// Stored as the NetworkPolicy knp.default.<name>.
+		return policyLink("NetworkPolicy", p.Namespace, api.K8sPolicyPrefix+p.Name)
 	}
 	return policyLink(p.Kind, p.Namespace, p.Name)
 }

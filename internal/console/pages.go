@@ -203,7 +203,7 @@ type flowsPageData struct {
 
 func (s *Server) readFlowsPage(r *http.Request) (flowsPageData, []error) {
 	var d flowsPageData
-	f, err := parseFlowFilter(r.URL.Query())
+	f, err := parseFlowFilter(r.URL.Query(), time.Now())
 	d.Filter = f
 	if err != nil {
 		return d, []error{fmt.Errorf("%w: %v", errBadFilter, err)}
