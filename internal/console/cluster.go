@@ -67,12 +67,16 @@ type policyView struct {
 	// Selected are the endpoints the policy applies to.
 	Selected []*endpointView
 	// Problem is why its selectors do not parse ("": they do).
-	Problem  string
-	order    float64
-	sel      *selector.Selector
-	nsSel    *selector.Selector
-	saSel    *selector.Selector
-	hostOnly bool
+	Problem string
+	// Staged: a staged policy (evaluated, never enforced); StagedDelete:
+	// it stages the deletion of the policy of its name.
+	Staged       bool
+	StagedDelete bool
+	order        float64
+	sel          *selector.Selector
+	nsSel        *selector.Selector
+	saSel        *selector.Selector
+	hostOnly     bool
 }
 
 // Link is the policy's page.
@@ -221,6 +225,11 @@ func (s *Server) readPolicies(ctx context.Context, c *cluster, list func(string)
 		pols = append(pols, newPolicyView("GlobalNetworkPolicy", "", p.Name,
 			sp.Tier, sp.Order, sp.Selector, sp.NamespaceSelector, sp.ServiceAccountSelector, sp.Types, sp.Ingress, sp.Egress))
 	}
+	staged, err := readStaged(list)
+	if err != nil {
+		return err
+	}
+	pols = append(pols, staged...)
 	slices.SortFunc(pols, func(a, b *policyView) int {
 		return cmp.Or(cmp.Compare(a.order, b.order), strings.Compare(a.ID(), b.ID()))
 	})
@@ -241,6 +250,53 @@ func (s *Server) readPolicies(ctx context.Context, c *cluster, list func(string)
 		return cmp.Or(cmp.Compare(a.order, b.order), strings.Compare(a.Name, b.Name))
 	})
 	return nil
+}
+
+// readStaged lists the staged policies (Calico 3.30): shown in their
+// tiers with what they would select, never enforced.
+func readStaged(list func(string) ([]api.Resource, error)) ([]*policyView, error) {
+	var out []*policyView
+	add := func(p *policyView, action string) {
+		p.Staged, p.StagedDelete = true, api.IsStagedDelete(action)
+		out = append(out, p)
+	}
+	rs, err := list("StagedNetworkPolicy")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		p := r.(*api.StagedNetworkPolicy)
+		sp := p.Spec.NetworkPolicySpec
+		add(newPolicyView("StagedNetworkPolicy", cmp.Or(p.Namespace, api.DefaultNamespace), p.Name,
+			sp.Tier, sp.Order, sp.Selector, "", sp.ServiceAccountSelector, sp.Types, sp.Ingress, sp.Egress), p.Spec.StagedAction)
+	}
+	if rs, err = list("StagedGlobalNetworkPolicy"); err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		p := r.(*api.StagedGlobalNetworkPolicy)
+		sp := p.Spec.GlobalNetworkPolicySpec
+		add(newPolicyView("StagedGlobalNetworkPolicy", "", p.Name,
+			sp.Tier, sp.Order, sp.Selector, sp.NamespaceSelector, sp.ServiceAccountSelector, sp.Types, sp.Ingress, sp.Egress), p.Spec.StagedAction)
+	}
+	if rs, err = list("StagedKubernetesNetworkPolicy"); err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		p := r.(*api.StagedKubernetesNetworkPolicy)
+		ns := cmp.Or(p.Namespace, api.DefaultNamespace)
+		np, err := p.Enforced()
+		if err != nil {
+			v := newPolicyView("StagedKubernetesNetworkPolicy", ns, p.Name, "", nil, "", "", "", nil, nil, nil)
+			v.Problem = err.Error()
+			add(v, p.Spec.StagedAction)
+			continue
+		}
+		sp := np.Spec
+		add(newPolicyView("StagedKubernetesNetworkPolicy", ns, p.Name,
+			sp.Tier, sp.Order, sp.Selector, "", sp.ServiceAccountSelector, sp.Types, sp.Ingress, sp.Egress), p.Spec.StagedAction)
+	}
+	return out, nil
 }
 
 func newPolicyView(kind, ns, name, tier string, order *float64, sel, nsSel, saSel string, types []string, in, out []api.Rule) *policyView {
@@ -281,7 +337,9 @@ func (p *policyView) selects(e *endpointView) bool {
 	switch {
 	case p.hostOnly:
 		return false
-	case p.Kind == "NetworkPolicy" && e.Namespace != p.Namespace:
+	case p.StagedDelete:
+		return false
+	case p.Namespace != "" && e.Namespace != p.Namespace:
 		return false
 	case p.nsSel != nil && !p.nsSel.Evaluate(e.nsLabels):
 		return false
@@ -312,7 +370,7 @@ func (c *cluster) selectEndpoints() {
 func (c *cluster) policy(kind, ns, name string) *policyView {
 	for _, t := range c.Tiers {
 		for _, p := range t.Policies {
-			if p.Kind == kind && p.Name == name && (kind != "NetworkPolicy" || p.Namespace == cmp.Or(ns, api.DefaultNamespace)) {
+			if p.Kind == kind && p.Name == name && (p.Namespace == "" || p.Namespace == cmp.Or(ns, api.DefaultNamespace)) {
 				return p
 			}
 		}

@@ -91,7 +91,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch d.Kind {
-	case "NetworkPolicy", "GlobalNetworkPolicy":
+	case "NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy", "StagedKubernetesNetworkPolicy":
 		d.Policy = c.policy(d.Kind, d.Namespace, d.Name)
 	case "Profile":
 		for _, p := range c.Profiles {
@@ -106,7 +106,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		w.WriteHeader(http.StatusBadRequest)
-		s.render(w, r, "policy", d, []error{fmt.Errorf("kind: %q is not NetworkPolicy, GlobalNetworkPolicy or Profile", d.Kind)})
+		s.render(w, r, "policy", d, []error{fmt.Errorf("kind: %q is not NetworkPolicy, GlobalNetworkPolicy, a staged kind or Profile", d.Kind)})
 		return
 	}
 	if d.Policy == nil && d.Profile == nil {
