@@ -102,6 +102,7 @@ func commands(g *globals) []*cobra.Command {
 		newLabCommand(g),
 		newIPAMCommand(g),
 		newNodeCommand(g),
+		newFlowsCommand(g),
 		newConsoleCommand(g),
 	}
 }

@@ -179,9 +179,18 @@ func (a *Attributor) index() {
 		if w == nil {
 			continue
 		}
-		ep := &flows.Endpoint{Namespace: w.Namespace, Name: w.Name, Labels: w.Labels, Kind: flows.KindWorkload}
-		if w.Spec.Mesos != nil {
-			ep.App = w.Spec.Mesos.App
+		// Named as Calico's flow logs name it: by its pod (a runtime
+		// passing K8S_POD_NAME), else its Mesos task, else the
+		// endpoint's own name.
+		ep := &flows.Endpoint{Namespace: namespaceOr(w.Namespace), Name: w.Name, Labels: w.Labels, Kind: flows.KindWorkload}
+		if w.Spec.Pod != "" {
+			ep.Name = w.Spec.Pod
+		}
+		if m := w.Spec.Mesos; m != nil {
+			ep.App = m.App
+			if w.Spec.Pod == "" && m.TaskName != "" {
+				ep.Name = m.TaskName
+			}
 		}
 		info := &epInfo{ep: ep, local: w.Spec.Node == s.Node, ifName: w.Spec.InterfaceName}
 		for _, n := range w.Spec.IPNetworks {
