@@ -120,6 +120,36 @@ type flowView struct {
 func (v flowView) SrcText() string { return endText(v.Src, v.SrcIP) }
 func (v flowView) DstText() string { return endText(v.Dst, v.DstIP) }
 
+// SrcLabels and DstLabels are the endpoints' own labels, k=v (not those
+// Calico adds, projectcalico.org/…).
+func (v flowView) SrcLabels() []string { return ownLabels(v.Src) }
+func (v flowView) DstLabels() []string { return ownLabels(v.Dst) }
+
+func ownLabels(e *flows.Endpoint) []string {
+	if e == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range sortedLabels(e.Labels) {
+		if !strings.HasPrefix(l, "projectcalico.org/") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// SrcLink and DstLink are the endpoints' rows on the endpoints page
+// (workload endpoints only).
+func (v flowView) SrcLink() string { return endpointLink(v.Src) }
+func (v flowView) DstLink() string { return endpointLink(v.Dst) }
+
+func endpointLink(e *flows.Endpoint) string {
+	if e == nil || e.Kind != flows.KindWorkload || e.Name == "" {
+		return ""
+	}
+	return "/endpoints#ep-" + cmp.Or(e.Namespace, api.DefaultNamespace) + "-" + e.Name
+}
+
 // SrcApp and DstApp are the Mesos apps, where known.
 func (v flowView) SrcApp() string { return appOf(v.Src) }
 func (v flowView) DstApp() string { return appOf(v.Dst) }

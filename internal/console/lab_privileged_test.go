@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +47,7 @@ func upBrowserLab(t *testing.T) *browserLab {
 	testenv.Privileged(t)
 	testenv.NeedTool(t, "ip")
 	cfg := lab.Config{Name: labtest.Name("cons"), Nodes: 2, BinDir: labtest.Binaries(t), ReadyTimeout: 60 * time.Second,
-		Logger: labtest.Logger(t, slog.LevelWarn), Console: testConsole}
+		Logger: labtest.Logger(t, slog.LevelWarn), Console: testConsole, AgentArgs: []string{"--flow-window", "1s"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, cfg)
@@ -237,6 +236,43 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 		screenshot(t, ctx, "console-matrix.png")
 	})
 
+	// The matrix's probes made the traffic: web → db was denied, at the
+	// end of tier default (db-allow-api selects db and admits only api).
+	t.Run("flows", func(t *testing.T) {
+		// The agents name endpoints by pod, Mesos task or, as here, the
+		// endpoint's own name.
+		url := base + "/flows?action=deny&endpoint=" + b.weps["db"] + "&since=10m"
+		row := `//tr[contains(@class, "action-deny")][td[5][contains(., "default/` + b.weps["web"] + `")]][td[6][contains(., "default/` + b.weps["db"] + `")]]`
+		found := false
+		s := waitPage(t, ctx, url, 60*time.Second, func(string) bool {
+			n := read(t, ctx, 10*time.Second, chromedp.Evaluate[int](`document.evaluate('count(`+row+`)', document, null, XPathResult.NUMBER_TYPE, null).numberValue`))
+			found = n > 0
+			return found
+		})
+		if !found {
+			t.Fatalf("flows page: no denied flow web → db in\n%s\nall flows:\n%s", s, pageText(t, ctx, base+"/flows?since=10m"))
+		}
+		if m := missingFrom(s, "h2", "ingress", "tcp", b.cs["db"].IPs[0].Addr().String()+":80", "default: NetworkPolicy default/db-allow-api (end of tier)", "app=web", "app=db"); len(m) > 0 {
+			t.Errorf("flows page: no %q in\n%s", m, s)
+		}
+		screenshot(t, ctx, "console-flows.png")
+		// Follow the denied flow to the policy that denied it (live off,
+		// so that the row stays put).
+		browse(t, ctx, 30*time.Second,
+			chromedp.Click(chromedp.CSS("#live")),
+			chromedp.Click(chromedp.Search(row+`//a[contains(@class, "policy-link")]`)),
+			chromedp.WaitVisible(chromedp.CSS("h1.policy-name")),
+		)
+		h1 := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS("h1.policy-name")))
+		if h1 != "NetworkPolicy default/db-allow-api" {
+			t.Errorf("the denied flow's policy link leads to %q, want NetworkPolicy default/db-allow-api", h1)
+		}
+		sel := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS("main table.endpoints")))
+		if !strings.Contains(sel, b.weps["db"]) {
+			t.Errorf("the policy page does not show db as selected:\n%s", sel)
+		}
+	})
+
 	t.Run("lab up console", func(t *testing.T) {
 		addr, ok := b.lab.ConsoleAddr()
 		if !ok {
@@ -259,5 +295,4 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 			}
 		}
 	})
-	_ = filepath.Join
 }
