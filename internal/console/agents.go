@@ -107,15 +107,22 @@ func nonEmpty(s ...string) []string {
 	return out
 }
 
-// nodeViews asks every node's agent for its BGP sessions, at once.
+// agentConcurrency bounds the agents asked at once for one page.
+const agentConcurrency = 32
+
+// nodeViews asks every node's agent for its BGP sessions, agentConcurrency
+// at a time.
 func (s *Server) nodeViews(ctx context.Context, nodes []*api.Node) []*nodeView {
 	out := make([]*nodeView, len(nodes))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, agentConcurrency)
 	for i, n := range nodes {
 		out[i] = &nodeView{Node: n, Agent: s.agentAddr(n)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			st, err := s.routingStatus(ctx, n)
 			if err != nil {
 				out[i].Error = err.Error()

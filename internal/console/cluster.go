@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/tabbynet/tabby/internal/api"
@@ -378,7 +379,7 @@ func (c *cluster) policy(kind, ns, name string) *policyView {
 	return nil
 }
 
-func fmtOrder(f float64) string { return strings.TrimSuffix(fmt.Sprintf("%g", f), ".0") }
+func fmtOrder(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // sortedLabels are k=v, sorted.
 func sortedLabels(m map[string]string) []string {

@@ -54,6 +54,7 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 		all  []*flows.FlowRecord
 		errs []error
 		wg   sync.WaitGroup
+		sem  = make(chan struct{}, agentConcurrency)
 	)
 	for _, n := range nodes {
 		if f.Node != "" && n.Name != f.Node {
@@ -62,7 +63,9 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
 			rs, err := s.nodeFlows(ctx, n, f.Filter)
+			<-sem
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

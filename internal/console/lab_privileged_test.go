@@ -108,6 +108,15 @@ func upBrowserLab(t *testing.T) *browserLab {
 	if _, err := c.Create(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
+	// Staged, never enforced: it would deny api → db.
+	stagedOrder := 5.0
+	staged := &api.StagedNetworkPolicy{TypeMeta: api.TypeMeta{APIVersion: api.APIVersion, Kind: "StagedNetworkPolicy"},
+		ObjectMeta: api.ObjectMeta{Name: "db-lockdown", Namespace: "default"},
+		Spec: api.StagedNetworkPolicySpec{NetworkPolicySpec: api.NetworkPolicySpec{Order: &stagedOrder, Selector: "app == 'db'", Types: []string{"Ingress"},
+			Ingress: []api.Rule{{Action: "Deny", Source: api.EntityRule{Selector: "app == 'api'"}}}}}}
+	if _, err := c.Create(ctx, staged); err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 
@@ -270,6 +279,41 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 		sel := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS("main table.endpoints")))
 		if !strings.Contains(sel, b.weps["db"]) {
 			t.Errorf("the policy page does not show db as selected:\n%s", sel)
+		}
+	})
+
+	// api → db passed (the matrix says so) but the staged db-lockdown
+	// would have denied it: the flow shows the pending verdict and links
+	// to the staged policy.
+	t.Run("staged", func(t *testing.T) {
+		pageText(t, ctx, base+"/policies")
+		sel := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS(`tr.policy[data-kind="StagedNetworkPolicy"][data-policy="default/db-lockdown"] td.selected`)))
+		if want := "default/" + b.weps["db"]; strings.TrimSpace(sel) != want {
+			t.Errorf("staged default/db-lockdown selects %q, want %q", sel, want)
+		}
+		url := base + "/flows?action=allow&endpoint=" + b.weps["db"] + "&since=10m"
+		row := `//tr[contains(@class, "action-allow")][td[3][.="ingress"]][td[5][contains(., "default/` + b.weps["api"] + `")]]`
+		var cell string
+		waitPage(t, ctx, url, 60*time.Second, func(string) bool {
+			cells := read(t, ctx, 10*time.Second, chromedp.Evaluate[[]string](`(() => {
+				const r = document.evaluate('`+row+`', document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+				return r ? [r.cells[8].textContent] : [];
+			})()`))
+			if len(cells) > 0 {
+				cell = cells[0]
+			}
+			return cell != ""
+		})
+		if want := "deny: default: StagedNetworkPolicy default/db-lockdown rule 0"; strings.TrimSpace(cell) != want {
+			t.Fatalf("the allowed flow api → db: pending %q, want %q", cell, want)
+		}
+		browse(t, ctx, 30*time.Second,
+			chromedp.Click(chromedp.CSS("#live")),
+			chromedp.Click(chromedp.Search(row+`/td[9]/a`)),
+			chromedp.WaitVisible(chromedp.CSS("h1.policy-name")),
+		)
+		if h1 := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS("h1.policy-name"))); h1 != "StagedNetworkPolicy default/db-lockdown" {
+			t.Errorf("the pending policy link leads to %q, want StagedNetworkPolicy default/db-lockdown", h1)
 		}
 	})
 
