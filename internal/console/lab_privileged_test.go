@@ -176,6 +176,7 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 				t.Errorf("endpoints page: no %q of %s in\n%s", m, name, s)
 			}
 		}
+		screenshot(t, ctx, "console-endpoints.png")
 	})
 
 	t.Run("policies", func(t *testing.T) {
@@ -210,6 +211,7 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 		if p.InUse < 3 {
 			t.Errorf("pool %s: %d addresses in use, want at least the 3 containers'", p.CIDR, p.InUse)
 		}
+		screenshot(t, ctx, "console-ipam.png")
 		for _, blk := range p.Blocks {
 			row := read(t, ctx, 10*time.Second, chromedp.Text(chromedp.CSS(`tr.block[data-block="`+blk.CIDR.String()+`"]`)))
 			if !strings.Contains(row, blk.Node) || !strings.Contains(row, blk.CIDR.String()) {
