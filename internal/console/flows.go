@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -23,10 +24,13 @@ type flowFilter struct {
 	// Since is the since parameter as given ("15m" by default).
 	Since string
 	Node  string
+	// Src and Dst select the flows from and to an endpoint (name,
+	// namespace/name or address); the console applies them.
+	Src, Dst string
 }
 
 func parseFlowFilter(q url.Values, now time.Time) (flowFilter, error) {
-	f := flowFilter{Since: cmp.Or(q.Get("since"), "15m"), Node: q.Get("node")}
+	f := flowFilter{Since: cmp.Or(q.Get("since"), "15m"), Node: q.Get("node"), Src: q.Get("src"), Dst: q.Get("dst")}
 	aq := url.Values{}
 	for k, v := range q {
 		aq[k] = v
@@ -36,6 +40,33 @@ func parseFlowFilter(q url.Values, now time.Time) (flowFilter, error) {
 	var err error
 	f.Filter, err = flows.FilterFromQuery(aq, now)
 	return f, err
+}
+
+// agentFilter is what the agents are asked: f's filter, narrowed to the
+// src or dst endpoint when no endpoint is given (the agents match either
+// side; the console then keeps the right one).
+func (f flowFilter) agentFilter() flows.Filter {
+	af := f.Filter
+	if af.Endpoint == "" && !isAddr(f.Dst) && !isAddr(f.Src) {
+		af.Endpoint = cmp.Or(f.Dst, f.Src)
+	}
+	return af
+}
+
+func isAddr(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// match is the agents' filter plus the console's own (node, src, dst).
+func (f flowFilter) match(r *flows.FlowRecord) bool {
+	side := func(e *flows.Endpoint, ip, want string) bool {
+		if want == "" || ip == want {
+			return true
+		}
+		return e != nil && (e.Name == want || cmp.Or(e.Namespace, api.DefaultNamespace)+"/"+e.Name == want)
+	}
+	return f.Match(r) && (f.Node == "" || r.Node == f.Node) && side(r.Src, r.SrcIP, f.Src) && side(r.Dst, r.DstIP, f.Dst)
 }
 
 // maxFlowsShown bounds the flows page; maxFlowsRead what is read per node.
@@ -64,7 +95,7 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
-			rs, err := s.nodeFlows(ctx, n, f.Filter)
+			rs, err := s.nodeFlows(ctx, n, f.agentFilter())
 			<-sem
 			mu.Lock()
 			defer mu.Unlock()
@@ -77,7 +108,7 @@ func (s *Server) readFlows(ctx context.Context, nodes []*api.Node, f flowFilter)
 				}
 				// The agents filter too; this keeps the page right
 				// whatever an agent does.
-				if f.Match(r) {
+				if f.match(r) {
 					all = append(all, r)
 				}
 			}

@@ -267,8 +267,24 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 			t.Errorf("flows page: no %q in\n%s", m, s)
 		}
 		screenshot(t, ctx, "console-flows.png")
-		// Follow the denied flow to the policy that denied it (live off,
-		// so that the row stays put).
+		// From the matrix: the denied cell web → db leads to its denied
+		// flows, and the flow to the policy that denied it (live off, so
+		// that the row stays put).
+		browse(t, ctx, 90*time.Second,
+			chromedp.Navigate(base+"/matrix"),
+			chromedp.Click(chromedp.Search(`//tr[@data-from="web"]/td[contains(@class, "deny")]/a`)),
+			chromedp.WaitVisible(chromedp.Search(row)),
+		)
+		loc := read(t, ctx, 10*time.Second, chromedp.Evaluate[string](`location.search`))
+		if m := missingFrom(loc, "action=deny", "src=default%2F"+b.weps["web"], "dst=default%2F"+b.weps["db"]); len(m) > 0 {
+			t.Errorf("the matrix's denied cell leads to /flows%s: no %q", loc, m)
+		}
+		if n := read(t, ctx, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("tr.flow").length`)); n < 1 {
+			t.Errorf("the flows of the denied pair: %d rows", n)
+		}
+		if n := read(t, ctx, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("tr.flow:not(.action-deny)").length`)); n != 0 {
+			t.Errorf("the denied flows of the pair include %d not denied", n)
+		}
 		browse(t, ctx, 30*time.Second,
 			chromedp.Click(chromedp.CSS("#live")),
 			chromedp.Click(chromedp.Search(row+`//a[contains(@class, "policy-link")]`)),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -270,6 +271,8 @@ type matrixRow struct {
 
 type matrixCell struct {
 	Mark, Class, Title string
+	// Link is the flows between the pair (when both are endpoints).
+	Link string
 }
 
 // matrixTimeout bounds one probe of the matrix page.
@@ -310,6 +313,7 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Result, d.Took = res, time.Since(t0).Round(time.Millisecond).String()
+	eps := s.containerEndpoints(ctx, res)
 	for _, from := range res.From {
 		row := matrixRow{From: from}
 		for _, to := range res.To {
@@ -325,9 +329,47 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 			default:
 				c.Class = "self"
 			}
+			if src, dst := eps[from], eps[to]; src != nil && dst != nil && c.Class != "self" {
+				q := url.Values{"src": {src.Namespace + "/" + src.Name}, "dst": {dst.Namespace + "/" + dst.Name}, "since": {"15m"}}
+				if c.Class == "deny" {
+					q.Set("action", "deny")
+				}
+				c.Link = "/flows?" + q.Encode()
+			}
 			row.Cells = append(row.Cells, c)
 		}
 		d.Rows = append(d.Rows, row)
 	}
 	s.render(w, r, "matrix", d, nil)
+}
+
+// containerEndpoints maps the probed containers to their endpoints, by
+// the addresses the probe used (nil map when the datastore cannot say).
+func (s *Server) containerEndpoints(ctx context.Context, res *lab.Reachability) map[string]*endpointView {
+	c, err := s.readCluster(ctx)
+	if err != nil {
+		s.log.Warn("read endpoints for the matrix", "error", err)
+		return nil
+	}
+	byAddr := map[netip.Addr]*endpointView{}
+	for _, e := range c.Endpoints {
+		for _, a := range e.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil {
+				byAddr[p.Addr()] = e
+			} else if ip, err := netip.ParseAddr(a); err == nil {
+				byAddr[ip] = e
+			}
+		}
+	}
+	out := map[string]*endpointView{}
+	for _, p := range res.Results {
+		a, err := netip.ParseAddr(p.Address)
+		if ap, perr := netip.ParseAddrPort(p.Address); perr == nil {
+			a, err = ap.Addr(), nil
+		}
+		if err == nil && byAddr[a] != nil {
+			out[p.To] = byAddr[a]
+		}
+	}
+	return out
 }
