@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -216,6 +217,34 @@ func TestPrivilegedFlows(t *testing.T) {
 	if err != nil || !strings.Contains(out, "NetworkPolicy|shop/db|1") || !strings.Contains(out, "PENDING") {
 		t.Errorf("-o wide: %v\n%s", err, out)
 	}
+
+	// Metrics: h2 counted the flows and the denies by policy.
+	metrics := w.agentMetrics("h2")
+	for _, want := range []string{
+		`tabby_flows_total{action="deny",direction="ingress"}`,
+		`calico_denied_packets{policy="default|shop/db|1",srcIP="` + w.ip("cli").String() + `"}`,
+		`tabby_policy_packets_total{action="allow",direction="ingress",kind="NetworkPolicy",policy="shop/db",tier="default"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("h2's metrics lack %s", want)
+		}
+	}
+}
+
+// agentMetrics reads a host agent's /metrics.
+func (w *world) agentMetrics(host string) string {
+	w.t.Helper()
+	c := lab.HTTPClientIn(lab.NodeNamespace(w.lab.Name(), lab.MasterNode))
+	resp, err := c.Get("http://" + netip.AddrPortFrom(w.node(host).IP.Addr(), lab.AgentHTTPPort).String() + "/metrics")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestPrivilegedStagedPolicy: a staged deny lets traffic pass while the
