@@ -305,6 +305,6 @@ metadata: {name: web-lockdown, namespace: shop}
 spec:` + spec)
 	w.expectConnect("cli", "web", 80, false)
 	w.expectFlows([]string{"--action", "deny"}, flowWant{node: "h1", src: "cli", dst: "web", dstPort: 80, direction: flows.Ingress, action: flows.Deny,
-		policy: flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "shop", Name: "web-lockdown", Rule: 1},
+		policy:        flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "shop", Name: "web-lockdown", Rule: 1},
 		pendingAction: flows.Deny})
 }
