@@ -53,6 +53,7 @@ spec:
   ingress:
   - {action: Allow, protocol: TCP, destination: {ports: [5201, 7000]}}
   - {action: Allow, protocol: UDP}
+  - {action: Allow, protocol: ICMP}
 `
 
 type flowLogsLab struct {

@@ -348,12 +348,13 @@ func (a *Attributor) Attribute(f *flow, now time.Time) []flows.FlowRecord {
 		if d.allow {
 			r.Action = flows.Allow
 		}
+		r.Policy = a.policyRef(d, nil)
 		if !f.denied && !d.allow {
 			// The kernel let it through, the replay denies it: the
-			// ruleset changed since.
+			// ruleset changed since. The kernel's verdict stands.
 			r.Action = flows.Allow
+			r.Policy = flows.PolicyRef{Kind: flows.PolicyKindDefault, Name: "ruleset-changed", Rule: -1}
 		}
-		r.Policy = a.policyRef(d, nil)
 		if pd, ok := a.pendingFor(pending, pkt, d); ok {
 			ref := a.policyRef(pd, a.staged)
 			act := flows.Deny
