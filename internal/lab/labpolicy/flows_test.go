@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +220,9 @@ func TestPrivilegedFlows(t *testing.T) {
 		t.Errorf("-o wide: %v\n%s", err, out)
 	}
 
+	// --follow streams a flow made after it started.
+	w.followFlow()
+
 	// Metrics: h2 counted the flows and the denies by policy.
 	metrics := w.agentMetrics("h2")
 	for _, want := range []string{
@@ -307,4 +312,52 @@ spec:` + spec)
 	w.expectFlows([]string{"--action", "deny"}, flowWant{node: "h1", src: "cli", dst: "web", dstPort: 80, direction: flows.Ingress, action: flows.Deny,
 		policy:        flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "shop", Name: "web-lockdown", Rule: 1},
 		pendingAction: flows.Deny})
+}
+
+// followFlow starts `tabby lab flows NAME --follow -o json`, makes a new
+// connection web → db:80 and waits for its record on the stream.
+func (w *world) followFlow() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), expectWithin)
+	defer cancel()
+	since := time.Now().UTC().Format(time.RFC3339Nano)
+	cmd := exec.CommandContext(ctx, filepath.Join(testBinaries(w.t), "tabby"), "lab", "flows", w.lab.Name(), "--follow", "-o", "json",
+		"--since", since, "--endpoint", "db", "--action", "allow")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	got := make(chan flows.FlowRecord, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var r flows.FlowRecord
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				got <- r
+			}
+		}
+		close(got)
+	}()
+	time.Sleep(500 * time.Millisecond) // the command connects to the agents
+	w.expectConnect("web", "db", 80, true)
+	for {
+		select {
+		case r, ok := <-got:
+			if !ok {
+				w.t.Fatal("tabby lab flows --follow ended before the flow came")
+			}
+			if r.Start.Before(time.Now().Add(-expectWithin)) {
+				w.t.Errorf("--since %s: got a record of %s", since, r.Start)
+			}
+			if name(r.Src) == "web" && name(r.Dst) == "db" && r.DstPort == 80 {
+				return
+			}
+		case <-ctx.Done():
+			w.t.Fatal("tabby lab flows --follow did not stream the new flow")
+		}
+	}
 }
