@@ -17,8 +17,8 @@ import (
 // kernelDataplane wires the production dataplane parts for `tabby agent`.
 type kernelDataplane struct {
 	*agent.KernelDataplane
-	router *router.Router // nil: routing disabled
-	nft    *nft.Driver    // nil: policy disabled
+	router *router.Router     // nil: routing disabled
+	nft    *nft.Driver        // nil: policy disabled
 	flows  *flowlog.Collector // nil: flow logs off
 }
 

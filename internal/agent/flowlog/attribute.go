@@ -348,13 +348,14 @@ func (a *Attributor) Attribute(f *flow, now time.Time) []flows.FlowRecord {
 		if d.allow {
 			r.Action = flows.Allow
 		}
+		r.Policy = a.policyRef(d, nil)
 		if !f.denied && !d.allow {
 			// The kernel let it through, the replay denies it: the
-			// ruleset changed since.
+			// ruleset changed since. The kernel's verdict stands.
 			r.Action = flows.Allow
+			r.Policy = flows.PolicyRef{Kind: flows.PolicyKindDefault, Name: "ruleset-changed", Rule: -1}
 		}
-		r.Policy = a.policyRef(d, nil)
-		if pd, ok := matchDecision(pending, d); ok {
+		if pd, ok := a.pendingFor(pending, pkt, d); ok {
 			ref := a.policyRef(pd, a.staged)
 			act := flows.Deny
 			if pd.allow {
@@ -379,18 +380,24 @@ func (a *Attributor) Attribute(f *flow, now time.Time) []flows.FlowRecord {
 	return out
 }
 
-// matchDecision finds the pending decision of the same endpoint chain.
-func matchDecision(pending []decision, d decision) (decision, bool) {
+// pendingFor finds the pending decision of d's endpoint chain. When the
+// pending ruleset dropped the packet before that chain (the source's
+// egress would deny it), the destination's ingress is replayed on its
+// own, as another node would see it.
+func (a *Attributor) pendingFor(pending []decision, pkt packet, d decision) (decision, bool) {
 	for _, p := range pending {
 		if p.chain == d.chain {
 			return p, true
 		}
 	}
-	if d.chain != "" && len(pending) > 0 {
-		// The pending ruleset dropped it before this chain.
-		last := pending[len(pending)-1]
-		if !last.allow {
-			return last, true
+	if a.prs == nil || d.chain == "" || !d.ingress || pkt.hook != policy.HookForward {
+		return decision{}, false
+	}
+	pkt.iif = uplink
+	again, _ := replay(a.prs, pkt)
+	for _, p := range again {
+		if p.chain == d.chain {
+			return p, true
 		}
 	}
 	return decision{}, false

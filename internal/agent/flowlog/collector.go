@@ -47,7 +47,7 @@ type Config struct {
 const (
 	DefaultNFLogGroup = 20
 	DefaultDenyRate   = 200
-	DefaultMaxTracked = 65536
+	DefaultMaxTracked = 16384
 )
 
 // WithDefaults returns c with unset fields defaulted.

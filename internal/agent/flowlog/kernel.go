@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,13 +162,25 @@ func (s *ctSource) counters(t *tracked, f *conntrack.Flow, now time.Time) {
 	}
 }
 
-// poll reads the counters of every tracked flow (at each window).
+// ctCountSysctl is the number of conntrack entries of this namespace.
+const ctCountSysctl = "/proc/sys/net/netfilter/nf_conntrack_count"
+
+// poll reads the counters of every tracked flow (at each window). The
+// dump holds the whole table in memory for a moment, so while the table
+// is much larger than what is tracked (a flood of short flows) it is
+// skipped: those flows' counters come with their DESTROY events.
 func (s *ctSource) poll() {
 	s.mu.Lock()
 	dump, n := s.dump, len(s.tracked)
 	s.mu.Unlock()
 	if dump == nil || n == 0 {
 		return
+	}
+	if b, err := os.ReadFile(ctCountSysctl); err == nil {
+		if total, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && total > 4*s.c.cfg.MaxTracked {
+			s.c.log.Debug("conntrack table too large to dump this window", "entries", total)
+			return
+		}
 	}
 	fs, err := dump.Dump(nil)
 	if err != nil {

@@ -1,6 +1,8 @@
 package flowlog
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tabbynet/tabby/internal/flows"
@@ -11,6 +13,8 @@ type metrics struct {
 	flows    *prometheus.CounterVec // flow observations by action and direction
 	packets  *prometheus.CounterVec // per policy
 	bytes    *prometheus.CounterVec
+	deniedP  *prometheus.CounterVec // calico_denied_packets, as Calico's reporter names it
+	deniedB  *prometheus.CounterVec
 	records  prometheus.Counter
 	ringLen  prometheus.GaugeFunc
 	dropped  prometheus.CounterFunc
@@ -28,6 +32,12 @@ func newMetrics(c *Collector) *metrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tabby_policy_bytes_total", Help: "Bytes of flows of this node's endpoints, by the deciding policy (kind, tier, namespace/name), action and direction.",
 		}, []string{"kind", "tier", "policy", "action", "direction"}),
+		deniedP: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calico_denied_packets", Help: "Denied packets (as logged, under the kernel's rate limit), by the deciding policy (tier|namespace/name|rule) and source IP: Calico's Prometheus reporter's metric.",
+		}, []string{"policy", "srcIP"}),
+		deniedB: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calico_denied_bytes", Help: "Bytes of denied packets (as logged), by the deciding policy (tier|namespace/name|rule) and source IP: Calico's Prometheus reporter's metric.",
+		}, []string{"policy", "srcIP"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tabby_flow_records_total", Help: "Aggregated flow records written to the ring (one per flow and window).",
 		}),
@@ -46,7 +56,7 @@ func newMetrics(c *Collector) *metrics {
 // Collectors are the metrics, for the agent's registry.
 func (c *Collector) Collectors() []prometheus.Collector {
 	m := c.m
-	return []prometheus.Collector{m.flows, m.packets, m.bytes, m.records, m.ringLen, m.dropped, m.overflow}
+	return []prometheus.Collector{m.flows, m.packets, m.bytes, m.deniedP, m.deniedB, m.records, m.ringLen, m.dropped, m.overflow}
 }
 
 func policyLabel(p flows.PolicyRef) string {
@@ -66,6 +76,11 @@ func (m *metrics) observed(r *flows.FlowRecord, isNew bool) {
 	l := []string{r.Policy.Kind, r.Policy.Tier, policyLabel(r.Policy), r.Action, r.Direction}
 	m.packets.WithLabelValues(l...).Add(float64(r.Packets))
 	m.bytes.WithLabelValues(l...).Add(float64(r.Bytes))
+	if r.Action == flows.Deny {
+		p := r.Policy.Tier + "|" + policyLabel(r.Policy) + "|" + strconv.Itoa(r.Policy.Rule)
+		m.deniedP.WithLabelValues(p, r.SrcIP).Add(float64(r.Packets))
+		m.deniedB.WithLabelValues(p, r.SrcIP).Add(float64(r.Bytes))
+	}
 }
 
 func (m *metrics) flushed(n int) { m.records.Add(float64(n)) }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +219,37 @@ func TestPrivilegedFlows(t *testing.T) {
 	if err != nil || !strings.Contains(out, "NetworkPolicy|shop/db|1") || !strings.Contains(out, "PENDING") {
 		t.Errorf("-o wide: %v\n%s", err, out)
 	}
+
+	// --follow streams a flow made after it started.
+	w.followFlow()
+
+	// Metrics: h2 counted the flows and the denies by policy.
+	metrics := w.agentMetrics("h2")
+	for _, want := range []string{
+		`tabby_flows_total{action="deny",direction="ingress"}`,
+		`calico_denied_packets{policy="default|shop/db|1",srcIP="` + w.ip("cli").String() + `"}`,
+		`tabby_policy_packets_total{action="allow",direction="ingress",kind="NetworkPolicy",policy="shop/db",tier="default"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("h2's metrics lack %s", want)
+		}
+	}
+}
+
+// agentMetrics reads a host agent's /metrics.
+func (w *world) agentMetrics(host string) string {
+	w.t.Helper()
+	c := lab.HTTPClientIn(lab.NodeNamespace(w.lab.Name(), lab.MasterNode))
+	resp, err := c.Get("http://" + netip.AddrPortFrom(w.node(host).IP.Addr(), lab.AgentHTTPPort).String() + "/metrics")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestPrivilegedStagedPolicy: a staged deny lets traffic pass while the
@@ -276,6 +310,54 @@ metadata: {name: web-lockdown, namespace: shop}
 spec:` + spec)
 	w.expectConnect("cli", "web", 80, false)
 	w.expectFlows([]string{"--action", "deny"}, flowWant{node: "h1", src: "cli", dst: "web", dstPort: 80, direction: flows.Ingress, action: flows.Deny,
-		policy: flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "shop", Name: "web-lockdown", Rule: 1},
+		policy:        flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "shop", Name: "web-lockdown", Rule: 1},
 		pendingAction: flows.Deny})
+}
+
+// followFlow starts `tabby lab flows NAME --follow -o json`, makes a new
+// connection web → db:80 and waits for its record on the stream.
+func (w *world) followFlow() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), expectWithin)
+	defer cancel()
+	since := time.Now().UTC().Format(time.RFC3339Nano)
+	cmd := exec.CommandContext(ctx, filepath.Join(testBinaries(w.t), "tabby"), "lab", "flows", w.lab.Name(), "--follow", "-o", "json",
+		"--since", since, "--endpoint", "db", "--action", "allow")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	got := make(chan flows.FlowRecord, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var r flows.FlowRecord
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				got <- r
+			}
+		}
+		close(got)
+	}()
+	time.Sleep(500 * time.Millisecond) // the command connects to the agents
+	w.expectConnect("web", "db", 80, true)
+	for {
+		select {
+		case r, ok := <-got:
+			if !ok {
+				w.t.Fatal("tabby lab flows --follow ended before the flow came")
+			}
+			if r.Start.Before(time.Now().Add(-expectWithin)) {
+				w.t.Errorf("--since %s: got a record of %s", since, r.Start)
+			}
+			if name(r.Src) == "web" && name(r.Dst) == "db" && r.DstPort == 80 {
+				return
+			}
+		case <-ctx.Done():
+			w.t.Fatal("tabby lab flows --follow did not stream the new flow")
+		}
+	}
 }
