@@ -306,8 +306,10 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), matrixTimeout)
 	defer cancel()
+	s.probing.Lock()
 	t0 := time.Now()
 	res, err := s.cfg.Matrix(ctx, spec)
+	s.probing.Unlock()
 	if err != nil {
 		s.render(w, r, "matrix", d, []error{fmt.Errorf("probe: %w", err)})
 		return

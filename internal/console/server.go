@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -80,6 +81,9 @@ type Server struct {
 	client *datastore.Client
 	pages  map[string]*template.Template
 	log    *slog.Logger
+	// probing is held while the matrix is probed: one probe at a time,
+	// however many pages load it (each pair starts listeners).
+	probing sync.Mutex
 }
 
 // pageNames are the pages; each is templates/NAME.html in templates/layout.html.
