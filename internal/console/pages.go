@@ -306,10 +306,15 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), matrixTimeout)
 	defer cancel()
-	s.probing.Lock()
+	select {
+	case s.probing <- struct{}{}:
+	case <-ctx.Done():
+		s.render(w, r, "matrix", d, []error{errors.New("probe: another probe of the matrix took too long; try again")})
+		return
+	}
 	t0 := time.Now()
 	res, err := s.cfg.Matrix(ctx, spec)
-	s.probing.Unlock()
+	<-s.probing
 	if err != nil {
 		s.render(w, r, "matrix", d, []error{fmt.Errorf("probe: %w", err)})
 		return

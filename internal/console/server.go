@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -83,7 +82,7 @@ type Server struct {
 	log    *slog.Logger
 	// probing is held while the matrix is probed: one probe at a time,
 	// however many pages load it (each pair starts listeners).
-	probing sync.Mutex
+	probing chan struct{}
 }
 
 // pageNames are the pages; each is templates/NAME.html in templates/layout.html.
@@ -99,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, client: datastore.NewClient(cfg.Store), pages: map[string]*template.Template{},
-		log: cfg.Logger.With("component", "console")}
+		log: cfg.Logger.With("component", "console"), probing: make(chan struct{}, 1)}
 	for _, p := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
