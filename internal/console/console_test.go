@@ -19,6 +19,7 @@ import (
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/memstore"
 	"github.com/tabbynet/tabby/internal/flows"
+	"github.com/tabbynet/tabby/internal/lab"
 )
 
 // fakeAgent serves an agent's /status/bgp and, from a recorded file,
@@ -269,5 +270,45 @@ func TestFlowPolicyLink(t *testing.T) {
 				t.Errorf("text: %q, want %q", got, tc.text)
 			}
 		})
+	}
+}
+
+// TestMatrixPage renders a probe's result (a fake prober): the cells, and
+// links to the flows of each pair found by the addresses probed.
+func TestMatrixPage(t *testing.T) {
+	store := memstore.New()
+	seed(t, store)
+	probes := 0
+	srv, err := New(Config{Store: store, Matrix: func(ctx context.Context, spec lab.ProbeSpec) (*lab.Reachability, error) {
+		probes++
+		if spec.Protocol != "udp" || spec.Port != 53 {
+			t.Errorf("probe spec %+v, want udp/53", spec)
+		}
+		return &lab.Reachability{Protocol: spec.Protocol, Port: spec.Port, Family: 4, From: []string{"db", "web"}, To: []string{"db", "web"},
+			Results: []lab.PairResult{
+				{From: "web", To: "db", Address: "10.244.2.3:53", Detail: "timeout"},
+				{From: "db", To: "web", Address: "10.244.1.2:53", Allowed: true, Detail: "reply"},
+			}}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	code, body := get(t, ts.URL+"/matrix?proto=udp&port=53")
+	for _, w := range []string{
+		"udp/53: each row",
+		`<tr data-from="web"><th>web</th><td class="cell deny" title="web → db: denied (timeout)"><a href="/flows?action=deny&amp;dst=default%2Fh1-lab-db-eth0&amp;since=15m&amp;src=default%2Fh1-lab-web-eth0">X</a></td><td class="cell self" title="">-</td></tr>`,
+		`<td class="cell allow" title="db → web: allowed (reply)"><a href="/flows?dst=default%2Fh1-lab-web-eth0&amp;since=15m&amp;src=default%2Fh1-lab-db-eth0">.</a>`,
+	} {
+		if code != 200 || !strings.Contains(body, w) {
+			t.Errorf("GET /matrix: %d, no %q in\n%s", code, w, body)
+		}
+	}
+	if code, body := get(t, ts.URL+"/matrix?port=x"); code != 400 || !strings.Contains(body, `port: &#34;x&#34; is not a number`) {
+		t.Errorf("GET /matrix?port=x: %d\n%s", code, body)
+	}
+	if probes != 1 {
+		t.Errorf("%d probes, want 1 (none for bad input)", probes)
 	}
 }
