@@ -84,6 +84,25 @@ func read[T any](t *testing.T, ctx context.Context, d time.Duration, a chromedp.
 	return v
 }
 
+// waitJS evaluates expr until it is true (or d passes); errors while the
+// page navigates count as false.
+func waitJS(t *testing.T, ctx context.Context, d time.Duration, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("browser: %s is not true after %s (last error: %v)", expr, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // pageText loads url and returns the text of its main element.
 func pageText(t *testing.T, ctx context.Context, url string) string {
 	t.Helper()
@@ -149,8 +168,9 @@ func TestBrowserFlows(t *testing.T) {
 	browse(t, ctx, 30*time.Second,
 		chromedp.SetValue(chromedp.CSS(`select[name="action"]`), "deny"),
 		chromedp.Click(chromedp.CSS(`form.filter button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr.flow`)),
 	)
+	// The new page, loaded (not the old one's rows).
+	waitJS(t, ctx, 30*time.Second, `location.search.includes("action=deny") && document.readyState === "complete" && document.querySelector("tr.flow") !== null`)
 	rows := read(t, ctx, 10*time.Second, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("tr.flow")).map(r => r.dataset.action)`))
 	if len(rows) != 1 || rows[0] != "deny" {
 		t.Errorf("flows with action=deny: rows %q, want one deny", rows)
