@@ -312,3 +312,27 @@ func TestMatrixPage(t *testing.T) {
 		t.Errorf("%d probes, want 1 (none for bad input)", probes)
 	}
 }
+
+// downStore is a datastore that does not answer.
+type downStore struct{ datastore.Store }
+
+func (downStore) List(context.Context, string) ([]*datastore.KV, int64, error) {
+	return nil, 0, datastore.ErrUnavailable
+}
+
+// TestDatastoreDown: every page says the datastore could not be read, with
+// 503, and renders nothing stale.
+func TestDatastoreDown(t *testing.T) {
+	srv, err := New(Config{Store: downStore{memstore.New()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	for _, path := range []string{"/nodes", "/endpoints", "/policies", "/policy?name=x", "/ipam", "/flows"} {
+		code, body := get(t, ts.URL+path)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "datastore unavailable") {
+			t.Errorf("GET %s: %d, want 503 and the error\n%s", path, code, body)
+		}
+	}
+}

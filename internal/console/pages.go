@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/lab"
 )
@@ -29,7 +30,7 @@ func (s *Server) nodesPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c, err := s.readCluster(ctx)
 	if err != nil {
-		s.render(w, r, "nodes", nil, []error{err})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "nodes", nil, []error{err})
 		return
 	}
 	views := s.nodeViews(ctx, c.Nodes)
@@ -48,7 +49,7 @@ func (s *Server) endpointsPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c, err := s.readCluster(ctx)
 	if err != nil {
-		s.render(w, r, "endpoints", nil, []error{err})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "endpoints", nil, []error{err})
 		return
 	}
 	s.render(w, r, "endpoints", c.Endpoints, nil)
@@ -59,7 +60,7 @@ func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c, err := s.readCluster(ctx)
 	if err != nil {
-		s.render(w, r, "policies", nil, []error{err})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "policies", nil, []error{err})
 		return
 	}
 	s.render(w, r, "policies", c, nil)
@@ -88,7 +89,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c, err := s.readCluster(ctx)
 	if err != nil {
-		s.render(w, r, "policy", d, []error{err})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "policy", d, []error{err})
 		return
 	}
 	switch d.Kind {
@@ -106,13 +107,11 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	default:
-		w.WriteHeader(http.StatusBadRequest)
-		s.render(w, r, "policy", d, []error{fmt.Errorf("kind: %q is not NetworkPolicy, GlobalNetworkPolicy, a staged kind or Profile", d.Kind)})
+		s.renderStatus(w, r, http.StatusBadRequest, "policy", d, []error{fmt.Errorf("kind: %q is not NetworkPolicy, GlobalNetworkPolicy, a staged kind or Profile", d.Kind)})
 		return
 	}
 	if d.Policy == nil && d.Profile == nil {
-		w.WriteHeader(http.StatusNotFound)
-		s.render(w, r, "policy", d, []error{fmt.Errorf("%s %s does not exist (any more)", d.Kind, strings.TrimPrefix(d.Namespace+"/"+d.Name, "/"))})
+		s.renderStatus(w, r, http.StatusNotFound, "policy", d, []error{fmt.Errorf("%s %s does not exist (any more)", d.Kind, strings.TrimPrefix(d.Namespace+"/"+d.Name, "/"))})
 		return
 	}
 	s.render(w, r, "policy", d, nil)
@@ -137,7 +136,7 @@ func (s *Server) ipamPage(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	u, err := ipam.New(s.cfg.Store, s.log).Usage(ctx)
 	if err != nil {
-		s.render(w, r, "ipam", nil, []error{fmt.Errorf("read IPAM: %w", err)})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "ipam", nil, []error{fmt.Errorf("read IPAM: %w", err)})
 		return
 	}
 	var pools []poolView
@@ -232,10 +231,15 @@ func (s *Server) readFlowsPage(r *http.Request) (flowsPageData, []error) {
 
 func (s *Server) flowsPage(w http.ResponseWriter, r *http.Request) {
 	d, errs := s.readFlowsPage(r)
-	if len(errs) > 0 && errors.Is(errs[0], errBadFilter) {
-		w.WriteHeader(http.StatusBadRequest)
+	code := http.StatusOK
+	switch {
+	case len(errs) == 0:
+	case errors.Is(errs[0], errBadFilter):
+		code = http.StatusBadRequest
+	case errors.Is(errs[0], datastore.ErrUnavailable):
+		code = http.StatusServiceUnavailable
 	}
-	s.render(w, r, "flows", d, errs)
+	s.renderStatus(w, r, code, "flows", d, errs)
 }
 
 var errBadFilter = errors.New("bad filter")
@@ -284,8 +288,7 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 	if p := q.Get("port"); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			s.render(w, r, "matrix", d, []error{fmt.Errorf("port: %q is not a number", p)})
+			s.renderStatus(w, r, http.StatusBadRequest, "matrix", d, []error{fmt.Errorf("port: %q is not a number", p)})
 			return
 		}
 		d.Port = n
@@ -300,8 +303,7 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 	}
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		s.render(w, r, "matrix", d, []error{err})
+		s.renderStatus(w, r, http.StatusBadRequest, "matrix", d, []error{err})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), matrixTimeout)

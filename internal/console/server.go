@@ -156,6 +156,12 @@ type page struct {
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, data any, errs []error) {
+	s.renderStatus(w, r, http.StatusOK, name, data, errs)
+}
+
+// renderStatus renders page name with an HTTP status: 400 for bad input,
+// 404 for what does not exist, 503 when the datastore could not be read.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, code int, name string, data any, errs []error) {
 	p := page{Title: s.cfg.Title, Active: name, Now: time.Now(), Data: data}
 	for _, e := range errs {
 		if e != nil {
@@ -165,6 +171,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, dat
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
 	if err := s.pages[name].Execute(w, p); err != nil {
 		s.log.Error("render", "page", name, "error", err)
 	}
