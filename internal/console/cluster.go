@@ -24,11 +24,13 @@ type cluster struct {
 	namespaces map[string]*api.Namespace
 }
 
-// endpointView is a workload endpoint as the console shows it: its labels
-// as selectors see them.
+// endpointView is a workload or host endpoint as the console shows it:
+// its labels as selectors see them.
 type endpointView struct {
-	WEP *api.WorkloadEndpoint
-	// Namespace is the endpoint's namespace ("default" when unset).
+	// Kind is WorkloadEndpoint or HostEndpoint.
+	Kind string
+	// Namespace is a workload endpoint's namespace ("default" when
+	// unset); "" for a host endpoint.
 	Namespace string
 	Name      string
 	Node      string
@@ -38,6 +40,11 @@ type endpointView struct {
 	Labels map[string]string
 	// App is the Mesos (Marathon) app, when the endpoint has one.
 	App string
+	// Workload is a workload endpoint's workload (container), Interface
+	// the interface it protects.
+	Workload, Interface string
+	Profiles            []string
+	serviceAccount      string
 	// Policies are the policies that select it, in tier order.
 	Policies []*policyView
 	nsLabels map[string]string
@@ -143,8 +150,25 @@ func (s *Server) readCluster(ctx context.Context) (*cluster, error) {
 	for _, r := range weps {
 		c.Endpoints = append(c.Endpoints, c.endpointView(r.(*api.WorkloadEndpoint), byName))
 	}
+	heps, err := list("HostEndpoint")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range heps {
+		h := r.(*api.HostEndpoint)
+		l := map[string]string{}
+		for _, p := range h.Spec.Profiles {
+			if pr, ok := byName[p]; ok {
+				maps.Copy(l, pr.Spec.LabelsToApply)
+			}
+		}
+		maps.Copy(l, h.Labels)
+		c.Endpoints = append(c.Endpoints, &endpointView{Kind: "HostEndpoint", Name: h.Name, Node: h.Spec.Node, Addresses: h.Spec.ExpectedIPs,
+			Labels: l, Interface: h.Spec.InterfaceName, Profiles: h.Spec.Profiles})
+	}
+	// Workload endpoints by namespace and name, then host endpoints.
 	slices.SortFunc(c.Endpoints, func(a, b *endpointView) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+		return cmp.Or(strings.Compare(b.Kind, a.Kind), strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 	if err := s.readPolicies(ctx, c, list); err != nil {
 		return nil, err
@@ -175,7 +199,8 @@ func (c *cluster) endpointView(w *api.WorkloadEndpoint, profiles map[string]*api
 	if w.Spec.ServiceAccountName != "" {
 		l["projectcalico.org/serviceaccount"] = w.Spec.ServiceAccountName
 	}
-	e := &endpointView{WEP: w, Namespace: ns, Name: w.Name, Node: w.Spec.Node, Addresses: w.Spec.IPNetworks, Labels: l,
+	e := &endpointView{Kind: "WorkloadEndpoint", Namespace: ns, Name: w.Name, Node: w.Spec.Node, Addresses: w.Spec.IPNetworks, Labels: l,
+		Workload: w.Spec.Workload, Interface: w.Spec.InterfaceName, Profiles: w.Spec.Profiles, serviceAccount: w.Spec.ServiceAccountName,
 		nsLabels: api.NamespaceLabels(ns, c.namespaces[ns])}
 	if w.Spec.Mesos != nil {
 		e.App = w.Spec.Mesos.App
@@ -328,26 +353,26 @@ func newPolicyView(kind, ns, name, tier string, order *float64, sel, nsSel, saSe
 }
 
 // selects says whether p applies to e, as the policy compiler decides it
-// (internal/agent/policy predicate.matches): a NetworkPolicy selects in its
-// namespace, a GlobalNetworkPolicy in the namespaces its namespaceSelector
-// matches (global(): host endpoints only, so no workload).
+// (internal/agent/policy selectsWorkload, selectsHost): a NetworkPolicy selects
+// workload endpoints in its namespace, a GlobalNetworkPolicy every endpoint
+// or, with a namespaceSelector, the workload endpoints of the namespaces it
+// matches (global(): host endpoints only).
 func (p *policyView) selects(e *endpointView) bool {
 	if p.Problem != "" {
 		return false
 	}
 	switch {
-	case p.hostOnly:
-		return false
 	case p.StagedDelete:
+		return false
+	case p.hostOnly && e.Kind != "HostEndpoint":
 		return false
 	case p.Namespace != "" && e.Namespace != p.Namespace:
 		return false
-	case p.nsSel != nil && !p.nsSel.Evaluate(e.nsLabels):
+	case p.nsSel != nil && (e.Namespace == "" || !p.nsSel.Evaluate(e.nsLabels)):
 		return false
 	}
 	if p.saSel != nil {
-		sa := e.WEP.Spec.ServiceAccountName
-		if sa == "" || !p.saSel.Evaluate(map[string]string{api.LabelNamespaceName: sa}) {
+		if e.serviceAccount == "" || !p.saSel.Evaluate(map[string]string{api.LabelNamespaceName: e.serviceAccount}) {
 			return false
 		}
 	}

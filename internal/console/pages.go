@@ -100,7 +100,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 			if p.Name == d.Name {
 				d.Profile = &profileView{Profile: p}
 				for _, e := range c.Endpoints {
-					if slices.Contains(e.WEP.Spec.Profiles, p.Name) {
+					if slices.Contains(e.Profiles, p.Name) {
 						d.Profile.Endpoints = append(d.Profile.Endpoints, e)
 					}
 				}
