@@ -157,7 +157,7 @@ func TestPages(t *testing.T) {
 		{name: "host endpoints", path: "/endpoints", code: 200, want: []string{`data-kind="HostEndpoint"`, "10.1.0.11", "role=host", "interface eth0", "default: hosts"}},
 		{name: "global policies", path: "/policies", code: 200,
 			want: []string{`<tr class="policy" data-policy="hosts" data-kind="GlobalNetworkPolicy">`, `<span class="ep">host:h1-eth0</span>`},
-			not:  []string{`<span class="ep">host:h1-eth0</span> <span class="ep">default/h1-lab-api-eth0</span>`}},		{name: "global policy selects hosts and workloads", path: "/policy?kind=GlobalNetworkPolicy&name=all-hosts-too", code: 200,
+			not:  []string{`<span class="ep">host:h1-eth0</span> <span class="ep">default/h1-lab-api-eth0</span>`}}, {name: "global policy selects hosts and workloads", path: "/policy?kind=GlobalNetworkPolicy&name=all-hosts-too", code: 200,
 			want: []string{"host endpoint h1-eth0", "default/h1-lab-db-eth0"}, not: []string{"default/h1-lab-web-eth0"}},
 		{name: "selector on hosts", path: "/policy?kind=GlobalNetworkPolicy&name=hosts", code: 200,
 			want: []string{"host endpoint h1-eth0"}, not: []string{"default/h1-lab-db-eth0"}},
