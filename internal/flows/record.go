@@ -53,7 +53,7 @@ type FlowRecord struct {
 	SrcIP     string    `json:"srcIP"`
 	SrcPort   uint16    `json:"srcPort"` // 0 when the window merged several source ports
 	DstIP     string    `json:"dstIP"`
-	DstPort   uint16    `json:"dstPort"`
+	DstPort   uint16    `json:"dstPort"`   // for ICMP, the type
 	Direction string    `json:"direction"` // ingress or egress, relative to the local endpoint
 	Src       *Endpoint `json:"src,omitempty"`
 	Dst       *Endpoint `json:"dst,omitempty"`

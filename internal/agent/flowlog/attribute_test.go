@@ -135,3 +135,37 @@ func TestDenyLoggerKeepsVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributeStagedKinds: a staged Kubernetes policy is named by its
+// staged kind and Kubernetes name; a staged Delete of the policy that
+// decides shows what decides without it.
+func TestAttributeStagedKinds(t *testing.T) {
+	a := NewAttributor(Node)
+	rs, err := api.Decode([]byte(`apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: web-only, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
+---
+apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: db, namespace: default}
+spec: {stagedAction: Delete}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetState(attrState(), StagedFrom([]*api.StagedNetworkPolicy{rs[1].(*api.StagedNetworkPolicy)}, nil,
+		[]*api.StagedKubernetesNetworkPolicy{rs[0].(*api.StagedKubernetesNetworkPolicy)}))
+	// web2 → db 81: db's rule 1 denies; without db (staged Delete), the
+	// staged Kubernetes policy admits web2 (app web), rule 0.
+	got := a.Attribute(&flow{family: 4, proto: 6, src: netip.MustParseAddr("10.65.1.2"), dst: netip.MustParseAddr("10.65.0.3"), sport: 1, dport: 81, denied: true}, time.Now())
+	if len(got) != 1 {
+		t.Fatalf("got %d records, want 1", len(got))
+	}
+	want := flows.PolicyRef{Tier: "default", Kind: "StagedKubernetesNetworkPolicy", Namespace: "default", Name: "web-only", Rule: 0}
+	if r := got[0]; r.Action != flows.Deny || r.PendingAction != flows.Allow || r.PendingPolicy == nil || *r.PendingPolicy != want {
+		t.Errorf("got %s, pending %s by %v; want deny, pending allow by %s", r.Action, r.PendingAction, r.PendingPolicy, want)
+	}
+}
