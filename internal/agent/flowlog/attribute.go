@@ -85,6 +85,7 @@ type epInfo struct {
 	ep     *flows.Endpoint
 	local  bool
 	ifName string
+	hep    bool // a host endpoint: its addresses are the host's
 }
 
 const minRecompile = 200 * time.Millisecond
@@ -205,7 +206,11 @@ func (a *Attributor) index() {
 		if h == nil {
 			continue
 		}
-		info := &epInfo{ep: &flows.Endpoint{Name: h.Name, Labels: h.Labels, Kind: flows.KindHost}}
+		info := &epInfo{ep: &flows.Endpoint{Name: h.Name, Labels: h.Labels, Kind: flows.KindHost},
+			local: h.Spec.Node == s.Node, ifName: h.Spec.InterfaceName, hep: true}
+		if info.ifName == "*" {
+			info.ifName = uplink // the wildcard host endpoint takes any other interface
+		}
 		for _, ip := range h.Spec.ExpectedIPs {
 			if ad, err := netip.ParseAddr(ip); err == nil {
 				if _, ok := a.eps[ad]; !ok {
@@ -282,13 +287,22 @@ func (a *Attributor) packetOf(f *flow) packet {
 		return p
 	}
 	srcEP, dstEP := a.eps[f.src], a.eps[f.dst]
+	srcHost := slices.Contains(a.nodeIPs, f.src) || srcEP != nil && srcEP.local && srcEP.hep
+	dstHost := slices.Contains(a.nodeIPs, f.dst) || dstEP != nil && dstEP.local && dstEP.hep
 	switch {
-	case slices.Contains(a.nodeIPs, f.src) && dstEP != nil && dstEP.local:
+	case srcHost && dstEP != nil && dstEP.local && !dstEP.hep:
 		p.hook, p.oif = policy.HookOutput, dstEP.ifName
-	case slices.Contains(a.nodeIPs, f.dst):
+	case dstHost:
 		p.hook, p.daddrLocal, p.iif = policy.HookInput, true, uplink
-		if srcEP != nil && srcEP.local {
+		if srcEP != nil && srcEP.local && !srcEP.hep {
 			p.iif = srcEP.ifName
+		} else if dstEP != nil && dstEP.hep {
+			p.iif = dstEP.ifName
+		}
+	case srcHost:
+		p.hook, p.oif = policy.HookOutput, uplink
+		if srcEP != nil && srcEP.hep {
+			p.oif = srcEP.ifName
 		}
 	default:
 		p.hook, p.iif, p.oif = policy.HookForward, uplink, uplink

@@ -169,3 +169,31 @@ spec: {stagedAction: Delete}
 		t.Errorf("got %s, pending %s by %v; want deny, pending allow by %s", r.Action, r.PendingAction, r.PendingPolicy, want)
 	}
 }
+
+// TestAttributeHostEndpoint: traffic to a host endpoint's address is
+// recorded as its ingress, decided by its policy, the failsafe ports or
+// the end of the tier.
+func TestAttributeHostEndpoint(t *testing.T) {
+	a := NewAttributor(Node)
+	a.SetState(HostEndpoints(), nil)
+	for _, tc := range []struct {
+		port   uint16
+		denied bool
+		want   flows.PolicyRef
+	}{
+		{443, false, flows.PolicyRef{Tier: "default", Kind: "GlobalNetworkPolicy", Name: "uplink", Rule: 0}},
+		{22, false, flows.PolicyRef{Kind: flows.PolicyKindDefault, Name: "failsafe-in", Rule: -1}},
+		{8080, true, flows.PolicyRef{Tier: "default", Kind: "GlobalNetworkPolicy", Name: "uplink", Rule: -1}},
+	} {
+		f := tcpFlow("198.51.100.1", "192.0.2.10", tc.port)
+		f.denied = tc.denied
+		got := a.Attribute(f, time.Now())
+		if len(got) != 1 {
+			t.Fatalf("port %d: got %d records %+v, want 1", tc.port, len(got), got)
+		}
+		r := got[0]
+		if r.Direction != flows.Ingress || r.Policy != tc.want || r.Dst == nil || r.Dst.Kind != flows.KindHost || r.Dst.Name != "node-a-eth0" {
+			t.Errorf("port %d: got %s by %s to %+v, want ingress by %s to host endpoint node-a-eth0", tc.port, r.Direction, r.Policy, r.Dst, tc.want)
+		}
+	}
+}
