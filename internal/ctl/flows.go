@@ -136,12 +136,17 @@ func (g *globals) flows(ctx context.Context, o *flowsOptions, client *http.Clien
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	if client == nil {
-		client = &http.Client{}
+	c := &http.Client{}
+	if client != nil {
+		c2 := *client
+		c = &c2
 	}
-	if !o.follow {
-		client.Timeout = 10 * time.Second
+	// A stream lasts as long as the user wants; a read is bounded.
+	c.Timeout = 10 * time.Second
+	if o.follow {
+		c.Timeout = 0
 	}
+	client = c
 	type agentAddr struct{ node, url string }
 	var agents []agentAddr
 	for _, r := range rs {

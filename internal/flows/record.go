@@ -53,7 +53,7 @@ type FlowRecord struct {
 	SrcIP     string    `json:"srcIP"`
 	SrcPort   uint16    `json:"srcPort"` // 0 when the window merged several source ports
 	DstIP     string    `json:"dstIP"`
-	DstPort   uint16    `json:"dstPort"`
+	DstPort   uint16    `json:"dstPort"`   // for ICMP, the type
 	Direction string    `json:"direction"` // ingress or egress, relative to the local endpoint
 	Src       *Endpoint `json:"src,omitempty"`
 	Dst       *Endpoint `json:"dst,omitempty"`
@@ -137,7 +137,7 @@ type Filter struct {
 	Since     time.Time // records ending at or after it
 	Namespace string    // either side's namespace
 	Endpoint  string    // either side's name ("ns/name" or "name")
-	Policy    string    // the deciding or pending policy's name (or "ns/name", or kind/…, as PolicyRef.String contains it)
+	Policy    string    // the deciding or pending policy: its name, "namespace/name" or PolicyRef.String()
 	Action    string    // allow or deny
 }
 
@@ -193,5 +193,5 @@ func sideMatch(r *FlowRecord, ok func(*Endpoint) bool) bool {
 }
 
 func policyMatch(p PolicyRef, want string) bool {
-	return p.Name == want || p.Namespace+"/"+p.Name == want || strings.Contains(p.String(), want)
+	return p.Name == want || p.Namespace+"/"+p.Name == want || p.String() == want
 }

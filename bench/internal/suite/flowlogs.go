@@ -28,7 +28,8 @@ var FlowLogs = harness.Benchmark{
 dumps with counters, the deny paths logging to NFLOG, every new flow attributed to its policy; off: none
 of it). In each, a GlobalNetworkPolicy admits TCP 5201 and 7000 to the server on h2 (so every new
 connection walks policy), a client on h1. Measured: new connections per second (connect, 1 byte each
-way, close; 4 loops) and single-stream iperf3 throughput, client → server across the hosts. Then the
+way, close; 4 loops), the CPU time the server host's agent spends per new connection meanwhile, and
+single-stream iperf3 throughput, client → server across the hosts. Then the
 flow ring of the lab with flow logs is filled (UDP datagrams to 25,000 distinct ports of the server,
 each a flow record) and the server host's agent memory (RSS) reported before and after (full run only).`,
 	Baseline: `The lab with ` + "`--flow-logs=false`" + ` in the same run.`,
@@ -37,6 +38,7 @@ each a flow record) and the server host's agent memory (RSS) reported before and
 	Metrics: []report.Metric{
 		{Key: "cps", Label: "new connections", Unit: "conn/s"},
 		{Key: "gbps", Label: "TCP throughput, 1 stream", Unit: "Gbit/s"},
+		{Key: "agent-cpu", Label: "server host's agent CPU per new connection", Unit: "µs", LowerIsBetter: true},
 	},
 	Needs:  []string{"ip", "iperf3"},
 	Budget: 4 * time.Minute, QuickBudget: 35 * time.Second,
@@ -132,11 +134,22 @@ func runFlowLogs(ctx context.Context, env *harness.Env, rec *harness.Recorder) e
 	for r := 1; r <= env.Rounds; r++ {
 		for _, sys := range harness.Order(r, report.Tabby, "off") {
 			l := labs[sys]
+			cpu0, err := harness.CPUSeconds(l.agentPID)
+			if err != nil {
+				return err
+			}
 			c, err := crr(ctx, env, l.client, l.srvIP.String()+":7000", crrDur, 4)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sys, err)
 			}
+			cpu1, err := harness.CPUSeconds(l.agentPID)
+			if err != nil {
+				return err
+			}
 			rec.Add("cps", sys, r, c.PerSec)
+			if n := c.PerSec * crrDur.Seconds(); n > 0 {
+				rec.Add("agent-cpu", sys, r, (cpu1-cpu0)*1e6/n)
+			}
 			g, err := iperf(ctx, l.client, l.srvIP.String(), secs, 1)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sys, err)

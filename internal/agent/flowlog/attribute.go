@@ -78,6 +78,10 @@ type Attributor struct {
 	eps      map[netip.Addr]*epInfo
 	nodeIPs  []netip.Addr
 	err      error
+	// replays caches the records of a replay, without times, counters
+	// and source port, by what the replay depends on.
+	replays  map[replayKey][]flows.FlowRecord
+	srcPorts bool // a rule reads source ports: they are part of the key
 }
 
 // epInfo is what the index knows of one address.
@@ -85,6 +89,7 @@ type epInfo struct {
 	ep     *flows.Endpoint
 	local  bool
 	ifName string
+	hep    bool // a host endpoint: its addresses are the host's
 }
 
 const minRecompile = 200 * time.Millisecond
@@ -166,6 +171,8 @@ func (a *Attributor) current(now time.Time) bool {
 			}
 		}
 		a.index()
+		a.srcPorts = readsSourcePorts(a.rs) || readsSourcePorts(a.prs)
+		a.replays = map[replayKey][]flows.FlowRecord{}
 	}
 	return a.rs != nil
 }
@@ -205,7 +212,11 @@ func (a *Attributor) index() {
 		if h == nil {
 			continue
 		}
-		info := &epInfo{ep: &flows.Endpoint{Name: h.Name, Labels: h.Labels, Kind: flows.KindHost}}
+		info := &epInfo{ep: &flows.Endpoint{Name: h.Name, Labels: h.Labels, Kind: flows.KindHost},
+			local: h.Spec.Node == s.Node, ifName: h.Spec.InterfaceName, hep: true}
+		if info.ifName == "*" {
+			info.ifName = uplink // the wildcard host endpoint takes any other interface
+		}
 		for _, ip := range h.Spec.ExpectedIPs {
 			if ad, err := netip.ParseAddr(ip); err == nil {
 				if _, ok := a.eps[ad]; !ok {
@@ -282,13 +293,22 @@ func (a *Attributor) packetOf(f *flow) packet {
 		return p
 	}
 	srcEP, dstEP := a.eps[f.src], a.eps[f.dst]
+	srcHost := slices.Contains(a.nodeIPs, f.src) || srcEP != nil && srcEP.local && srcEP.hep
+	dstHost := slices.Contains(a.nodeIPs, f.dst) || dstEP != nil && dstEP.local && dstEP.hep
 	switch {
-	case slices.Contains(a.nodeIPs, f.src) && dstEP != nil && dstEP.local:
+	case srcHost && dstEP != nil && dstEP.local && !dstEP.hep:
 		p.hook, p.oif = policy.HookOutput, dstEP.ifName
-	case slices.Contains(a.nodeIPs, f.dst):
+	case dstHost:
 		p.hook, p.daddrLocal, p.iif = policy.HookInput, true, uplink
-		if srcEP != nil && srcEP.local {
+		if srcEP != nil && srcEP.local && !srcEP.hep {
 			p.iif = srcEP.ifName
+		} else if dstEP != nil && dstEP.hep {
+			p.iif = dstEP.ifName
+		}
+	case srcHost:
+		p.hook, p.oif = policy.HookOutput, uplink
+		if srcEP != nil && srcEP.hep {
+			p.oif = srcEP.ifName
 		}
 	default:
 		p.hook, p.iif, p.oif = policy.HookForward, uplink, uplink
@@ -314,6 +334,80 @@ func (a *Attributor) Attribute(f *flow, now time.Time) []flows.FlowRecord {
 	if s, d := a.eps[f.src], a.eps[f.dst]; (s == nil || !s.local) && (d == nil || !d.local) {
 		return nil // no local endpoint
 	}
+	// Flows that differ only in their source port (new connections of
+	// one client to one service) are replayed once per compile, unless a
+	// rule reads source ports.
+	k := replayKey{family: f.family, proto: f.proto, src: f.src, dst: f.dst, sport: f.sport, dport: f.dport,
+		icmpType: f.icmpType, icmpCode: f.icmpCode, hook: f.hook, iif: f.iif, oif: f.oif, denied: f.denied}
+	if !a.srcPorts {
+		k.sport = 0
+	}
+	tmpl, ok := a.replays[k]
+	if !ok {
+		tmpl = a.attribute(f)
+		if len(a.replays) >= maxReplays {
+			clear(a.replays)
+		}
+		a.replays[k] = tmpl
+	}
+	out := make([]flows.FlowRecord, len(tmpl))
+	for i, r := range tmpl {
+		r.Start, r.End = f.start, f.end
+		r.Packets, r.Bytes = f.packets+f.rpackets, f.bytes+f.rbytes
+		if f.proto != 1 && f.proto != 58 {
+			r.SrcPort = f.sport
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// replayKey is what a replay depends on.
+type replayKey struct {
+	family             int
+	proto              uint8
+	src, dst           netip.Addr
+	sport, dport       uint16
+	icmpType, icmpCode uint8
+	hook               policy.HookPoint
+	iif, oif           string
+	denied             bool
+}
+
+// maxReplays bounds the replay cache (it is cleared when full, and at
+// every compile).
+const maxReplays = 4096
+
+// readsSourcePorts reports whether any rule of rs matches a source port.
+func readsSourcePorts(rs *policy.Ruleset) bool {
+	if rs == nil {
+		return false
+	}
+	for _, c := range rs.Chains {
+		for _, r := range c.Rules {
+			for _, m := range r.Matches {
+				switch m := m.(type) {
+				case policy.Port:
+					if m.Dir == policy.Src {
+						return true
+					}
+				case policy.PortSet:
+					if m.Dir == policy.Src {
+						return true
+					}
+				case policy.AddrPortSet:
+					if m.Dir == policy.Src {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// attribute replays f and makes its records; the caller holds mu.
+func (a *Attributor) attribute(f *flow) []flows.FlowRecord {
 	pkt := a.packetOf(f)
 	ds, _ := replay(a.rs, pkt)
 	var pending []decision

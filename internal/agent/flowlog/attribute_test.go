@@ -135,3 +135,65 @@ func TestDenyLoggerKeepsVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributeStagedKinds: a staged Kubernetes policy is named by its
+// staged kind and Kubernetes name; a staged Delete of the policy that
+// decides shows what decides without it.
+func TestAttributeStagedKinds(t *testing.T) {
+	a := NewAttributor(Node)
+	rs, err := api.Decode([]byte(`apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: web-only, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
+---
+apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: db, namespace: default}
+spec: {stagedAction: Delete}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetState(attrState(), StagedFrom([]*api.StagedNetworkPolicy{rs[1].(*api.StagedNetworkPolicy)}, nil,
+		[]*api.StagedKubernetesNetworkPolicy{rs[0].(*api.StagedKubernetesNetworkPolicy)}))
+	// web2 → db 81: db's rule 1 denies; without db (staged Delete), the
+	// staged Kubernetes policy admits web2 (app web), rule 0.
+	got := a.Attribute(&flow{family: 4, proto: 6, src: netip.MustParseAddr("10.65.1.2"), dst: netip.MustParseAddr("10.65.0.3"), sport: 1, dport: 81, denied: true}, time.Now())
+	if len(got) != 1 {
+		t.Fatalf("got %d records, want 1", len(got))
+	}
+	want := flows.PolicyRef{Tier: "default", Kind: "StagedKubernetesNetworkPolicy", Namespace: "default", Name: "web-only", Rule: 0}
+	if r := got[0]; r.Action != flows.Deny || r.PendingAction != flows.Allow || r.PendingPolicy == nil || *r.PendingPolicy != want {
+		t.Errorf("got %s, pending %s by %v; want deny, pending allow by %s", r.Action, r.PendingAction, r.PendingPolicy, want)
+	}
+}
+
+// TestAttributeHostEndpoint: traffic to a host endpoint's address is
+// recorded as its ingress, decided by its policy, the failsafe ports or
+// the end of the tier.
+func TestAttributeHostEndpoint(t *testing.T) {
+	a := NewAttributor(Node)
+	a.SetState(HostEndpoints(), nil)
+	for _, tc := range []struct {
+		port   uint16
+		denied bool
+		want   flows.PolicyRef
+	}{
+		{443, false, flows.PolicyRef{Tier: "default", Kind: "GlobalNetworkPolicy", Name: "uplink", Rule: 0}},
+		{22, false, flows.PolicyRef{Kind: flows.PolicyKindDefault, Name: "failsafe-in", Rule: -1}},
+		{8080, true, flows.PolicyRef{Tier: "default", Kind: "GlobalNetworkPolicy", Name: "uplink", Rule: -1}},
+	} {
+		f := tcpFlow("198.51.100.1", "192.0.2.10", tc.port)
+		f.denied = tc.denied
+		got := a.Attribute(f, time.Now())
+		if len(got) != 1 {
+			t.Fatalf("port %d: got %d records %+v, want 1", tc.port, len(got), got)
+		}
+		r := got[0]
+		if r.Direction != flows.Ingress || r.Policy != tc.want || r.Dst == nil || r.Dst.Kind != flows.KindHost || r.Dst.Name != "node-a-eth0" {
+			t.Errorf("port %d: got %s by %s to %+v, want ingress by %s to host endpoint node-a-eth0", tc.port, r.Direction, r.Policy, r.Dst, tc.want)
+		}
+	}
+}

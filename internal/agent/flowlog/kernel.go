@@ -57,16 +57,8 @@ func (s *ctSource) run(ctx context.Context) error {
 	if err := os.WriteFile(ctAcctSysctl, []byte("1"), 0o644); err != nil {
 		s.c.log.Warn("cannot turn on conntrack accounting: flows will have no counters", "error", err)
 	}
-	conn, err := conntrack.Dial(nil)
-	if err != nil {
-		return fmt.Errorf("conntrack: dial: %w", err)
-	}
-	if err := conn.SetReadBuffer(4 << 20); err != nil {
-		s.c.log.Debug("conntrack: read buffer", "error", err)
-	}
 	dump, err := conntrack.Dial(nil)
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("conntrack: dial: %w", err)
 	}
 	s.mu.Lock()
@@ -78,38 +70,15 @@ func (s *ctSource) run(ctx context.Context) error {
 		s.mu.Unlock()
 		dump.Close()
 	}()
-	evs := make(chan conntrack.Event, 4096)
-	errs, err := conn.Listen(evs, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTDestroy})
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("conntrack: listen: %w", err)
-	}
-	defer conn.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errs:
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err == nil {
-				// Events were lost (ENOBUFS): the flows go on.
-				continue
-			}
-			return fmt.Errorf("conntrack: events: %w", err)
-		case ev := <-evs:
-			s.event(ev, time.Now())
-		}
-	}
+	return listenCT(ctx, func(ev *ctEvent) { s.event(ev, time.Now()) })
 }
 
-func ctFlow(f *conntrack.Flow, now time.Time) *flow {
-	o, r := f.TupleOrig, f.TupleReply
+func ctFlow(ev *ctEvent, now time.Time) *flow {
+	o, r := ev.orig, ev.reply
 	fl := &flow{
-		proto: o.Proto.Protocol, src: o.IP.SourceAddress.Unmap(), dst: r.IP.SourceAddress.Unmap(),
-		sport: o.Proto.SourcePort, dport: r.Proto.SourcePort,
-		icmpType: o.Proto.ICMPType, icmpCode: o.Proto.ICMPCode,
+		proto: o.proto, src: o.src.Unmap(), dst: r.src.Unmap(),
+		sport: o.sport, dport: r.sport,
+		icmpType: o.icmpType, icmpCode: o.icmpCode,
 		start: now, end: now,
 	}
 	fl.family = 4
@@ -119,13 +88,9 @@ func ctFlow(f *conntrack.Flow, now time.Time) *flow {
 	return fl
 }
 
-func (s *ctSource) event(ev conntrack.Event, now time.Time) {
-	if ev.Flow == nil {
-		return
-	}
-	switch ev.Type {
-	case conntrack.EventNew:
-		fl := ctFlow(ev.Flow, now)
+func (s *ctSource) event(ev *ctEvent, now time.Time) {
+	if !ev.destroy {
+		fl := ctFlow(ev, now)
 		recs := s.c.attr.Attribute(fl, now)
 		if len(recs) == 0 {
 			return
@@ -133,24 +98,23 @@ func (s *ctSource) event(ev conntrack.Event, now time.Time) {
 		s.c.add(true, recs...)
 		s.mu.Lock()
 		if len(s.tracked) < s.c.cfg.MaxTracked {
-			s.tracked[ev.Flow.ID] = &tracked{recs: recs}
+			s.tracked[ev.id] = &tracked{recs: recs}
 		}
 		s.mu.Unlock()
-	case conntrack.EventDestroy:
-		s.mu.Lock()
-		t, ok := s.tracked[ev.Flow.ID]
-		delete(s.tracked, ev.Flow.ID)
-		s.mu.Unlock()
-		if ok {
-			s.counters(t, ev.Flow, now)
-		}
+		return
+	}
+	s.mu.Lock()
+	t, ok := s.tracked[ev.id]
+	delete(s.tracked, ev.id)
+	s.mu.Unlock()
+	if ok {
+		s.counters(t, ev.origPackets+ev.replyPackets, ev.origBytes+ev.replyBytes, now)
 	}
 }
 
-// counters records what a tracked flow sent since it was last reported.
-func (s *ctSource) counters(t *tracked, f *conntrack.Flow, now time.Time) {
-	p := f.CountersOrig.Packets + f.CountersReply.Packets
-	b := f.CountersOrig.Bytes + f.CountersReply.Bytes
+// counters records what a tracked flow sent since it was last reported,
+// given its totals.
+func (s *ctSource) counters(t *tracked, p, b uint64, now time.Time) {
 	if p <= t.packets {
 		return
 	}
@@ -193,7 +157,8 @@ func (s *ctSource) poll() {
 		t, ok := s.tracked[fs[i].ID]
 		s.mu.Unlock()
 		if ok {
-			s.counters(t, &fs[i], now)
+			f := &fs[i]
+			s.counters(t, f.CountersOrig.Packets+f.CountersReply.Packets, f.CountersOrig.Bytes+f.CountersReply.Bytes, now)
 		}
 	}
 }

@@ -106,7 +106,8 @@ func (w *walker) ruleOf(chain string, i int) int {
 	return o.Rules[i]
 }
 
-// leaveEndpoint records the decision of the endpoint chain being left.
+// leaveEndpoint records the decision of the endpoint chain being left;
+// chain and rule are where a drop (or a plain accept) happened.
 func (w *walker) leaveEndpoint(allow bool, dropChain string, dropRule int) {
 	_, ingress := endpointChain(w.ep)
 	d := decision{chain: w.ep, ingress: ingress, allow: allow, rule: -1}
@@ -119,6 +120,8 @@ func (w *walker) leaveEndpoint(allow bool, dropChain string, dropRule int) {
 		// The end of a tier (or no profile allowed it): named after the
 		// last policy (profile) evaluated, rule -1, as Calico does.
 		d.origin = w.origin(w.lastPolicy)
+	case allow && dropChain != "":
+		d.defaultName = dropChain
 	default:
 		d.defaultName = w.ep
 	}
@@ -168,7 +171,8 @@ func (w *walker) base(b *policy.Chain) (bool, error) {
 		case policy.Continue:
 		case policy.Accept:
 			if w.ep != "" {
-				w.leaveEndpoint(true, "", 0)
+				// An accept inside an endpoint chain: the failsafe ports.
+				w.leaveEndpoint(true, top.chain.Name, 0)
 			}
 			return true, nil
 		case policy.Drop:
