@@ -7,7 +7,9 @@
 // flows page are embedded in the binary.
 //
 // It reads; it never writes the datastore, and it has no authentication:
-// listen on loopback or behind a proxy that has. It must not import the
-// agent's dataplane or policy compiler: it sees what an operator sees (the
-// datastore, the agents' HTTP APIs).
+// listen on loopback or behind a proxy that has. It sees what an operator
+// sees (the datastore, the agents' HTTP APIs): of the agent it imports only
+// the types of those APIs (router.Status, internal/flows), never the policy
+// compiler or the dataplane; which endpoints a policy selects it decides
+// with internal/api/selector, as the compiler does.
 package console
