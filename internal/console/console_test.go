@@ -296,8 +296,8 @@ func TestMatrixPage(t *testing.T) {
 	probes := 0
 	srv, err := New(Config{Store: store, Matrix: func(ctx context.Context, spec lab.ProbeSpec) (*lab.Reachability, error) {
 		probes++
-		if spec.Protocol != "udp" || spec.Port != 53 {
-			t.Errorf("probe spec %+v, want udp/53", spec)
+		if spec.Protocol != "udp" || spec.Port != 53 || spec.Family != 4 {
+			t.Errorf("probe spec %+v, want udp/53 over IPv4", spec)
 		}
 		return &lab.Reachability{Protocol: spec.Protocol, Port: spec.Port, Family: 4, From: []string{"db", "web"}, To: []string{"db", "web"},
 			Results: []lab.PairResult{
@@ -322,6 +322,9 @@ func TestMatrixPage(t *testing.T) {
 	}
 	if code, body := get(t, ts.URL+"/matrix?port=x"); code != 400 || !strings.Contains(body, `port: &#34;x&#34; is not a number`) {
 		t.Errorf("GET /matrix?port=x: %d\n%s", code, body)
+	}
+	if code, body := get(t, ts.URL+"/matrix?family=5"); code != 400 || !strings.Contains(body, `family: &#34;5&#34; is not 4 or 6`) {
+		t.Errorf("GET /matrix?family=5: %d\n%s", code, body)
 	}
 	if probes != 1 {
 		t.Errorf("%d probes, want 1 (none for bad input)", probes)

@@ -263,6 +263,7 @@ type matrixPageData struct {
 	InLab  bool
 	Proto  string
 	Port   int
+	Family int
 	Result *lab.Reachability
 	Rows   []matrixRow
 	Took   string
@@ -284,7 +285,15 @@ const matrixTimeout = 60 * time.Second
 
 func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	d := matrixPageData{InLab: s.cfg.Matrix != nil, Proto: cmp.Or(q.Get("proto"), lab.ProbeTCP), Port: 80}
+	d := matrixPageData{InLab: s.cfg.Matrix != nil, Proto: cmp.Or(q.Get("proto"), lab.ProbeTCP), Port: 80, Family: 4}
+	if f := q.Get("family"); f != "" {
+		n, err := strconv.Atoi(f)
+		if err != nil || n != 4 && n != 6 {
+			s.renderStatus(w, r, http.StatusBadRequest, "matrix", d, []error{fmt.Errorf("family: %q is not 4 or 6", f)})
+			return
+		}
+		d.Family = n
+	}
 	if p := q.Get("port"); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {
@@ -297,7 +306,7 @@ func (s *Server) matrixPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, "matrix", d, nil)
 		return
 	}
-	spec := lab.ProbeSpec{Protocol: d.Proto, Port: d.Port}
+	spec := lab.ProbeSpec{Protocol: d.Proto, Port: d.Port, Family: d.Family}
 	if d.Proto == lab.ProbeICMP {
 		spec.Port, d.Port = 0, 0
 	}
