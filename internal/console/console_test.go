@@ -147,6 +147,8 @@ func TestPages(t *testing.T) {
 		code       int
 		want, not  []string
 	}{
+		{name: "overview", path: "/overview", code: 200, want: []string{"1 (1 agents answering)", "1 of 1 up", "3 workload, 1 host", "<span>default: 4</span>", "1 staged", "default-ipv4 10.244.0.0/16: 0 of 65536 in use (0%)"}},
+		{name: "root", path: "/", code: 200, want: []string{"<h1>Overview</h1>"}},
 		{name: "nodes", path: "/nodes", code: 200, want: []string{"h1", "127.0.0.1/8", "10.1.0.12", `data-state="up"`, "node-to-node mesh", "64512"}},
 		{name: "endpoints", path: "/endpoints", code: 200, want: []string{"10.244.1.2/32", "10.244.2.3/32", "app=db", "projectcalico.org/namespace=default", "default: default/db-only-api"}},
 		{name: "policies", path: "/policies", code: 200,
@@ -347,7 +349,7 @@ func TestDatastoreDown(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	for _, path := range []string{"/nodes", "/endpoints", "/policies", "/policy?name=x", "/ipam", "/flows"} {
+	for _, path := range []string{"/overview", "/nodes", "/endpoints", "/policies", "/policy?name=x", "/ipam", "/flows"} {
 		code, body := get(t, ts.URL+path)
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "datastore unavailable") {
 			t.Errorf("GET %s: %d, want 503 and the error\n%s", path, code, body)

@@ -169,6 +169,13 @@ func TestPrivilegedBrowserLab(t *testing.T) {
 		screenshot(t, ctx, "console-nodes.png")
 	})
 
+	t.Run("overview", func(t *testing.T) {
+		s := pageText(t, ctx, base+"/")
+		if m := missingFrom(s, "3 (3 agents answering)", "6 of 6 up", "3 workload, 0 host", "default: 1", "1 staged"); len(m) > 0 {
+			t.Errorf("overview: no %q in\n%s", m, s)
+		}
+	})
+
 	t.Run("endpoints", func(t *testing.T) {
 		s := pageText(t, ctx, base+"/endpoints")
 		for name, c := range b.cs {

@@ -86,10 +86,10 @@ type Server struct {
 }
 
 // pageNames are the pages; each is templates/NAME.html in templates/layout.html.
-var pageNames = []string{"nodes", "endpoints", "policies", "policy", "ipam", "flows", "matrix"}
+var pageNames = []string{"overview", "nodes", "endpoints", "policies", "policy", "ipam", "flows", "matrix"}
 
 // navPages are the pages the header links to.
-var navPages = []string{"nodes", "endpoints", "policies", "ipam", "flows", "matrix"}
+var navPages = []string{"overview", "nodes", "endpoints", "policies", "ipam", "flows", "matrix"}
 
 // New makes a console; it starts nothing.
 func New(cfg Config) (*Server, error) {
@@ -114,7 +114,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/nodes", http.StatusFound) })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/overview", http.StatusFound) })
+	mux.HandleFunc("GET /overview", s.overviewPage)
 	mux.HandleFunc("GET /nodes", s.nodesPage)
 	mux.HandleFunc("GET /endpoints", s.endpointsPage)
 	mux.HandleFunc("GET /policies", s.policiesPage)
