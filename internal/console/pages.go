@@ -395,11 +395,11 @@ func (s *Server) containerEndpoints(ctx context.Context, res *lab.Reachability) 
 // overview is the summary page: how many of each, and what needs a look.
 type overview struct {
 	Nodes, Agents, Sessions, SessionsUp int
-	Problems                           []string
-	Endpoints, HostEndpoints           int
-	Tiers                              []tierCount
-	Staged                             int
-	Pools                              []poolView
+	Problems                            []string
+	Endpoints, HostEndpoints            int
+	Tiers                               []tierCount
+	Staged                              int
+	Pools                               []poolView
 }
 
 type tierCount struct {
