@@ -73,10 +73,16 @@ With --lab NAME the agents are reached inside the lab.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var client *http.Client
+			var enrich func(*flows.FlowRecord)
 			if g.lab != "" {
 				client = lab.HTTPClientIn(lab.NodeNamespace(g.lab, lab.MasterNode))
+				l, err := openLab(g.lab)
+				if err != nil {
+					return err
+				}
+				enrich = marathonNames(l)
 			}
-			return g.flows(cmd.Context(), &o, client)
+			return g.flows(cmd.Context(), &o, client, enrich)
 		},
 	}
 	o.flags(cmd)
@@ -91,11 +97,12 @@ func newLabFlowsCommand(g *globals) *cobra.Command {
 		Short: "Show a lab's flows (as tabby --lab NAME flows)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := openLab(args[0]); err != nil {
+			l, err := openLab(args[0])
+			if err != nil {
 				return err
 			}
 			g.lab = args[0]
-			return g.flows(cmd.Context(), &o, lab.HTTPClientIn(lab.NodeNamespace(args[0], lab.MasterNode)))
+			return g.flows(cmd.Context(), &o, lab.HTTPClientIn(lab.NodeNamespace(args[0], lab.MasterNode)), marathonNames(l))
 		},
 	}
 	o.flags(cmd)
@@ -122,10 +129,48 @@ func nodeAgentAddr(n *api.Node, port int) (string, bool) {
 	return "", false
 }
 
-func (g *globals) flows(ctx context.Context, o *flowsOptions, client *http.Client) error {
+// marathonNames names the endpoints of a lab's Marathon tasks, which the
+// lab (acting as Mesos) knows and the agents do not: app and task name, by
+// address.
+func marathonNames(l *lab.Lab) func(*flows.FlowRecord) {
+	cs, err := l.Containers()
+	if err != nil {
+		return nil
+	}
+	tasks := map[string]*lab.MarathonTask{}
+	for _, c := range cs {
+		if c.Mesos == nil {
+			continue
+		}
+		for _, ip := range c.IPs {
+			tasks[ip.Addr().String()] = c.Mesos
+		}
+	}
+	name := func(e **flows.Endpoint, ip string) {
+		t, ok := tasks[ip]
+		if !ok || *e == nil || (*e).App != "" {
+			return
+		}
+		c := **e // records share endpoints: copy before changing
+		c.App, c.Name = t.App, t.TaskName
+		*e = &c
+	}
+	return func(r *flows.FlowRecord) {
+		name(&r.Src, r.SrcIP)
+		name(&r.Dst, r.DstIP)
+	}
+}
+
+func (g *globals) flows(ctx context.Context, o *flowsOptions, client *http.Client, enrich func(*flows.FlowRecord)) error {
 	f, err := o.filter()
 	if err != nil {
 		return err
+	}
+	// The endpoint filter is applied here too when the CLI names
+	// endpoints the agents do not know (Marathon apps in a lab).
+	agentFilter := f
+	if enrich != nil {
+		agentFilter.Endpoint = ""
 	}
 	store, err := g.connect()
 	if err != nil {
@@ -171,7 +216,13 @@ func (g *globals) flows(ctx context.Context, o *flowsOptions, client *http.Clien
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = flows.Fetch(ctx, client, a.url, f, o.follow, func(r flows.FlowRecord) error {
+			errs[i] = flows.Fetch(ctx, client, a.url, agentFilter, o.follow, func(r flows.FlowRecord) error {
+				if enrich != nil {
+					enrich(&r)
+					if !f.Match(&r) {
+						return nil
+					}
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if o.follow {

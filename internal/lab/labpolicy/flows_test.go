@@ -220,6 +220,33 @@ func TestPrivilegedFlows(t *testing.T) {
 		t.Errorf("-o wide: %v\n%s", err, out)
 	}
 
+	// A Marathon app's flows name its app and task.
+	w.run(lab.RunSpec{Name: "api", Node: "h1", MesosApp: "/shop/api"})
+	w.expectConnect("api", "web", 80, true)
+	deadline := time.Now().Add(expectWithin)
+	for found := false; !found; {
+		for _, r := range w.flowsOf("--endpoint", "/shop/api") {
+			if r.Src != nil && r.Src.App == "/shop/api" && name(r.Dst) == "web" {
+				found = true
+				if r.Src.Name == "" || strings.Contains(r.Src.Name, "-cni-") {
+					t.Errorf("the Mesos task is named %q, want its task name", r.Src.Name)
+				}
+			}
+		}
+		if !found && time.Now().After(deadline) {
+			var b strings.Builder
+			for _, r := range w.flowsOf("--since", "2m") {
+				if r.DstPort == 80 && r.Node == "h1" {
+					j, _ := json.Marshal(r)
+					b.Write(j)
+					b.WriteByte('\n')
+				}
+			}
+			t.Fatalf("no flow of the Marathon app /shop/api to web; sources of flows to web:\n%s", b.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
 	// --follow streams a flow made after it started.
 	w.followFlow()
 
