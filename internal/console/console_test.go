@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -156,6 +157,10 @@ func TestPages(t *testing.T) {
 			not:  []string{`<span class="ep">default/h1-lab-web-eth0</span>`}},
 		{name: "policy", path: "/policy?kind=NetworkPolicy&namespace=default&name=db-only-api", code: 200,
 			want: []string{"NetworkPolicy default/db-only-api", `data-name="h1-lab-db-eth0"`, "selector <code>app == &#39;web&#39;</code>"}},
+		{name: "endpoints by selector", path: "/endpoints?selector=" + url.QueryEscape("app in {'web', 'api'}"), code: 200,
+			want: []string{"10.244.1.2/32", "10.244.1.4/32", "2 of 4"}, not: []string{"10.244.2.3/32", "10.1.0.11"}},
+		{name: "endpoints by node and namespace", path: "/endpoints?node=h1&namespace=default", code: 200, want: []string{"3 of 4"}, not: []string{"10.1.0.11"}},
+		{name: "endpoints bad selector", path: "/endpoints?selector=app+%3D%3D", code: 400, want: []string{`selector: &#34;app ==&#34;:`}},
 		{name: "host endpoints", path: "/endpoints", code: 200, want: []string{`data-kind="HostEndpoint"`, "10.1.0.11", "role=host", "interface eth0", "default: hosts"}},
 		{name: "global policies", path: "/policies", code: 200,
 			want: []string{`<tr class="policy" data-policy="hosts" data-kind="GlobalNetworkPolicy">`, `<span class="ep">host:h1-eth0</span>`},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/internal/api"
+	"github.com/tabbynet/tabby/internal/api/selector"
 	"github.com/tabbynet/tabby/internal/ipam"
 )
 
@@ -40,15 +41,39 @@ func (s *Server) nodesPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "nodes", views, nil)
 }
 
+// endpointsPageData is the endpoints page: its filter and the endpoints
+// that pass it.
+type endpointsPageData struct {
+	Namespace, Node, Selector string
+	Endpoints                 []*endpointView
+	Total                     int
+}
+
 func (s *Server) endpointsPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := endpointsPageData{Namespace: q.Get("namespace"), Node: q.Get("node"), Selector: q.Get("selector")}
+	var sel *selector.Selector
+	if d.Selector != "" {
+		var err error
+		if sel, err = selector.Parse(d.Selector); err != nil {
+			s.renderStatus(w, r, http.StatusBadRequest, "endpoints", d, []error{fmt.Errorf("selector: %q: %w", d.Selector, err)})
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
 	c, err := s.readCluster(ctx)
 	if err != nil {
-		s.renderStatus(w, r, http.StatusServiceUnavailable, "endpoints", nil, []error{err})
+		s.renderStatus(w, r, http.StatusServiceUnavailable, "endpoints", d, []error{err})
 		return
 	}
-	s.render(w, r, "endpoints", c.Endpoints, nil)
+	d.Total = len(c.Endpoints)
+	for _, e := range c.Endpoints {
+		if (d.Namespace == "" || e.Namespace == d.Namespace) && (d.Node == "" || e.Node == d.Node) && (sel == nil || sel.Evaluate(e.Labels)) {
+			d.Endpoints = append(d.Endpoints, e)
+		}
+	}
+	s.render(w, r, "endpoints", d, nil)
 }
 
 func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
