@@ -37,7 +37,7 @@ var watchedKinds = []string{
 	"Node", "IPPool", "IPAMConfig", "WorkloadEndpoint", "HostEndpoint", "Profile",
 	"Tier", "NetworkPolicy", "GlobalNetworkPolicy", "NetworkSet", "GlobalNetworkSet",
 	"FelixConfiguration", "BGPConfiguration", "BGPPeer", "IPReservation",
-	"Namespace",
+	"Namespace", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy", "StagedKubernetesNetworkPolicy",
 }
 
 // Dataplane is the part of the agent that programs the kernel from the

@@ -39,6 +39,9 @@ type KernelDataplane struct {
 	// Form is the shape of the programmed table: PolicyFormFlat (the
 	// default) or PolicyFormReference (policy.Compile's output as is).
 	Form string
+	// Flows, when set, is told every programmed state and rewrites the
+	// ruleset to log denies (flows.go).
+	Flows FlowObserver
 }
 
 // The table forms KernelDataplane can program (see
@@ -113,9 +116,13 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	if d.engine == nil {
 		d.engine = policy.NewEngine(d.Form != PolicyFormReference)
 	}
-	rs, err := d.engine.Full(PolicyState(v))
+	st := PolicyState(v)
+	rs, err := d.engine.Full(st)
 	if err != nil {
 		return err
+	}
+	if d.Flows != nil {
+		d.Flows.PolicyState(st, stagedOf(v))
 	}
 	d.logWarnings(rs.Warnings)
 	d.noteQuarantine(rs.Quarantined)
@@ -141,6 +148,9 @@ func (d *KernelDataplane) Update(ctx context.Context, changes []policy.Change) (
 	if !ok {
 		return false, nil
 	}
+	if d.Flows != nil {
+		d.Flows.PolicyChanges(changes)
+	}
 	return true, d.apply(ctx, rs, PolicyStats{Policies: d.engine.PolicyCount()})
 }
 
@@ -162,6 +172,9 @@ func routingIgnores(changes []policy.Change) bool {
 
 // apply programs rs and records what it holds.
 func (d *KernelDataplane) apply(ctx context.Context, rs *policy.Ruleset, st PolicyStats) error {
+	if d.Flows != nil {
+		rs = d.Flows.Programmed(rs)
+	}
 	st.Chains = len(rs.Chains)
 	for _, c := range rs.Chains {
 		st.Rules += len(c.Rules)

@@ -27,9 +27,14 @@ type View struct {
 	NetworkSets       []*api.NetworkSet
 	GlobalNetworkSets []*api.GlobalNetworkSet
 	Namespaces        []*api.Namespace
-	Felix             api.FelixConfigurationSpec
-	BGPConfig         api.BGPConfigurationSpec
-	BGPPeers          []*api.BGPPeer
+	// Staged policies are never enforced; flow logs show what they would
+	// decide.
+	StagedPolicies           []*api.StagedNetworkPolicy
+	StagedGlobalPolicies     []*api.StagedGlobalNetworkPolicy
+	StagedKubernetesPolicies []*api.StagedKubernetesNetworkPolicy
+	Felix                    api.FelixConfigurationSpec
+	BGPConfig                api.BGPConfigurationSpec
+	BGPPeers                 []*api.BGPPeer
 }
 
 // pendingEndpoints are local endpoints whose ADD is in progress: included
@@ -67,19 +72,22 @@ func (p *pendingEndpoints) ver() uint64 {
 func (a *Agent) viewAt(now time.Time) (*View, time.Time) {
 	c := a.cache
 	v := &View{
-		Node:              a.cfg.Node,
-		NodeIP:            a.nodeIP,
-		Nodes:             listOf[*api.Node](c, "Node"),
-		Pools:             listOf[*api.IPPool](c, "IPPool"),
-		HostEndpoints:     listOf[*api.HostEndpoint](c, "HostEndpoint"),
-		Profiles:          listOf[*api.Profile](c, "Profile"),
-		Policies:          listOf[*api.NetworkPolicy](c, "NetworkPolicy"),
-		GlobalPolicies:    listOf[*api.GlobalNetworkPolicy](c, "GlobalNetworkPolicy"),
-		Tiers:             listOf[*api.Tier](c, "Tier"),
-		NetworkSets:       listOf[*api.NetworkSet](c, "NetworkSet"),
-		GlobalNetworkSets: listOf[*api.GlobalNetworkSet](c, "GlobalNetworkSet"),
-		BGPPeers:          listOf[*api.BGPPeer](c, "BGPPeer"),
-		Namespaces:        listOf[*api.Namespace](c, "Namespace"),
+		Node:                     a.cfg.Node,
+		NodeIP:                   a.nodeIP,
+		Nodes:                    listOf[*api.Node](c, "Node"),
+		Pools:                    listOf[*api.IPPool](c, "IPPool"),
+		HostEndpoints:            listOf[*api.HostEndpoint](c, "HostEndpoint"),
+		Profiles:                 listOf[*api.Profile](c, "Profile"),
+		Policies:                 listOf[*api.NetworkPolicy](c, "NetworkPolicy"),
+		GlobalPolicies:           listOf[*api.GlobalNetworkPolicy](c, "GlobalNetworkPolicy"),
+		Tiers:                    listOf[*api.Tier](c, "Tier"),
+		NetworkSets:              listOf[*api.NetworkSet](c, "NetworkSet"),
+		GlobalNetworkSets:        listOf[*api.GlobalNetworkSet](c, "GlobalNetworkSet"),
+		BGPPeers:                 listOf[*api.BGPPeer](c, "BGPPeer"),
+		Namespaces:               listOf[*api.Namespace](c, "Namespace"),
+		StagedPolicies:           listOf[*api.StagedNetworkPolicy](c, "StagedNetworkPolicy"),
+		StagedGlobalPolicies:     listOf[*api.StagedGlobalNetworkPolicy](c, "StagedGlobalNetworkPolicy"),
+		StagedKubernetesPolicies: listOf[*api.StagedKubernetesNetworkPolicy](c, "StagedKubernetesNetworkPolicy"),
 	}
 	eps := listOf[*api.WorkloadEndpoint](c, "WorkloadEndpoint")
 	a.pending.mu.Lock()

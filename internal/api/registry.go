@@ -20,6 +20,9 @@ var Kinds = []KindInfo{
 	{Kind: "Tier", Plural: "tiers", Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &Tier{} }},
 	{Kind: "GlobalNetworkPolicy", Plural: "globalnetworkpolicies", Short: []string{"gnp", "globalpolicy", "globalpolicies"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &GlobalNetworkPolicy{} }},
 	{Kind: "NetworkPolicy", Plural: "networkpolicies", Short: []string{"np", "policy", "policies"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &NetworkPolicy{} }},
+	{Kind: "StagedGlobalNetworkPolicy", Plural: "stagedglobalnetworkpolicies", Short: []string{"sgnp"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &StagedGlobalNetworkPolicy{} }},
+	{Kind: "StagedNetworkPolicy", Plural: "stagednetworkpolicies", Short: []string{"snp"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &StagedNetworkPolicy{} }},
+	{Kind: "StagedKubernetesNetworkPolicy", Plural: "stagedkubernetesnetworkpolicies", Short: []string{"sknp"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &StagedKubernetesNetworkPolicy{} }},
 	{Kind: "HostEndpoint", Plural: "hostendpoints", Short: []string{"hep"}, Scope: ClusterScoped, Calico: true, NewFunc: func() Resource { return &HostEndpoint{} }},
 	{Kind: "WorkloadEndpoint", Plural: "workloadendpoints", Short: []string{"wep", "weps"}, Scope: Namespaced, Calico: true, NewFunc: func() Resource { return &WorkloadEndpoint{} }},
 }

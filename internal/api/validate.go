@@ -59,6 +59,8 @@ func Validate(r Resource) error {
 	case *NetworkPolicy:
 		p.checkNetworkPolicy(&r.Spec)
 		p.checkTieredName(r.Name, r.Spec.Tier)
+	case *StagedNetworkPolicy, *StagedGlobalNetworkPolicy, *StagedKubernetesNetworkPolicy:
+		p.checkStaged(r)
 	case *HostEndpoint:
 		p.checkHostEndpoint(&r.Spec)
 	case *WorkloadEndpoint:
@@ -79,9 +81,9 @@ func (p *problems) checkMeta(r Resource) {
 		p.checkConfigName("metadata.name", m.Name, false)
 	case *BGPConfiguration, *FelixConfiguration:
 		p.checkConfigName("metadata.name", m.Name, true)
-	case *NetworkPolicy:
+	case *NetworkPolicy, *StagedNetworkPolicy:
 		p.checkPolicyName(m.Name, networkPolicyNameRegex)
-	case *GlobalNetworkPolicy:
+	case *GlobalNetworkPolicy, *StagedGlobalNetworkPolicy:
 		p.checkPolicyName(m.Name, globalNetworkPolicyNameRegex)
 	default:
 		p.checkName("metadata.name", m.Name)

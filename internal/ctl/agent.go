@@ -13,6 +13,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/agent"
 	"github.com/tabbynet/tabby/internal/agent/endpoint"
+	"github.com/tabbynet/tabby/internal/agent/flowlog"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/datastore/etcd"
 	"github.com/tabbynet/tabby/internal/version"
@@ -20,6 +21,8 @@ import (
 
 func newAgentCommand(g *globals) *cobra.Command {
 	var cfg agent.Config
+	var fcfg flowlog.Config
+	var flowLogs bool
 	var nodeIP, nodeIPv6, logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent --node NAME [--datastore URLS] [--node-ip ADDR/LEN | --node-ip-detect METHOD]",
@@ -65,7 +68,12 @@ func newAgentCommand(g *globals) *cobra.Command {
 				// One agent at a time runs the cluster-wide IPAM GC.
 				cfg.Elector = etcd.NewElector(es, agent.GCElection, cfg.Node, agent.GCElectionTTL, log)
 			}
-			dp, err := newKernelDataplane(cfg, store, log)
+			var fl *flowlog.Config
+			if flowLogs && !cfg.DisablePolicy {
+				fcfg.Node = cfg.Node
+				fl = &fcfg
+			}
+			dp, err := newKernelDataplane(cfg, fl, store, log)
 			if err != nil {
 				return err
 			}
@@ -101,6 +109,10 @@ func newAgentCommand(g *globals) *cobra.Command {
 	f.BoolVar(&cfg.DisableRouting, "disable-routing", false, "do not run BGP or program routes")
 	f.BoolVar(&cfg.DisableBGP, "disable-bgp", false, "run no BGP speaker; VXLAN pools still route from the datastore")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&flowLogs, "flow-logs", true, "record the flows of this node's endpoints (conntrack, NFLOG of denies) and serve them on GET /flows")
+	f.DurationVar(&fcfg.Window, "flow-window", 0, "how long flows are aggregated into one record (default 5s)")
+	f.IntVar(&fcfg.RingSize, "flow-ring", 0, "flow records kept in memory (default 10000)")
+	f.Uint32Var(&fcfg.DenyRate, "flow-deny-rate", 0, "denied packets logged per second at most, by the kernel (default 200)")
 	return cmd
 }
 

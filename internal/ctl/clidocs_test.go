@@ -158,7 +158,7 @@ func TestCLIDocExamples(t *testing.T) {
 		}
 	}
 	for _, v := range []string{"apply", "create", "replace", "delete", "get", "label", "patch", "validate",
-		"ipam show", "ipam check", "ipam release", "ipam configure", "version", "node status", "node diags", "node checksystem"} {
+		"ipam show", "ipam check", "ipam release", "ipam configure", "version", "node status", "node diags", "node checksystem", "flows", "console"} {
 		if !verbs[v] {
 			t.Errorf("docs/cli.md has no example of %q", v)
 		}

@@ -7,21 +7,32 @@ import (
 	"sync"
 
 	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/flowlog"
 	"github.com/tabbynet/tabby/internal/agent/policy/nft"
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/flows"
 )
 
 // kernelDataplane wires the production dataplane parts for `tabby agent`.
 type kernelDataplane struct {
 	*agent.KernelDataplane
-	router *router.Router // nil: routing disabled
-	nft    *nft.Driver    // nil: policy disabled
+	router *router.Router     // nil: routing disabled
+	nft    *nft.Driver        // nil: policy disabled
+	flows  *flowlog.Collector // nil: flow logs off
 }
 
-func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
+func newKernelDataplane(cfg agent.Config, flows *flowlog.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
 	dp := &agent.KernelDataplane{Log: log, Form: cfg.PolicyForm}
 	d := &kernelDataplane{KernelDataplane: dp}
+	if flows != nil {
+		c, err := flowlog.New(*flows, log)
+		if err != nil {
+			return nil, err
+		}
+		c.UseKernel()
+		d.flows, dp.Flows = c, c
+	}
 	if !cfg.DisablePolicy {
 		d.nft = nft.New(log)
 		dp.Policy = d.nft
@@ -38,6 +49,12 @@ func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logge
 
 // mount adds the dataplane's HTTP handlers and metrics to the agent.
 func (d *kernelDataplane) mount(a *agent.Agent) error {
+	if d.flows != nil {
+		a.Handle("GET "+flows.Path, d.flows.Handler())
+		if err := a.RegisterMetrics(d.flows.Collectors()...); err != nil {
+			return err
+		}
+	}
 	if d.router != nil {
 		a.Handle("GET "+router.StatusPath, d.router.Handler())
 		if err := a.RegisterMetrics(d.router.Collectors()...); err != nil {
@@ -57,6 +74,9 @@ func runDataplaneAndAgent(ctx context.Context, d *kernelDataplane, a *agent.Agen
 	}
 	if d.nft != nil {
 		loops = append(loops, d.nft.Run)
+	}
+	if d.flows != nil {
+		loops = append(loops, d.flows.Run)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

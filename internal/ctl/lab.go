@@ -71,6 +71,7 @@ the CLI reaches a lab's datastore with --lab NAME through a unix socket.`,
 		newLabAgentCommand(g),
 		newLabUsageCommand(g),
 		newLabProbeCommand(g),
+		newLabFlowsCommand(g),
 		newLabNetworkCommand(g),
 		newLabNamespaceCommand(g),
 		newLabLabelCommand(g),
@@ -149,6 +150,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		pool, encap  string
 		pool6, fam   string
 		noDNS        bool
+		noConsole    bool
 		useTLS       bool
 		verbose      bool
 		agentArgs    []string
@@ -211,6 +213,9 @@ On failure everything made so far is removed.`,
 				return err
 			}
 			cfg.BinDir = dir
+			if !noConsole {
+				cfg.Console = labConsole()
+			}
 			if !noDNS {
 				cfg.DNS = labDNS(cmd.Root())
 			}
@@ -226,6 +231,9 @@ On failure everything made so far is removed.`,
 			dns := "no DNS"
 			if st.DNS {
 				dns = "DNS on " + st.Master.IP.Addr().String()
+			}
+			if a, ok := l.ConsoleAddr(); ok {
+				dns += ", web console on " + a.String() + " (from here: `tabby --lab " + st.Name + " console`)"
 			}
 			if f, ok := l.ClientTLS(); ok {
 				dns += ", datastore with TLS and client certificates (CA " + f.CA + ")"
@@ -243,6 +251,7 @@ On failure everything made so far is removed.`,
 	f.StringVar(&fam, "ip-family", lab.DefaultIPFamily, "ipv4, ipv6 (IPv6 pool only, dual-stack fabric) or dual (both pools)")
 	f.StringVar(&pool6, "pool6", lab.DefaultPool6.String(), "CIDR of the IPv6 IPPool (a unique local prefix; ipv6 and dual)")
 	f.BoolVar(&noDNS, "no-dns", false, "do not run tabby dns on the master")
+	f.BoolVar(&noConsole, "no-console", false, "do not run tabby console (the web console) on the master")
 	f.BoolVar(&useTLS, "tls", false, "run the datastore with TLS and client-certificate auth; every component gets a certificate")
 	f.StringArrayVar(&agentArgs, "agent-arg", nil, "extra argument for every tabby agent (repeatable)")
 	f.StringArrayVar(&networks, "network", nil, "an extra network NAME[,pool=CIDR][,label=KEY=VALUE]...: its own profile (labelsToApply) and pool (repeatable)")

@@ -102,6 +102,8 @@ func commands(g *globals) []*cobra.Command {
 		newLabCommand(g),
 		newIPAMCommand(g),
 		newNodeCommand(g),
+		newFlowsCommand(g),
+		newConsoleCommand(g),
 	}
 }
 

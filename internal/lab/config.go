@@ -87,6 +87,8 @@ type Config struct {
 	BinDir string
 	// DNS, when set, is how the master runs `tabby dns`.
 	DNS *DNSConfig
+	// Console, when set, is how the master runs `tabby console`.
+	Console *ConsoleConfig
 	// AgentArgs are extra arguments for every `tabby agent`.
 	AgentArgs []string
 	// TLS runs the datastore with TLS and client-certificate auth, and

@@ -202,6 +202,11 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 	if err := l.startAgents(ctx, l.st.AgentNodes()); err != nil {
 		return err
 	}
+	if cfg.Console != nil {
+		if err := l.startConsole(ctx, cfg.Console); err != nil {
+			return err
+		}
+	}
 	l.log.Info("lab up", "hosts", len(l.st.Hosts), "took", time.Since(t0))
 	return nil
 }
@@ -596,7 +601,7 @@ func teardown(_ context.Context, root, name string, log *slog.Logger) error {
 	stopFiles(pidFiles)
 	agents, _ := filepath.Glob(filepath.Join(l.dir, "*", "agent.pid"))
 	stopFiles(agents)
-	stopFiles([]string{filepath.Join(l.dir, MasterNode, "dns.pid"), filepath.Join(l.dir, MasterNode, "mesos.pid")})
+	stopFiles([]string{filepath.Join(l.dir, MasterNode, "dns.pid"), filepath.Join(l.dir, MasterNode, "mesos.pid"), consolePidFile(l.dir)})
 	stopFiles([]string{filepath.Join(l.dir, MasterNode, "etcd.pid")})
 	// 2. Anything else still running inside the lab's namespaces.
 	inodes := map[uint64]bool{}

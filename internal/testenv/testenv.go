@@ -42,6 +42,7 @@ var packages = map[string]string{
 	"ctr":              "containerd",
 	"busybox":          "busybox-static",
 	"runc":             "runc",
+	"chromium":         "chromium",
 	CNIPluginDir:       "containernetworking-plugins",
 }
 

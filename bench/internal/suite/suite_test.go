@@ -69,14 +69,15 @@ func checkSystemsAndMetrics(t *testing.T, systems []report.System, metrics []rep
 	}
 }
 
-// The caps of the quick mode add up to at most 12 minutes (a typical quick
-// run takes under 4; each cap only stops a runaway benchmark).
+// The caps of the quick mode add up to at most 15 minutes (a typical quick
+// run takes under 5; each cap only stops a runaway benchmark). 12 until
+// the flow-log, DNS-policy and simulation benchmarks joined.
 func TestQuickBudgetsAreBounded(t *testing.T) {
 	var sum float64
 	for _, b := range All() {
 		sum += b.QuickBudget.Seconds()
 	}
-	if sum > 12*60 {
+	if sum > 15*60 {
 		t.Errorf("quick budgets add up to %.0f s", sum)
 	}
 }

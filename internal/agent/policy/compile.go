@@ -85,6 +85,7 @@ type compiler struct {
 	profRules    map[string]*[2][]*parsedRule // profile name → parsed ingress, egress; nil: quarantined
 	quarantine   []Quarantine
 	nsLabels     map[string]map[string]string // namespace → labels namespaceSelectors see
+	origins      map[string]ChainOrigin       // policy and profile chains: what they come from (origins.go)
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -138,7 +139,7 @@ func compileCached(s *State, ec *entityCache) (*Ruleset, *compiler, error) {
 		return nil, nil, fmt.Errorf("compile policy for node %s: %w", s.Node, err)
 	}
 	slices.SortFunc(c.quarantine, func(a, b Quarantine) int { return strings.Compare(a.ID(), b.ID()) })
-	rs := &Ruleset{Warnings: c.warnings, Quarantined: c.quarantine}
+	rs := &Ruleset{Warnings: c.warnings, Quarantined: c.quarantine, Origins: c.origins}
 	for _, k := range slices.Sorted(maps.Keys(c.sets)) {
 		rs.Sets = append(rs.Sets, c.sets[k])
 	}
@@ -259,6 +260,7 @@ func (c *compiler) policyChain(p *policyInfo, ingress bool) string {
 	if ingress {
 		name, rules = p.chainIn, p.parsedIn
 	}
+	c.noteOrigin(name, p.origin(ingress))
 	if p.quarantined != "" {
 		c.addChain(&Chain{Name: name, Rules: quarantinedChain})
 		return name
@@ -273,6 +275,7 @@ func (c *compiler) profileChain(pr *api.Profile, ingress bool) string {
 	if ingress {
 		name = chainName("pri-", pr.Name)
 	}
+	c.noteOrigin(name, ChainOrigin{Kind: "Profile", Name: pr.Name, Ingress: ingress})
 	parsed := c.profRules[pr.Name]
 	if parsed == nil {
 		c.addChain(&Chain{Name: name, Rules: quarantinedChain})
@@ -291,9 +294,14 @@ func (c *compiler) emitChain(name string, rules []*parsedRule) {
 		return
 	}
 	ch := &Chain{Name: name}
-	for _, pr := range rules {
+	var idx []int
+	for i, pr := range rules {
 		ch.Rules = append(ch.Rules, c.emitRule(pr)...)
+		for len(idx) < len(ch.Rules) {
+			idx = append(idx, i)
+		}
 	}
+	c.noteRuleOrigins(name, idx)
 	c.addChain(ch)
 }
 

@@ -274,6 +274,8 @@ func renderMatch(m Match) string {
 		return fmt.Sprintf("meta mark & 0x%08x %s 0x%08x", m.Mask, op, m.Value)
 	case FibDaddrLocal:
 		return "fib daddr type local"
+	case Limit:
+		return fmt.Sprintf("limit rate %d/second burst %d packets", m.Rate, m.Burst)
 	}
 	return fmt.Sprintf("<%T>", m)
 }
@@ -295,6 +297,8 @@ func renderStmt(s Stmt) string {
 	switch s := s.(type) {
 	case Log:
 		return "log prefix " + strconv.Quote(s.Prefix)
+	case LogGroup:
+		return fmt.Sprintf("log prefix %s group %d", strconv.Quote(s.Prefix), s.Group)
 	case SetMark:
 		switch {
 		case s.And == ^s.Xor:

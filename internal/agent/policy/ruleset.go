@@ -35,6 +35,9 @@ type Ruleset struct {
 	// Quarantined lists the policies and profiles that could not be
 	// compiled, sorted by ID: their chains drop everything.
 	Quarantined []Quarantine
+	// Origins maps each policy and profile chain of Compile's output to
+	// what it was compiled from (origins.go); transforms drop it.
+	Origins map[string]ChainOrigin
 }
 
 // PolicyCount is the number of policies and profiles with a chain in the

@@ -325,6 +325,8 @@ func matchExprs(m policy.Match) ([]expr.Any, error) {
 				Mask: binaryutil.NativeEndian.PutUint32(m.Mask), Xor: binaryutil.NativeEndian.PutUint32(0)},
 			&expr.Cmp{Op: cmpOp(m.Neg), Register: reg1, Data: binaryutil.NativeEndian.PutUint32(m.Value)},
 		}, nil
+	case policy.Limit:
+		return []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(m.Rate), Unit: expr.LimitTimeSecond, Burst: m.Burst}}, nil
 	case policy.FibDaddrLocal:
 		return []expr.Any{
 			&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
@@ -344,6 +346,12 @@ func stmtExprs(s policy.Stmt) ([]expr.Any, error) {
 		return []expr.Any{&expr.Log{
 			Key:   1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_LEVEL,
 			Level: logLevelWarn,
+			Data:  []byte(s.Prefix),
+		}}, nil
+	case policy.LogGroup:
+		return []expr.Any{&expr.Log{
+			Key:   1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
+			Group: s.Group,
 			Data:  []byte(s.Prefix),
 		}}, nil
 	case policy.SetMark:
