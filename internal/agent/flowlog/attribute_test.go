@@ -128,6 +128,46 @@ func TestDenyLoggerKeepsVerdicts(t *testing.T) {
 	if jumps == 0 {
 		t.Fatal("no drop jumps to the log chain")
 	}
+	// Verdicts: the oracle walks the rewritten table (its log rule, which
+	// has no verdict, taken out: the oracle does not read limits) and
+	// decides every random packet as it decides the original.
+	walkable := *logged
+	walkable.Chains = nil
+	for _, c := range logged.Chains {
+		if c.Name == policy.LogDenyChain {
+			c = &policy.Chain{Name: c.Name, Rules: c.Rules[1:]}
+		}
+		walkable.Chains = append(walkable.Chains, c)
+	}
+	g := NewRandom(7)
+	st := g.State()
+	rsR := policy.Flatten(mustCompile(t, st))
+	loggedR := (&policy.DenyLogger{Group: 5, Rate: 10}).Apply(rsR)
+	for i, c := range loggedR.Chains {
+		if c.Name == policy.LogDenyChain {
+			loggedR.Chains[i] = &policy.Chain{Name: c.Name, Rules: c.Rules[1:]}
+		}
+	}
+	compared, drops := 0, 0
+	for _, p := range append(g.Packets(st, 300), g.Packets(attrState(), 100)...) {
+		for _, pair := range [][2]*policy.Ruleset{{rsR, loggedR}, {rs, &walkable}} {
+			a, errA := Walk(pair[0], p)
+			b, errB := Walk(pair[1], p)
+			if errA != nil || errB != nil {
+				continue // a packet of the other state
+			}
+			if a.Accept != b.Accept {
+				t.Fatalf("%s: accepted %v by the table, %v with logged denies", p, a.Accept, b.Accept)
+			}
+			compared++
+			if !a.Accept {
+				drops++
+			}
+		}
+	}
+	if compared < 200 || drops == 0 {
+		t.Fatalf("compared %d packets, %d dropped: too few to tell", compared, drops)
+	}
 	again := d.Apply(rs)
 	for i := range again.Chains {
 		if again.Chains[i] != logged.Chains[i] && again.Chains[i].Name != policy.LogDenyChain {
@@ -196,4 +236,13 @@ func TestAttributeHostEndpoint(t *testing.T) {
 			t.Errorf("port %d: got %s by %s to %+v, want ingress by %s to host endpoint node-a-eth0", tc.port, r.Direction, r.Policy, r.Dst, tc.want)
 		}
 	}
+}
+
+func mustCompile(t *testing.T, s *policy.State) *policy.Ruleset {
+	t.Helper()
+	rs, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }
