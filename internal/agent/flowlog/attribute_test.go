@@ -246,3 +246,28 @@ func mustCompile(t *testing.T, s *policy.State) *policy.Ruleset {
 	}
 	return rs
 }
+
+// TestAttributeIPv6: IPv6 flows are replayed like IPv4 ones; an ICMPv6
+// record carries its type as the destination port.
+func TestAttributeIPv6(t *testing.T) {
+	a := NewAttributor(Node)
+	a.SetState(DualStack(), nil)
+	web := func(rule int) flows.PolicyRef {
+		return flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "default", Name: "web", Rule: rule}
+	}
+	for _, tc := range []struct {
+		name string
+		f    *flow
+		want flows.PolicyRef
+		port uint16
+	}{
+		{"tcp from a member of the network", &flow{family: 6, proto: 6, src: netip.MustParseAddr("fd00:65:1::2"), dst: netip.MustParseAddr("fd00:65::2"), sport: 1, dport: 80}, web(0), 80},
+		{"icmpv6 echo", &flow{family: 6, proto: 58, src: netip.MustParseAddr("2001:db8::1"), dst: netip.MustParseAddr("fd00:65::2"), icmpType: 128}, web(1), 128},
+		{"tcp from outside: the end of the tier", &flow{family: 6, proto: 6, src: netip.MustParseAddr("2001:db8::1"), dst: netip.MustParseAddr("fd00:65::2"), sport: 1, dport: 80, denied: true}, web(-1), 80},
+	} {
+		got := a.Attribute(tc.f, time.Now())
+		if len(got) != 1 || got[0].Policy != tc.want || got[0].DstPort != tc.port || got[0].Direction != flows.Ingress {
+			t.Errorf("%s: got %+v, want one ingress record by %s with dstPort %d", tc.name, got, tc.want, tc.port)
+		}
+	}
+}
