@@ -113,6 +113,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 	f.DurationVar(&fcfg.Window, "flow-window", 0, "how long flows are aggregated into one record (default 5s)")
 	f.IntVar(&fcfg.RingSize, "flow-ring", 0, "flow records kept in memory (default 10000)")
 	f.Uint32Var(&fcfg.DenyRate, "flow-deny-rate", 0, "denied packets logged per second at most, by the kernel (default 200)")
+	f.Uint16Var(&fcfg.NFLogGroup, "flow-nflog-group", 0, "the NFLOG group denied packets are logged to (default 20)")
 	return cmd
 }
 

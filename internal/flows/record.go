@@ -63,8 +63,10 @@ type FlowRecord struct {
 	PendingAction string     `json:"pendingAction,omitempty"`
 	Policy        PolicyRef  `json:"policy"`
 	PendingPolicy *PolicyRef `json:"pendingPolicy,omitempty"`
-	Packets       uint64     `json:"packets"`
-	Bytes         uint64     `json:"bytes"`
+	// Packets and Bytes are what the flow carried in the window, both
+	// directions together (a denied flow: the packets logged).
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Endpoint is one side of a flow, as far as the agent knows it.

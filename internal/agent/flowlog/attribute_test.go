@@ -128,6 +128,46 @@ func TestDenyLoggerKeepsVerdicts(t *testing.T) {
 	if jumps == 0 {
 		t.Fatal("no drop jumps to the log chain")
 	}
+	// Verdicts: the oracle walks the rewritten table (its log rule, which
+	// has no verdict, taken out: the oracle does not read limits) and
+	// decides every random packet as it decides the original.
+	walkable := *logged
+	walkable.Chains = nil
+	for _, c := range logged.Chains {
+		if c.Name == policy.LogDenyChain {
+			c = &policy.Chain{Name: c.Name, Rules: c.Rules[1:]}
+		}
+		walkable.Chains = append(walkable.Chains, c)
+	}
+	g := NewRandom(7)
+	st := g.State()
+	rsR := policy.Flatten(mustCompile(t, st))
+	loggedR := (&policy.DenyLogger{Group: 5, Rate: 10}).Apply(rsR)
+	for i, c := range loggedR.Chains {
+		if c.Name == policy.LogDenyChain {
+			loggedR.Chains[i] = &policy.Chain{Name: c.Name, Rules: c.Rules[1:]}
+		}
+	}
+	compared, drops := 0, 0
+	for _, p := range append(g.Packets(st, 300), g.Packets(attrState(), 100)...) {
+		for _, pair := range [][2]*policy.Ruleset{{rsR, loggedR}, {rs, &walkable}} {
+			a, errA := Walk(pair[0], p)
+			b, errB := Walk(pair[1], p)
+			if errA != nil || errB != nil {
+				continue // a packet of the other state
+			}
+			if a.Accept != b.Accept {
+				t.Fatalf("%s: accepted %v by the table, %v with logged denies", p, a.Accept, b.Accept)
+			}
+			compared++
+			if !a.Accept {
+				drops++
+			}
+		}
+	}
+	if compared < 200 || drops == 0 {
+		t.Fatalf("compared %d packets, %d dropped: too few to tell", compared, drops)
+	}
 	again := d.Apply(rs)
 	for i := range again.Chains {
 		if again.Chains[i] != logged.Chains[i] && again.Chains[i].Name != policy.LogDenyChain {
@@ -194,6 +234,40 @@ func TestAttributeHostEndpoint(t *testing.T) {
 		r := got[0]
 		if r.Direction != flows.Ingress || r.Policy != tc.want || r.Dst == nil || r.Dst.Kind != flows.KindHost || r.Dst.Name != "node-a-eth0" {
 			t.Errorf("port %d: got %s by %s to %+v, want ingress by %s to host endpoint node-a-eth0", tc.port, r.Direction, r.Policy, r.Dst, tc.want)
+		}
+	}
+}
+
+func mustCompile(t *testing.T, s *policy.State) *policy.Ruleset {
+	t.Helper()
+	rs, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// TestAttributeIPv6: IPv6 flows are replayed like IPv4 ones; an ICMPv6
+// record carries its type as the destination port.
+func TestAttributeIPv6(t *testing.T) {
+	a := NewAttributor(Node)
+	a.SetState(DualStack(), nil)
+	web := func(rule int) flows.PolicyRef {
+		return flows.PolicyRef{Tier: "default", Kind: "NetworkPolicy", Namespace: "default", Name: "web", Rule: rule}
+	}
+	for _, tc := range []struct {
+		name string
+		f    *flow
+		want flows.PolicyRef
+		port uint16
+	}{
+		{"tcp from a member of the network", &flow{family: 6, proto: 6, src: netip.MustParseAddr("fd00:65:1::2"), dst: netip.MustParseAddr("fd00:65::2"), sport: 1, dport: 80}, web(0), 80},
+		{"icmpv6 echo", &flow{family: 6, proto: 58, src: netip.MustParseAddr("2001:db8::1"), dst: netip.MustParseAddr("fd00:65::2"), icmpType: 128}, web(1), 128},
+		{"tcp from outside: the end of the tier", &flow{family: 6, proto: 6, src: netip.MustParseAddr("2001:db8::1"), dst: netip.MustParseAddr("fd00:65::2"), sport: 1, dport: 80, denied: true}, web(-1), 80},
+	} {
+		got := a.Attribute(tc.f, time.Now())
+		if len(got) != 1 || got[0].Policy != tc.want || got[0].DstPort != tc.port || got[0].Direction != flows.Ingress {
+			t.Errorf("%s: got %+v, want one ingress record by %s with dstPort %d", tc.name, got, tc.want, tc.port)
 		}
 	}
 }
