@@ -28,6 +28,7 @@ func main() {
 	flag.IntVar(&cfg.Policies, "policies", 5000, "NetworkPolicies (5 per app of 20 endpoints)")
 	flag.IntVar(&cfg.Rules, "rules", 5, "ingress rules per policy")
 	flag.IntVar(&cfg.Events, "events", 150, "churn events: endpoint add, endpoint delete, policy add, in turn")
+	flag.BoolVar(&cfg.EndpointsOnly, "endpoints-only", false, "churn endpoints only (no policy adds)")
 	flag.DurationVar(&cfg.Gap, "gap", 20*time.Millisecond, "time between two churn events")
 	flag.StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a new temp dir, removed after)")
 	timeout := flag.Duration("timeout", 30*time.Minute, "bound on the whole run")

@@ -49,6 +49,9 @@ type Config struct {
 	// Events is the number of churn events: endpoint adds (measured),
 	// endpoint deletes and policy adds, in turn.
 	Events int
+	// EndpointsOnly churns endpoints only (adds and deletes): no policy
+	// adds, so no event needs a full compile.
+	EndpointsOnly bool
 	// Gap is the time between two churn events (default 20ms).
 	Gap time.Duration
 	// Settle bounds the wait for every agent to program an event
@@ -485,6 +488,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			events = append(events, event{addr: ev.addr, del: true, expect: ev.expect})
 			hosts[an[0]][an[1]]--
 		case 2:
+			if cfg.EndpointsOnly {
+				break
+			}
 			p := cfg.Policies + e
 			if _, err := client.Create(ctx, networkPolicy(p, apps, cfg.Rules)); err != nil {
 				return nil, fmt.Errorf("churn: %w", err)
