@@ -80,18 +80,27 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 			prefix := fmt.Sprintf("/resume/%v/", withError)
 			w := st.Watch(ctx, prefix, 0)
 
-			const writers, writes = 3, 10
+			// The writers write at least minWrites each, and go on (up to
+			// maxWrites) until the stream has been broken a few times: on
+			// a loaded machine a slow reader lets the server coalesce many
+			// events into one response, leaving little to break.
+			const writers, minWrites, maxWrites = 3, 10, 200
 			// Read while the writers write: a consumer that waits lets
 			// the server coalesce the events into a response or two,
 			// and then there is nothing to break.
-			total := writers*writes + 2
-			var got []int64
-			var readErr error
+			var (
+				got     []int64
+				readErr error
+				total   = make(chan int, 1) // known once the writers are done
+			)
 			readDone := make(chan struct{})
 			go func() {
 				defer close(readDone)
-				for len(got) < total {
+				want := -1
+				for want < 0 || len(got) < want {
 					select {
+					case n := <-total:
+						want = n
 					case e, ok := <-w:
 						if !ok || e.Type == datastore.EventError {
 							readErr = fmt.Errorf("watch ended after %d events: %v", len(got), e.Err)
@@ -99,7 +108,7 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 						}
 						got = append(got, e.KV.Revision)
 					case <-ctx.Done():
-						readErr = fmt.Errorf("got %d of %d events", len(got), total)
+						readErr = fmt.Errorf("got %d of %d events", len(got), want)
 						return
 					}
 				}
@@ -109,7 +118,7 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range writers {
 				wg.Go(func() {
-					for j := range writes {
+					for j := 0; j < maxWrites && (j < minWrites || bw.opened.Load() < 4); j++ {
 						rev, err := st.Create(ctx, fmt.Sprintf("%sw%d/%d", prefix, i, j), []byte("x"))
 						if err != nil {
 							t.Errorf("Create: %v", err)
@@ -134,6 +143,7 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 			wg.Wait()
 			want = append(want, rev, rev)
 			slicesSort(want)
+			total <- len(want)
 			<-readDone
 			if readErr != nil {
 				t.Fatal(readErr)
