@@ -75,7 +75,11 @@ func (c *compiler) domainSet(patterns []string, family int) string {
 	if s, ok := c.sets[name]; ok {
 		return s.Name
 	}
-	c.sets[name] = &Set{Name: name, Type: t, Comment: truncateComment("domains " + strings.Join(patterns, " ")), Domains: patterns}
+	max := uint32(DefaultMaxLearned)
+	if c.state.DNS != nil && c.state.DNS.MaxElements > 0 {
+		max = c.state.DNS.MaxElements
+	}
+	c.sets[name] = &Set{Name: name, Type: t, Comment: truncateComment("domains " + strings.Join(patterns, " ")), Domains: patterns, MaxElements: max}
 	return name
 }
 

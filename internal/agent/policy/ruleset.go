@@ -138,6 +138,8 @@ type Set struct {
 	// Domains, for a learned set (SetLearned4/6), are the domain patterns
 	// whose answers' addresses the DNS forwarder adds to it.
 	Domains []string
+	// MaxElements bounds a learned set in the kernel (0: no bound).
+	MaxElements uint32
 }
 
 // Element is one member of a set or the key of a map element. Which fields
