@@ -39,6 +39,9 @@ type KernelDataplane struct {
 	// Form is the shape of the programmed table: PolicyFormFlat (the
 	// default) or PolicyFormReference (policy.Compile's output as is).
 	Form string
+	// DNS, when set, makes the table intercept the local workloads' DNS
+	// for the egress-by-name forwarder (internal/agent/dnspolicy).
+	DNS *policy.DNSPolicy
 }
 
 // The table forms KernelDataplane can program (see
@@ -113,7 +116,9 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 	if d.engine == nil {
 		d.engine = policy.NewEngine(d.Form != PolicyFormReference)
 	}
-	rs, err := d.engine.Full(PolicyState(v))
+	st := PolicyState(v)
+	st.DNS = d.DNS
+	rs, err := d.engine.Full(st)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/dnspolicy"
 	"github.com/tabbynet/tabby/internal/agent/policy/nft"
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
 	"github.com/tabbynet/tabby/internal/datastore"
@@ -15,8 +16,10 @@ import (
 // kernelDataplane wires the production dataplane parts for `tabby agent`.
 type kernelDataplane struct {
 	*agent.KernelDataplane
-	router *router.Router // nil: routing disabled
-	nft    *nft.Driver    // nil: policy disabled
+	router  *router.Router       // nil: routing disabled
+	nft     *nft.Driver          // nil: policy disabled
+	dns     *dnspolicy.Forwarder // nil: egress by DNS name off
+	learner *nft.Learner
 }
 
 func newKernelDataplane(cfg agent.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
@@ -44,6 +47,11 @@ func (d *kernelDataplane) mount(a *agent.Agent) error {
 			return err
 		}
 	}
+	if d.dns != nil {
+		if err := a.RegisterMetrics(d.dns.Collectors()...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -57,6 +65,9 @@ func runDataplaneAndAgent(ctx context.Context, d *kernelDataplane, a *agent.Agen
 	}
 	if d.nft != nil {
 		loops = append(loops, d.nft.Run)
+	}
+	if d.dns != nil {
+		loops = append(loops, d.runDNS)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -165,8 +165,9 @@ type Forwarder struct {
 	tcp     *mdns.Client
 	metrics *metrics
 
-	mu   sync.Mutex
-	sets map[string]*learnedSet
+	mu       sync.Mutex
+	sets     map[string]*learnedSet
+	restored map[string]map[netip.Addr]time.Time // from the kernel, for sets not in a ruleset yet
 }
 
 // New returns a forwarder. It starts nothing.
@@ -213,6 +214,9 @@ func (f *Forwarder) SetRuleset(rs *policy.Ruleset) {
 		ls := &learnedSet{name: s.Name, family: s.Type.Family(), elems: map[netip.Addr]time.Time{}}
 		if old != nil {
 			ls.elems = old.elems
+		} else if r, ok := f.restored[s.Name]; ok {
+			ls.elems = r
+			delete(f.restored, s.Name)
 		}
 		for _, d := range s.Domains {
 			p, err := api.ParseDomainPattern(d)
@@ -244,8 +248,9 @@ func (f *Forwarder) Forget() {
 }
 
 // Restore reads what the kernel's learned sets hold (after an agent
-// restart) into the bookkeeping that bounds them. Call it after the first
-// SetRuleset and before serving.
+// restart: the driver keeps the sets and their elements) into the
+// bookkeeping that bounds them; a set the forwarder does not know yet
+// gets its elements when a ruleset names it. Call it before serving.
 func (f *Forwarder) Restore(ctx context.Context, d SetDumper) error {
 	got, err := d.Dump(ctx)
 	if err != nil {
@@ -256,10 +261,19 @@ func (f *Forwarder) Restore(ctx context.Context, d SetDumper) error {
 	defer f.mu.Unlock()
 	n := 0
 	for _, e := range got {
+		until := now.Add(e.Timeout)
 		if s := f.sets[e.Set]; s != nil {
-			s.elems[e.Addr] = now.Add(e.Timeout)
-			n++
+			s.elems[e.Addr] = until
+		} else {
+			if f.restored == nil {
+				f.restored = map[string]map[netip.Addr]time.Time{}
+			}
+			if f.restored[e.Set] == nil {
+				f.restored[e.Set] = map[netip.Addr]time.Time{}
+			}
+			f.restored[e.Set][e.Addr] = until
 		}
+		n++
 	}
 	f.log.Info("learned sets restored from the kernel", "elements", n)
 	return nil

@@ -8,8 +8,8 @@ package nft
 import (
 	"context"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -112,12 +112,13 @@ func startForwarder(t *testing.T, l *lab, cfg dnspolicy.Config, rs *policy.Rules
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.SetRuleset(rs)
 	if restore {
+		// As the agent does: restore before the first ruleset is known.
 		if err := f.Restore(context.Background(), learner); err != nil {
 			t.Fatal(err)
 		}
 	}
+	f.SetRuleset(rs)
 	var pc net.PacketConn
 	var ln net.Listener
 	in(t, l.host.path, func() (err error) {

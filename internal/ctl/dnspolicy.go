@@ -1,0 +1,118 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/dnspolicy"
+	"github.com/tabbynet/tabby/internal/agent/policy"
+	"github.com/tabbynet/tabby/internal/agent/policy/nft"
+)
+
+// dnsPolicyFlags configure the egress-by-name forwarder of `tabby agent`
+// (docs/design/policy.md "Egress by DNS name").
+type dnsPolicyFlags struct {
+	listen      string
+	upstreams   []string
+	grace       time.Duration
+	maxElements int
+}
+
+func (d *dnsPolicyFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&d.listen, "dns-policy-listen", "",
+		"address:port of this node where the DNS forwarder for egress rules by domain listens; local workloads' DNS (UDP/TCP 53) is redirected to it (empty: off, and rules with domains match nothing)")
+	f.StringSliceVar(&d.upstreams, "dns-policy-upstream", nil, "resolvers the DNS forwarder asks, in order (ip or ip:port): `tabby dns` or the cluster's resolver")
+	f.DurationVar(&d.grace, "dns-policy-grace", dnspolicy.DefaultGrace, "how long past an answer's TTL its addresses stay allowed")
+	f.IntVar(&d.maxElements, "dns-policy-max-elements", policy.DefaultMaxLearned, "bound on the addresses of each learned set (more are dropped and counted)")
+}
+
+// config turns the flags into the forwarder's configuration; ok is false
+// when the forwarder is off.
+func (d *dnsPolicyFlags) config() (cfg dnspolicy.Config, ok bool, err error) {
+	if d.listen == "" {
+		if len(d.upstreams) > 0 {
+			return cfg, false, fmt.Errorf("--dns-policy-upstream needs --dns-policy-listen")
+		}
+		return cfg, false, nil
+	}
+	ap, err := netip.ParseAddrPort(d.listen)
+	if err != nil {
+		return cfg, false, fmt.Errorf("--dns-policy-listen: %q is not an address:port", d.listen)
+	}
+	cfg = dnspolicy.Config{Listen: ap, Upstreams: d.upstreams, Grace: d.grace, MaxElements: d.maxElements}.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, fmt.Errorf("--dns-policy-*: %w", err)
+	}
+	return cfg, true, nil
+}
+
+// enableDNSPolicy adds the forwarder to the dataplane: the table
+// redirects DNS to it, and it sees every ruleset the driver programmed.
+func (d *kernelDataplane) enableDNSPolicy(flags dnsPolicyFlags, log *slog.Logger) error {
+	cfg, ok, err := flags.config()
+	if err != nil || !ok {
+		return err
+	}
+	if d.nft == nil {
+		return fmt.Errorf("--dns-policy-listen needs policy (drop --disable-policy)")
+	}
+	d.learner = nft.NewLearner(0)
+	f, err := dnspolicy.New(cfg, d.learner, log)
+	if err != nil {
+		return err
+	}
+	d.dns = f
+	dns := &policy.DNSPolicy{MaxElements: uint32(cfg.MaxElements)}
+	if cfg.Listen.Addr().Is4() {
+		dns.Redirect4 = cfg.Listen
+	} else {
+		dns.Redirect6 = cfg.Listen
+	}
+	d.KernelDataplane.DNS = dns
+	d.KernelDataplane.Policy = &learningDriver{nft: d.nft, fwd: f}
+	log.Info("egress by DNS name on", "listen", cfg.Listen.String(), "upstreams", strings.Join(cfg.Upstreams, ","))
+	return nil
+}
+
+// runDNS restores the learned sets' bookkeeping from the kernel once the
+// first ruleset is programmed, then serves (a restarted agent keeps the
+// addresses its predecessor learned; see docs/design/policy.md).
+func (d *kernelDataplane) runDNS(ctx context.Context) error {
+	if err := d.dns.Restore(ctx, d.learner); err != nil {
+		return err
+	}
+	defer d.learner.Close()
+	return d.dns.Run(ctx)
+}
+
+// learningDriver tells the forwarder which learned sets exist around each
+// Apply: it stops writing to sets about to go, and starts on new ones once
+// the kernel has them.
+type learningDriver struct {
+	nft *nft.Driver
+	fwd *dnspolicy.Forwarder
+}
+
+var _ agent.PolicyDriver = (*learningDriver)(nil)
+
+func (l *learningDriver) Apply(ctx context.Context, rs *policy.Ruleset) error {
+	l.fwd.Prepare(rs)
+	if err := l.nft.Apply(ctx, rs); err != nil {
+		return err
+	}
+	if l.nft.LastChange().Replaced {
+		l.fwd.Forget() // the rebuilt table's learned sets are empty
+	}
+	l.fwd.SetRuleset(rs)
+	return nil
+}
+
+func (l *learningDriver) FlushConntrack(addrs []netip.Addr) error { return l.nft.FlushConntrack(addrs) }
+func (l *learningDriver) Current() bool                           { return l.nft.Current() }
