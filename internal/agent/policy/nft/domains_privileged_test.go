@@ -69,31 +69,33 @@ func (s *stubDNS) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 	w.WriteMsg(m)
 }
 
-// serveStub runs the stub on stubIP:53 (UDP and TCP) in the ext namespace.
-func serveStub(t *testing.T, l *lab, s *stubDNS) {
+// serveStub runs the stub on stubIP:53 (UDP and TCP) in the ext
+// namespace, and on the other ports given.
+func serveStub(t testing.TB, l *lab, s *stubDNS, ports ...int) {
 	t.Helper()
-	var pc net.PacketConn
-	var ln net.Listener
-	in(t, l.ext.path, func() (err error) {
-		if err := addAddr("ext0", stubIP+"/32"); err != nil {
+	in(t, l.ext.path, func() error { return addAddr("ext0", stubIP+"/32") })
+	for _, port := range append([]int{53}, ports...) {
+		var pc net.PacketConn
+		var ln net.Listener
+		addr := net.JoinHostPort(stubIP, fmt.Sprint(port))
+		in(t, l.ext.path, func() (err error) {
+			if pc, err = net.ListenPacket("udp", addr); err != nil {
+				return err
+			}
+			ln, err = net.Listen("tcp", addr)
 			return err
-		}
-		if pc, err = net.ListenPacket("udp", stubIP+":53"); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", stubIP+":53")
-		return err
-	})
-	u := &mdns.Server{PacketConn: pc, Handler: s}
-	tc := &mdns.Server{Listener: ln, Handler: s}
-	go u.ActivateAndServe()
-	go tc.ActivateAndServe()
-	t.Cleanup(func() { u.Shutdown(); tc.Shutdown() })
+		})
+		u := &mdns.Server{PacketConn: pc, Handler: s}
+		tc := &mdns.Server{Listener: ln, Handler: s}
+		go u.ActivateAndServe()
+		go tc.ActivateAndServe()
+		t.Cleanup(func() { u.Shutdown(); tc.Shutdown() })
+	}
 }
 
 // startForwarder runs a forwarder on hostIP:1053 in the host namespace,
 // writing through a Learner; stop ends it.
-func startForwarder(t *testing.T, l *lab, cfg dnspolicy.Config, rs *policy.Ruleset, restore bool) (f *dnspolicy.Forwarder, stop func()) {
+func startForwarder(t testing.TB, l *lab, cfg dnspolicy.Config, rs *policy.Ruleset, restore bool) (f *dnspolicy.Forwarder, stop func()) {
 	t.Helper()
 	learner := NewLearner(int(l.host.fd.Fd()))
 	cfg.Listen = netip.MustParseAddrPort(hostIP + ":1053")
@@ -145,7 +147,7 @@ func startForwarder(t *testing.T, l *lab, cfg dnspolicy.Config, rs *policy.Rules
 
 // resolve asks the stub's address from the container (so the query is
 // intercepted) and returns the A records.
-func resolve(t *testing.T, c *container, name, net string) []string {
+func resolve(t testing.TB, c *container, name, net string) []string {
 	t.Helper()
 	var out []string
 	in(t, c.ns, func() error {
