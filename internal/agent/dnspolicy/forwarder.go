@@ -165,7 +165,11 @@ type Forwarder struct {
 	tcp     *mdns.Client
 	metrics *metrics
 
+	poolMu sync.Mutex
+	pool   map[string]chan *mdns.Conn // upstream → idle UDP sockets
+
 	mu       sync.Mutex
+	cache    *answerCache
 	sets     map[string]*learnedSet
 	restored map[string]map[netip.Addr]time.Time // from the kernel, for sets not in a ruleset yet
 }
@@ -187,6 +191,7 @@ func New(cfg Config, w SetWriter, log *slog.Logger) (*Forwarder, error) {
 		udp:     &mdns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: mdns.MaxMsgSize},
 		tcp:     &mdns.Client{Net: "tcp", Timeout: cfg.Timeout},
 		metrics: newMetrics(),
+		cache:   newAnswerCache(maxCached),
 		sets:    map[string]*learnedSet{},
 	}, nil
 }
@@ -203,9 +208,37 @@ func (f *Forwarder) Prepare(rs *policy.Ruleset) {
 	}
 }
 
+// sameSets reports whether rs has exactly the learned sets (and
+// patterns) the forwarder has. Callers hold mu.
+func (f *Forwarder) sameSets(rs *policy.Ruleset) bool {
+	ds := rs.DomainSets()
+	if len(ds) != len(f.sets) {
+		return false
+	}
+	for _, s := range ds {
+		old := f.sets[s.Name]
+		if old == nil || len(old.patterns) != len(s.Domains) {
+			return false
+		}
+		for i, p := range old.patterns {
+			if p.String() != s.Domains[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // SetRuleset takes the learned sets of rs, which the driver has just
 // programmed: answers from now on fill them.
 func (f *Forwarder) SetRuleset(rs *policy.Ruleset) {
+	f.mu.Lock()
+	if !f.sameSets(rs) {
+		// A cached answer was learned into the old sets only: a new
+		// set must see the next answer.
+		f.cache.clear()
+	}
+	f.mu.Unlock()
 	f.Prepare(rs)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -244,6 +277,7 @@ func (f *Forwarder) Forget() {
 	for _, s := range f.sets {
 		s.elems = map[netip.Addr]time.Time{}
 	}
+	f.cache.clear()
 	f.metrics.elements.Set(0)
 }
 
@@ -312,6 +346,7 @@ func (f *Forwarder) Serve(ctx context.Context, pc net.PacketConn, ln net.Listene
 	defer cancel()
 	udp.ShutdownContext(sctx)
 	tcp.ShutdownContext(sctx)
+	f.closeIdle()
 	return first
 }
 
@@ -320,6 +355,19 @@ func (f *Forwarder) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
 	defer cancel()
 	_, isTCP := w.RemoteAddr().(*net.TCPAddr)
+	key, cacheable := cacheKey(q, isTCP)
+	if cacheable {
+		f.mu.Lock()
+		r := f.cache.get(key, q, f.now())
+		f.mu.Unlock()
+		if r != nil {
+			// Its addresses were learned when it was stored, with
+			// timeouts past its TTL; the sets have not changed since.
+			f.metrics.queries.WithLabelValues("cached").Inc()
+			w.WriteMsg(r)
+			return
+		}
+	}
 	r, err := f.exchange(ctx, q, isTCP)
 	if err != nil {
 		f.metrics.queries.WithLabelValues("upstream_error").Inc()
@@ -336,6 +384,11 @@ func (f *Forwarder) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 		return
 	}
 	f.metrics.queries.WithLabelValues("ok").Inc()
+	if cacheable {
+		f.mu.Lock()
+		f.cache.put(key, r, f.now())
+		f.mu.Unlock()
+	}
 	w.WriteMsg(r)
 }
 
@@ -369,14 +422,68 @@ func (f *Forwarder) exchange(ctx context.Context, q *mdns.Msg, isTCP bool) (*mdn
 	return nil, errors.Join(errs...)
 }
 
+// ask sends one query to one upstream. UDP sockets are kept for the next
+// queries (at most maxIdle per upstream): a socket per query costs more
+// than the exchange on a node. A late answer to an earlier query on a
+// reused socket is dropped by its ID.
 func (f *Forwarder) ask(ctx context.Context, c *mdns.Client, network, up string, q *mdns.Msg) (*mdns.Msg, error) {
-	conn, err := f.cfg.Dial(ctx, network, up)
-	if err != nil {
-		return nil, err
+	var co *mdns.Conn
+	idle := f.idle(network, up)
+	if idle != nil {
+		select {
+		case co = <-idle:
+		default:
+		}
 	}
-	defer conn.Close()
-	r, _, err := c.ExchangeWithConnContext(ctx, q, &mdns.Conn{Conn: conn})
-	return r, err
+	if co == nil {
+		conn, err := f.cfg.Dial(ctx, network, up)
+		if err != nil {
+			return nil, err
+		}
+		co = &mdns.Conn{Conn: conn}
+	}
+	r, _, err := c.ExchangeWithConnContext(ctx, q, co)
+	if err != nil || idle == nil {
+		co.Close()
+		return r, err
+	}
+	select {
+	case idle <- co:
+	default:
+		co.Close()
+	}
+	return r, nil
+}
+
+// maxIdle bounds the UDP sockets kept per upstream.
+const maxIdle = 16
+
+func (f *Forwarder) idle(network, up string) chan *mdns.Conn {
+	if network != "udp" {
+		return nil
+	}
+	f.poolMu.Lock()
+	defer f.poolMu.Unlock()
+	if f.pool == nil {
+		f.pool = map[string]chan *mdns.Conn{}
+	}
+	ch, ok := f.pool[up]
+	if !ok {
+		ch = make(chan *mdns.Conn, maxIdle)
+		f.pool[up] = ch
+	}
+	return ch
+}
+
+// closeIdle closes the kept sockets.
+func (f *Forwarder) closeIdle() {
+	f.poolMu.Lock()
+	defer f.poolMu.Unlock()
+	for _, ch := range f.pool {
+		for len(ch) > 0 {
+			(<-ch).Close()
+		}
+	}
 }
 
 // chain is the question's name and the CNAME targets the answer leads

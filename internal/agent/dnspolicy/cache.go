@@ -1,0 +1,117 @@
+package dnspolicy
+
+import (
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// maxCached bounds the answer cache.
+const maxCached = 10000
+
+// answerCache keeps positive answers for their smallest TTL, so repeated
+// lookups of a name are answered on the node without asking upstream and
+// without a kernel write. Only answers whose addresses were learned are
+// stored (ServeDNS puts after learn), and the cache is cleared whenever
+// the learned sets change or the kernel lost them: a cached answer never
+// names an address a rule allows but the sets lack. Remaining TTLs count
+// down as in any cache. The forwarder's mu guards it.
+type answerCache struct {
+	max     int
+	entries map[string]cached
+}
+
+type cached struct {
+	msg     *mdns.Msg
+	stored  time.Time
+	expires time.Time
+}
+
+func newAnswerCache(max int) *answerCache {
+	return &answerCache{max: max, entries: map[string]cached{}}
+}
+
+func (c *answerCache) clear() { c.entries = map[string]cached{} }
+
+// cacheKey is the question, the flags that change the answer, and the
+// transport (a TCP answer may not fit a UDP client).
+func cacheKey(q *mdns.Msg, isTCP bool) (string, bool) {
+	if len(q.Question) != 1 || q.Opcode != mdns.OpcodeQuery {
+		return "", false
+	}
+	qq := q.Question[0]
+	var b strings.Builder
+	b.WriteString(strings.ToLower(qq.Name))
+	b.WriteByte('/')
+	b.WriteString(mdns.TypeToString[qq.Qtype])
+	b.WriteByte('/')
+	b.WriteString(mdns.ClassToString[qq.Qclass])
+	if opt := q.IsEdns0(); opt != nil {
+		b.WriteString("/edns")
+		if opt.Do() {
+			b.WriteString("/do")
+		}
+	}
+	if q.CheckingDisabled {
+		b.WriteString("/cd")
+	}
+	if isTCP {
+		b.WriteString("/tcp")
+	}
+	return b.String(), true
+}
+
+// put stores a positive, complete answer for its smallest TTL.
+func (c *answerCache) put(key string, r *mdns.Msg, now time.Time) {
+	if r.Rcode != mdns.RcodeSuccess || r.Truncated || len(r.Answer) == 0 {
+		return
+	}
+	ttl := uint32(1<<31 - 1)
+	for _, rrs := range [][]mdns.RR{r.Answer, r.Ns, r.Extra} {
+		for _, rr := range rrs {
+			if rr.Header().Rrtype == mdns.TypeOPT {
+				continue
+			}
+			ttl = min(ttl, rr.Header().Ttl)
+		}
+	}
+	if ttl == 0 {
+		return
+	}
+	if len(c.entries) >= c.max {
+		for k, e := range c.entries {
+			if !e.expires.After(now) || len(c.entries) >= c.max {
+				delete(c.entries, k)
+			}
+			if len(c.entries) < c.max*9/10 {
+				break
+			}
+		}
+	}
+	c.entries[key] = cached{msg: r.Copy(), stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
+}
+
+// get returns a copy of a live entry as the answer to q, TTLs reduced by
+// its age; nil when there is none.
+func (c *answerCache) get(key string, q *mdns.Msg, now time.Time) *mdns.Msg {
+	e, ok := c.entries[key]
+	if !ok {
+		return nil
+	}
+	if !e.expires.After(now) {
+		delete(c.entries, key)
+		return nil
+	}
+	age := uint32(now.Sub(e.stored) / time.Second)
+	r := e.msg.Copy()
+	r.Id = q.Id
+	for _, rrs := range [][]mdns.RR{r.Answer, r.Ns, r.Extra} {
+		for _, rr := range rrs {
+			if h := rr.Header(); h.Rrtype != mdns.TypeOPT {
+				h.Ttl -= min(age, h.Ttl)
+			}
+		}
+	}
+	return r
+}
