@@ -12,5 +12,5 @@ import "github.com/tabbynet/tabby/bench/internal/harness"
 
 // All is every benchmark, in the order they run and are reported.
 func All() []harness.Benchmark {
-	return []harness.Benchmark{CNILatency, IPAMRate, PolicyThroughput, PolicyRealistic, DNS, CrossHost, Propagation, Scale}
+	return []harness.Benchmark{CNILatency, IPAMRate, PolicyThroughput, PolicyRealistic, DNS, DNSPolicy, CrossHost, Propagation, Scale}
 }

@@ -58,10 +58,9 @@ func (l *Learner) Close() error {
 }
 
 // Add adds (or refreshes the timeout of) each address in its set, in one
-// transaction. Adding an element that exists updates its timeout (Linux
-// 6.10 and later); on older kernels the element keeps its first timeout,
-// so Add deletes and re-adds the elements refresh names, in the same
-// transaction.
+// transaction. Adding an element that exists updates its timeout on
+// kernels with element timeout updates (verified on 6.18 by
+// TestPrivilegedLearnedSets); older ones keep the first timeout.
 func (l *Learner) Add(ctx context.Context, elems []policy.Learned) error {
 	if len(elems) == 0 {
 		return nil
