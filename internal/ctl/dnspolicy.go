@@ -28,7 +28,7 @@ type dnsPolicyFlags struct {
 func (d *dnsPolicyFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&d.listen, "dns-policy-listen", "",
 		"address:port of this node where the DNS forwarder for egress rules by domain listens; local workloads' DNS (UDP/TCP 53) is redirected to it (empty: off, and rules with domains match nothing)")
-	f.StringSliceVar(&d.upstreams, "dns-policy-upstream", nil, "resolvers the DNS forwarder asks, in order (ip or ip:port): `tabby dns` or the cluster's resolver")
+	f.StringSliceVar(&d.upstreams, "dns-policy-upstream", nil, "resolvers the DNS forwarder asks, in order (ip or ip:port): tabby dns or the cluster's resolver")
 	f.DurationVar(&d.grace, "dns-policy-grace", dnspolicy.DefaultGrace, "how long past an answer's TTL its addresses stay allowed")
 	f.IntVar(&d.maxElements, "dns-policy-max-elements", policy.DefaultMaxLearned, "bound on the addresses of each learned set (more are dropped and counted)")
 }

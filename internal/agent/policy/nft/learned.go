@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,11 +114,15 @@ func (l *Learner) Dump(ctx context.Context) ([]policy.Learned, error) {
 	if err != nil {
 		return nil, err
 	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == policy.TableName }) {
+		return nil, nil // nothing programmed yet: nothing learned
+	}
 	sets, err := c.GetSets(tableRef())
 	if err != nil {
-		if isNotExist(err) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
 	var out []policy.Learned
