@@ -98,3 +98,25 @@ func TestPrivilegedLearnedSets(t *testing.T) {
 		t.Error("an element with a 300ms timeout is still there after 1s")
 	}
 }
+
+// BenchmarkLearnerAdd: one answer's write (one address, one set) until
+// the kernel's ack, as the forwarder does before replying.
+func BenchmarkLearnerAdd(b *testing.B) {
+	requireRoot(b)
+	ns := newNS(b, "tbylb-")
+	c := &container{name: "a", ifName: "tbya", addr: netip.MustParseAddr("10.65.0.2")}
+	st := domainRuleState(c, "*.ok.test")
+	st.DNS.MaxElements = 1 << 20
+	rs := mustCompile(b, st)
+	mustApply(b, ns.driver(), rs)
+	set := learnedSet(b, rs, 4).Name
+	l := NewLearner(int(ns.fd.Fd()))
+	b.Cleanup(func() { l.Close() })
+	b.ResetTimer()
+	for i := range b.N {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if err := l.Add(context.Background(), []policy.Learned{{Set: set, Addr: a, Timeout: time.Minute}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
