@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -139,6 +140,10 @@ func (d *KernelDataplane) Update(ctx context.Context, changes []policy.Change) (
 	d.engineMu.Lock()
 	defer d.engineMu.Unlock()
 	if d.engine == nil {
+		return false, nil
+	}
+	if slices.ContainsFunc(changes, policy.DomainsChanged) {
+		// Which patterns feed a learned set is a full compile's to say.
 		return false, nil
 	}
 	rs, ok := d.engine.Update(changes)
