@@ -12,8 +12,8 @@ import (
 type countingDriver struct{ applies int }
 
 func (d *countingDriver) Apply(context.Context, *policy.Ruleset) error { d.applies++; return nil }
-func (d *countingDriver) FlushConntrack([]netip.Addr) error             { return nil }
-func (d *countingDriver) Current() bool                                  { return true }
+func (d *countingDriver) FlushConntrack([]netip.Addr) error            { return nil }
+func (d *countingDriver) Current() bool                                { return true }
 
 // TestUpdateRefusesDomainChanges: a network set change that touches
 // allowedEgressDomains goes to a full Sync (only it computes which

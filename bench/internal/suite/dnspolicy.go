@@ -36,7 +36,7 @@ is a cache miss, an upstream exchange and a kernel write. **Connections/s**: con
 (crr, 4 loops) to the server reached by name and to the one allowed by CIDR.`,
 	Baseline: `The same client and stub without interception (port 5300), and the same connection loop to an address a
 CIDR rule allows. Goals: lookup ≤ 1.2× the direct query, connections ≥ 0.95× the CIDR address.`,
-	Method: `Each round runs every path (order alternating); per-round ratios, medians over rounds.`,
+	Method:  `Each round runs every path (order alternating); per-round ratios, medians over rounds.`,
 	Systems: []report.System{{Key: report.Tabby, Label: "by name (intercepted / learned address)"}, {Key: "direct", Label: "by address (direct / CIDR)", Baseline: true}},
 	Metrics: []report.Metric{
 		{Key: "lookup", Label: "lookup p50", Unit: "µs", LowerIsBetter: true},

@@ -183,4 +183,3 @@ func BenchmarkDomainPolicy(b *testing.B) {
 			r.Direct, r.Cached, r.Fresh, r.ConnDomain, r.ConnCIDR)
 	}
 }
-
