@@ -93,13 +93,13 @@ func TestPrivilegedLabEgressByDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	tcp := api.Protocol("TCP")
+	tcp, udp := api.Protocol("TCP"), api.Protocol("UDP")
 	pol := &api.GlobalNetworkPolicy{
 		ObjectMeta: api.ObjectMeta{Name: "cli-by-name"},
-		Spec: api.GlobalNetworkPolicySpec{Selector: "app == 'cli'", Types: []string{"Egress"}, Egress: []api.Rule{{
-			Action: api.ActionAllow, Protocol: &tcp,
-			Destination: api.EntityRule{Domains: []string{"api.team.mesos", "*.shop.mesos"}},
-		}}},
+		Spec: api.GlobalNetworkPolicySpec{Selector: "app == 'cli'", Types: []string{"Egress"}, Egress: []api.Rule{
+			{Action: api.ActionAllow, Protocol: &udp, Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(53)}}},
+			{Action: api.ActionAllow, Protocol: &tcp, Destination: api.EntityRule{Domains: []string{"api.team.mesos", "*.shop.mesos"}}},
+		}},
 	}
 	if _, err := datastore.NewClient(s).Create(ctx, pol); err != nil {
 		t.Fatal(err)

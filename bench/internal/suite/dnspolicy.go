@@ -131,7 +131,7 @@ spec:
   egress:
   - {action: Allow, protocol: TCP, destination: {domains: [api.bench.test, "*.fresh.bench.test"]}}
   - {action: Allow, protocol: TCP, destination: {nets: [%s/32]}}
-  - {action: Allow, protocol: UDP, destination: {nets: [%s/32], ports: [5300]}}
+  - {action: Allow, protocol: UDP, destination: {nets: [%s/32], ports: [53, 5300]}}
 `, byCIDR.IP, stub.IP)); err != nil {
 		return err
 	}

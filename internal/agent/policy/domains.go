@@ -187,14 +187,40 @@ func (c *compiler) dnsRedirectChains() {
 			}
 		}
 	}
-	if len(rules) > 0 {
-		c.addChain(&Chain{Name: "dns-redirect", Hook: hook(TypeNAT, HookPrerouting, PriorityDstNAT), Rules: rules})
+	if len(rules) == 0 {
+		return
 	}
+	c.addChain(&Chain{Name: "dns-redirect", Hook: hook(TypeNAT, HookPrerouting, PriorityDstNAT), Rules: rules})
+	// The workload's egress policy decides on the query as it was sent (to
+	// its resolver, port 53), before the redirect rewrites it: a policy
+	// that denies a workload DNS still does. New flows only; what it
+	// allows returns here, what it denies is dropped.
+	var check []Rule
+	for _, r := range []struct {
+		fam int
+		to  netip.AddrPort
+	}{{4, d.Redirect4}, {6, d.Redirect6}} {
+		if !r.to.IsValid() {
+			continue // not redirected: forward applies the policy as usual
+		}
+		for _, p := range c.ifPrefixes {
+			for _, proto := range []uint8{6, 17} {
+				check = append(check, Rule{Matches: []Match{
+					NFProto{Family: r.fam}, IfName{Name: p, Prefix: true}, L4Proto{Proto: proto}, Port{Dir: Dst, Min: 53, Max: 53}, CtState{State: CtNew},
+				}, Verdict: Verdict{Kind: Jump, Chain: "from-wl"}})
+			}
+		}
+	}
+	c.addChain(&Chain{Name: "dns-policy", Hook: hook(TypeFilter, HookPrerouting, PriorityDNSPolicy), Rules: check})
 }
 
-// dnsAccept are the wl-to-host rules that let workloads reach the
-// forwarder (before their egress policy: what a workload may reach is
-// decided on the answers, and the forwarder only asks its upstream).
+// PriorityDNSPolicy is the prerouting priority of the chain that applies
+// egress policy to DNS queries before dns-redirect (dstnat) rewrites them.
+const PriorityDNSPolicy int32 = PriorityDstNAT - 10
+
+// dnsAccept are the wl-to-host rules that let redirected queries reach
+// the forwarder: dns-policy applied the workload's egress policy to them
+// as they were sent, before the DNAT.
 func (c *compiler) dnsAccept() []Rule {
 	d := c.state.DNS
 	if d == nil {

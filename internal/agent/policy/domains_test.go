@@ -67,7 +67,8 @@ func TestCompileDomains(t *testing.T) {
 					t.Errorf("set %s is not a timeout set:\n%s", s.Name, s.Render())
 				}
 			}
-			for _, want := range []string{`iifname "tby*" meta l4proto udp th dport 53 dnat ip to 192.0.2.10:1053`, `meta l4proto tcp th dport 53 dnat ip to 192.0.2.10:1053`, "meta l4proto udp th dport 1053 ip daddr 192.0.2.10 accept"} {
+			for _, want := range []string{`iifname "tby*" meta l4proto udp th dport 53 dnat ip to 192.0.2.10:1053`, `meta l4proto tcp th dport 53 dnat ip to 192.0.2.10:1053`, "meta l4proto udp th dport 1053 ip daddr 192.0.2.10 accept",
+				`meta nfproto ipv4 iifname "tby*" meta l4proto udp th dport 53 ct state new jump from-wl`} {
 				if !strings.Contains(text, want) {
 					t.Errorf("ruleset has no %q\n%s", want, text)
 				}

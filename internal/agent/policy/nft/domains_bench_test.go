@@ -40,7 +40,7 @@ func domainBenchState(c *container) *policy.State {
 	s.GlobalPolicies = []*api.GlobalNetworkPolicy{GNP("by-name", 1, "app == 'client'", nil, []api.Rule{
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Domains: []string{"api.ok.test", "*.fresh.test"}}},
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Nets: []string{"192.0.2.30/32"}}},
-		{Action: "Allow", Protocol: Proto("UDP"), Destination: api.EntityRule{Nets: []string{stubIP + "/32"}, Ports: Ports("5300")}},
+		{Action: "Allow", Protocol: Proto("UDP"), Destination: api.EntityRule{Nets: []string{stubIP + "/32"}, Ports: Ports("53", "5300")}},
 	}, "Egress")}
 	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053")}
 	return s

@@ -209,10 +209,26 @@ func TestPrivilegedEgressByDomain(t *testing.T) {
 	serveStub(t, l, stub)
 
 	s := domainRuleState(c, "api.ok.test", "*.wild.test", "*.storm.test")
-	rs := mustCompile(t, s)
-	mustApply(t, l.d, rs)
 	cfg := dnspolicy.Config{Grace: time.Second, MaxElements: 64}
+	// The egress policy applies to a query as sent: without the DNS rules
+	// the intercepted lookup is dropped too.
+	noDNS := domainRuleState(c, "api.ok.test", "*.wild.test", "*.storm.test")
+	noDNS.GlobalPolicies[0].Spec.Egress = noDNS.GlobalPolicies[0].Spec.Egress[2:]
+	rs := mustCompile(t, noDNS)
+	mustApply(t, l.d, rs)
 	_, stop := startForwarder(t, l, cfg, rs, false)
+	in(t, c.ns, func() error {
+		q := new(mdns.Msg)
+		q.SetQuestion("api.ok.test.", mdns.TypeA)
+		if _, _, err := (&mdns.Client{Timeout: dropDeadline}).Exchange(q, stubIP+":53"); err == nil {
+			return fmt.Errorf("a lookup got an answer although the workload's policy allows no DNS")
+		}
+		return nil
+	})
+	rs = mustCompile(t, s)
+	mustApply(t, l.d, rs)
+	stop()
+	_, stop = startForwarder(t, l, cfg, rs, false)
 
 	connect := func(addr string, d time.Duration) error {
 		_, err := tcpAsk(c.ns, addr, port, d)

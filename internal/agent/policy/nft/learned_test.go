@@ -12,12 +12,14 @@ import (
 	"github.com/tabbynet/tabby/internal/api"
 )
 
-// domainRuleState has one local workload whose egress allows TCP to
-// *.ok.test and api.ok.test (learned sets) and DNS interception to
-// hostIP:1053.
+// domainRuleState has one local workload whose egress allows DNS (UDP
+// and TCP port 53) and TCP to the domains (learned sets), and DNS
+// interception to hostIP:1053.
 func domainRuleState(c *container, domains ...string) *policy.State {
 	s := labState(wepFor(c, map[string]string{"app": "client"}, "calico"))
 	s.GlobalPolicies = []*api.GlobalNetworkPolicy{GNP("by-name", 1, "app == 'client'", nil, []api.Rule{
+		{Action: "Allow", Protocol: Proto("UDP"), Destination: api.EntityRule{Ports: Ports("53")}},
+		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Ports: Ports("53")}},
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Domains: domains}},
 	}, "Egress")}
 	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053"), MaxElements: 64}
