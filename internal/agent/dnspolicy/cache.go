@@ -26,6 +26,11 @@ type cached struct {
 	msg     *mdns.Msg
 	stored  time.Time
 	expires time.Time
+	// wire is msg packed with its TTLs reduced by wireAge seconds: a hit
+	// in the same second copies it and sets the ID, without unpacking or
+	// packing.
+	wire    []byte
+	wireAge uint32
 }
 
 func newAnswerCache(max int) *answerCache {
@@ -92,9 +97,10 @@ func (c *answerCache) put(key string, r *mdns.Msg, now time.Time) {
 	c.entries[key] = cached{msg: r.Copy(), stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
 }
 
-// get returns a copy of a live entry as the answer to q, TTLs reduced by
-// its age; nil when there is none.
-func (c *answerCache) get(key string, q *mdns.Msg, now time.Time) *mdns.Msg {
+// get returns the wire form of a live entry as the answer to q, TTLs
+// reduced by its age; nil when there is none or it does not fit the
+// client's UDP size.
+func (c *answerCache) get(key string, q *mdns.Msg, now time.Time, isTCP bool) []byte {
 	e, ok := c.entries[key]
 	if !ok {
 		return nil
@@ -104,14 +110,33 @@ func (c *answerCache) get(key string, q *mdns.Msg, now time.Time) *mdns.Msg {
 		return nil
 	}
 	age := uint32(now.Sub(e.stored) / time.Second)
-	r := e.msg.Copy()
-	r.Id = q.Id
-	for _, rrs := range [][]mdns.RR{r.Answer, r.Ns, r.Extra} {
-		for _, rr := range rrs {
-			if h := rr.Header(); h.Rrtype != mdns.TypeOPT {
-				h.Ttl -= min(age, h.Ttl)
+	if e.wire == nil || e.wireAge != age {
+		r := e.msg.Copy()
+		for _, rrs := range [][]mdns.RR{r.Answer, r.Ns, r.Extra} {
+			for _, rr := range rrs {
+				if h := rr.Header(); h.Rrtype != mdns.TypeOPT {
+					h.Ttl -= min(age, h.Ttl)
+				}
 			}
 		}
+		b, err := r.Pack()
+		if err != nil {
+			return nil
+		}
+		e.wire, e.wireAge = b, age
+		c.entries[key] = e
 	}
-	return r
+	if !isTCP {
+		size := mdns.MinMsgSize
+		if opt := q.IsEdns0(); opt != nil {
+			size = max(int(opt.UDPSize()), mdns.MinMsgSize)
+		}
+		if len(e.wire) > size {
+			return nil // ask upstream: its answer will fit (or be truncated)
+		}
+	}
+	out := make([]byte, len(e.wire))
+	copy(out, e.wire)
+	out[0], out[1] = byte(q.Id>>8), byte(q.Id)
+	return out
 }

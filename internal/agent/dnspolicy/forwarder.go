@@ -358,13 +358,13 @@ func (f *Forwarder) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 	key, cacheable := cacheKey(q, isTCP)
 	if cacheable {
 		f.mu.Lock()
-		r := f.cache.get(key, q, f.now())
+		b := f.cache.get(key, q, f.now(), isTCP)
 		f.mu.Unlock()
-		if r != nil {
+		if b != nil {
 			// Its addresses were learned when it was stored, with
 			// timeouts past its TTL; the sets have not changed since.
 			f.metrics.queries.WithLabelValues("cached").Inc()
-			w.WriteMsg(r)
+			w.Write(b)
 			return
 		}
 	}
