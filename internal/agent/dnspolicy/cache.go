@@ -46,25 +46,24 @@ func cacheKey(q *mdns.Msg, isTCP bool) (string, bool) {
 		return "", false
 	}
 	qq := q.Question[0]
-	var b strings.Builder
-	b.WriteString(strings.ToLower(qq.Name))
-	b.WriteByte('/')
-	b.WriteString(mdns.TypeToString[qq.Qtype])
-	b.WriteByte('/')
-	b.WriteString(mdns.ClassToString[qq.Qclass])
+	// Name, then type, class and flags as bytes.
+	var flags byte
 	if opt := q.IsEdns0(); opt != nil {
-		b.WriteString("/edns")
+		flags |= 1
 		if opt.Do() {
-			b.WriteString("/do")
+			flags |= 2
 		}
 	}
 	if q.CheckingDisabled {
-		b.WriteString("/cd")
+		flags |= 4
 	}
 	if isTCP {
-		b.WriteString("/tcp")
+		flags |= 8
 	}
-	return b.String(), true
+	b := make([]byte, 0, len(qq.Name)+5)
+	b = append(b, strings.ToLower(qq.Name)...)
+	b = append(b, byte(qq.Qtype>>8), byte(qq.Qtype), byte(qq.Qclass>>8), byte(qq.Qclass), flags)
+	return string(b), true
 }
 
 // put stores a positive, complete answer for its smallest TTL.

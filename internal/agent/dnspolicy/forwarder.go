@@ -352,8 +352,6 @@ func (f *Forwarder) Serve(ctx context.Context, pc net.PacketConn, ln net.Listene
 
 // ServeDNS forwards one query, learns from the answer, then replies.
 func (f *Forwarder) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
-	defer cancel()
 	_, isTCP := w.RemoteAddr().(*net.TCPAddr)
 	key, cacheable := cacheKey(q, isTCP)
 	if cacheable {
@@ -363,11 +361,13 @@ func (f *Forwarder) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 		if b != nil {
 			// Its addresses were learned when it was stored, with
 			// timeouts past its TTL; the sets have not changed since.
-			f.metrics.queries.WithLabelValues("cached").Inc()
+			f.metrics.cached.Inc()
 			w.Write(b)
 			return
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
+	defer cancel()
 	r, err := f.exchange(ctx, q, isTCP)
 	if err != nil {
 		f.metrics.queries.WithLabelValues("upstream_error").Inc()
