@@ -169,6 +169,17 @@ func (c *compiler) domainAlternatives(e *compiledEntity, family int, alts [][]Ma
 func (c *compiler) dnsRedirectChains() {
 	d := c.state.DNS
 	if d == nil {
+		var doms []string
+		for _, s := range c.sets {
+			if IsLearnedSet(s.Name) {
+				doms = append(doms, s.Domains...)
+			}
+		}
+		if len(doms) > 0 {
+			slices.Sort(doms)
+			c.warnf("rules allow domains (%s) but this agent runs no DNS forwarder (tabby agent --dns-policy-listen): they match nothing",
+				strings.Join(slices.Compact(doms), " "))
+		}
 		return
 	}
 	var rules []Rule

@@ -129,3 +129,20 @@ func TestDomainsChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileDomainsWithoutForwarder: rules with domains on an agent that
+// runs no forwarder compile (they match nothing) with a warning saying so.
+func TestCompileDomainsWithoutForwarder(t *testing.T) {
+	s := domainState()
+	s.DNS = nil
+	rs, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Warnings) == 0 || !strings.Contains(strings.Join(rs.Warnings, "\n"), "runs no DNS forwarder") {
+		t.Fatalf("warnings = %q, want one saying no forwarder runs", rs.Warnings)
+	}
+	if strings.Contains(rs.Render(), "dns-redirect") {
+		t.Error("DNS is redirected without a forwarder")
+	}
+}

@@ -56,6 +56,9 @@ func renderSet(b *strings.Builder, s *Set) {
 		b.WriteString("\t\tflags interval\n")
 	}
 	if s.Type == SetLearned4 || s.Type == SetLearned6 {
+		if s.MaxElements > 0 {
+			fmt.Fprintf(b, "\t\tsize %d\n", s.MaxElements)
+		}
 		b.WriteString("\t\tflags timeout\n")
 	}
 	if s.Comment != "" {
