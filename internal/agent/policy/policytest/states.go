@@ -1,8 +1,8 @@
 package policytest
 
 import (
-	"net/netip"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
