@@ -52,7 +52,8 @@ func lookupFrom(c *Container, name string) ([]netip.Addr, error) {
 // containers' names with their lab addresses. A client whose egress
 // policy allows TCP only to api.team.mesos and *.shop.mesos reaches api
 // and cart (by the wildcard) on another host right after looking them up,
-// and not other.team.mesos, which it resolved too.
+// and not other.team.mesos, which it resolved too; what it learned keeps
+// working while its agent is down and after the agent restarted.
 func TestPrivilegedLabEgressByDomain(t *testing.T) {
 	requireRoot(t)
 	l := upLab(t, Config{Name: uniqueName("fq"), Nodes: 2, DNS: testDNS, DNSPolicy: true})
@@ -138,4 +139,26 @@ func TestPrivilegedLabEgressByDomain(t *testing.T) {
 			t.Errorf("cli → %s (%v) right after its lookup: allowed=%v (%s, %v), want %v", x.name, x.c.IP(), o.Allowed, o.Detail, o.Err, x.ok)
 		}
 	}
+
+	// Agent restart (Cilium #30984, #14333): while h2's agent is down and
+	// after it is back, new connections to what was learned still go
+	// through, without a new lookup; then lookups work again.
+	if err := l.StopAgent("h2", true); err != nil {
+		t.Fatal(err)
+	}
+	if o := probe(apiC)(); !o.Allowed {
+		t.Errorf("cli → api while its agent is down: %s (%v), want allowed", o.Detail, o.Err)
+	}
+	if err := l.StartAgent(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if o := probe(apiC)(); !o.Allowed {
+		t.Errorf("cli → api right after its agent restarted, no new lookup: %s (%v), want allowed", o.Detail, o.Err)
+	}
+	eventually(t, "look up cart.shop.mesos after the restart", func() error {
+		_, err := lookupFrom(cli, "cart.shop.mesos")
+		return err
+	})
+	wantProbe(t, "cli → cart after the restart", true, probe(cart))
+	wantProbe(t, "cli → other after the restart", false, probe(other))
 }
