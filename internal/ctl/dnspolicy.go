@@ -19,15 +19,15 @@ import (
 // dnsPolicyFlags configure the egress-by-name forwarder of `tabby agent`
 // (docs/design/policy.md "Egress by DNS name").
 type dnsPolicyFlags struct {
-	listen      string
+	listen      []string
 	upstreams   []string
 	grace       time.Duration
 	maxElements int
 }
 
 func (d *dnsPolicyFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&d.listen, "dns-policy-listen", "",
-		"address:port of this node where the DNS forwarder for egress rules by domain listens; local workloads' DNS (UDP/TCP 53) is redirected to it (empty: off, and rules with domains match nothing)")
+	f.StringSliceVar(&d.listen, "dns-policy-listen", nil,
+		"address:port of this node where the DNS forwarder for egress rules by domain listens, one per IP family (comma-separated); local workloads' DNS (UDP/TCP 53) is redirected to it (none: off, and rules with domains match nothing)")
 	f.StringSliceVar(&d.upstreams, "dns-policy-upstream", nil, "resolvers the DNS forwarder asks, in order (ip or ip:port): tabby dns or the cluster's resolver")
 	f.DurationVar(&d.grace, "dns-policy-grace", dnspolicy.DefaultGrace, "how long past an answer's TTL its addresses stay allowed")
 	f.IntVar(&d.maxElements, "dns-policy-max-elements", policy.DefaultMaxLearned, "bound on the addresses of each learned set (more are dropped and counted)")
@@ -36,17 +36,28 @@ func (d *dnsPolicyFlags) register(f *pflag.FlagSet) {
 // config turns the flags into the forwarder's configuration; ok is false
 // when the forwarder is off.
 func (d *dnsPolicyFlags) config() (cfg dnspolicy.Config, ok bool, err error) {
-	if d.listen == "" {
+	if len(d.listen) == 0 {
 		if len(d.upstreams) > 0 {
 			return cfg, false, fmt.Errorf("--dns-policy-upstream needs --dns-policy-listen")
 		}
 		return cfg, false, nil
 	}
-	ap, err := netip.ParseAddrPort(d.listen)
-	if err != nil {
-		return cfg, false, fmt.Errorf("--dns-policy-listen: %q is not an address:port", d.listen)
+	if len(d.listen) > 2 {
+		return cfg, false, fmt.Errorf("--dns-policy-listen: %q: at most one address per IP family", strings.Join(d.listen, ","))
 	}
-	cfg = dnspolicy.Config{Listen: ap, Upstreams: d.upstreams, Grace: d.grace, MaxElements: d.maxElements}.WithDefaults()
+	var aps []netip.AddrPort
+	for _, l := range d.listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
+			return cfg, false, fmt.Errorf("--dns-policy-listen: %q is not an address:port", l)
+		}
+		aps = append(aps, ap)
+	}
+	cfg = dnspolicy.Config{Listen: aps[0], Upstreams: d.upstreams, Grace: d.grace, MaxElements: d.maxElements}
+	if len(aps) == 2 {
+		cfg.ListenAlso = aps[1]
+	}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, false, fmt.Errorf("--dns-policy-*: %w", err)
 	}
@@ -70,10 +81,14 @@ func (d *kernelDataplane) enableDNSPolicy(flags dnsPolicyFlags, log *slog.Logger
 	}
 	d.dns = f
 	dns := &policy.DNSPolicy{MaxElements: uint32(cfg.MaxElements)}
-	if cfg.Listen.Addr().Is4() {
-		dns.Redirect4 = cfg.Listen
-	} else {
-		dns.Redirect6 = cfg.Listen
+	for _, ap := range []netip.AddrPort{cfg.Listen, cfg.ListenAlso} {
+		switch {
+		case !ap.IsValid():
+		case ap.Addr().Is4():
+			dns.Redirect4 = ap
+		default:
+			dns.Redirect6 = ap
+		}
 	}
 	d.KernelDataplane.DNS = dns
 	d.KernelDataplane.Policy = &learningDriver{nft: d.nft, fwd: f}

@@ -131,7 +131,11 @@ func (l *Lab) spawnAgent(h Node) error {
 	if l.st.DNSPolicy {
 		// The forwarder on the host's own address; containers' DNS to
 		// the master is redirected to it, and it asks the master.
-		argv = append(argv, "--dns-policy-listen", netip.AddrPortFrom(h.IP.Addr(), DNSPolicyPort).String(),
+		listen := netip.AddrPortFrom(h.IP.Addr(), DNSPolicyPort).String()
+		if h.IP6.IsValid() {
+			listen += "," + netip.AddrPortFrom(h.IP6.Addr(), DNSPolicyPort).String()
+		}
+		argv = append(argv, "--dns-policy-listen", listen,
 			"--dns-policy-upstream", netip.AddrPortFrom(l.st.Master.IP.Addr(), 53).String())
 	}
 	argv = append(argv, l.st.AgentArgs...)

@@ -48,6 +48,9 @@ type Config struct {
 	// Listen is the address the forwarder serves UDP and TCP on: a local
 	// address of the host, what policy.DNSPolicy redirects to.
 	Listen netip.AddrPort
+	// ListenAlso, optional, is a second address, of the other IP family (the
+	// forwarder of a dual-stack node serves both).
+	ListenAlso netip.AddrPort
 	// Upstreams are the resolvers asked, in order ("ip:port"; port 53
 	// when left out): `tabby dns` or the cluster's resolver.
 	Upstreams []string
@@ -110,13 +113,16 @@ func (c Config) Validate() error {
 	if !c.Listen.IsValid() || c.Listen.Port() == 0 {
 		errs = append(errs, fmt.Errorf("dns policy listen: %q is not an address and port", c.Listen.String()))
 	}
+	if c.ListenAlso.IsValid() && (c.ListenAlso.Port() == 0 || c.ListenAlso.Addr().Is4() == c.Listen.Addr().Is4()) {
+		errs = append(errs, fmt.Errorf("dns policy listen: %q: the second address must be of the other IP family (one per family)", c.ListenAlso.String()))
+	}
 	if len(c.Upstreams) == 0 {
 		errs = append(errs, errors.New("dns policy upstreams: none given; name `tabby dns` or the cluster's resolver"))
 	}
 	for _, u := range c.Upstreams {
 		if _, err := netip.ParseAddrPort(u); err != nil {
 			errs = append(errs, fmt.Errorf("dns policy upstream: %q is not an IP address and port", u))
-		} else if ap := netip.MustParseAddrPort(u); ap == c.Listen {
+		} else if ap := netip.MustParseAddrPort(u); ap == c.Listen || ap == c.ListenAlso {
 			errs = append(errs, fmt.Errorf("dns policy upstream: %q is the forwarder itself", u))
 		}
 	}
@@ -313,30 +319,59 @@ func (f *Forwarder) Restore(ctx context.Context, d SetDumper) error {
 	return nil
 }
 
-// Run serves UDP and TCP on cfg.Listen until ctx ends.
+// Run serves UDP and TCP on cfg.Listen (and ListenAlso) until ctx ends.
 func (f *Forwarder) Run(ctx context.Context) error {
-	addr := f.cfg.Listen.String()
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return fmt.Errorf("dns policy: listen udp %s: %w", addr, err)
+	var pcs []net.PacketConn
+	var lns []net.Listener
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns policy: listen tcp %s: %w", addr, err)
+	for _, ap := range []netip.AddrPort{f.cfg.Listen, f.cfg.ListenAlso} {
+		if !ap.IsValid() {
+			continue
+		}
+		addr := ap.String()
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns policy: listen udp %s: %w", addr, err)
+		}
+		pcs = append(pcs, pc)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns policy: listen tcp %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
 	}
-	return f.Serve(ctx, pc, ln)
+	return f.ServeAll(ctx, pcs, lns)
 }
 
 // Serve serves on sockets the caller opened (in a namespace, say) until
 // ctx ends; it closes them.
 func (f *Forwarder) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	udp := &mdns.Server{PacketConn: pc, Handler: f, UDPSize: mdns.MaxMsgSize}
-	tcp := &mdns.Server{Listener: ln, Handler: f}
-	errc := make(chan error, 2)
-	go func() { errc <- udp.ActivateAndServe() }()
-	go func() { errc <- tcp.ActivateAndServe() }()
-	f.log.Info("dns policy forwarder serving", "listen", pc.LocalAddr().String(), "upstreams", strings.Join(f.cfg.Upstreams, ","))
+	return f.ServeAll(ctx, []net.PacketConn{pc}, []net.Listener{ln})
+}
+
+// ServeAll is Serve on several sockets (one pair per family).
+func (f *Forwarder) ServeAll(ctx context.Context, pcs []net.PacketConn, lns []net.Listener) error {
+	var servers []*mdns.Server
+	for _, pc := range pcs {
+		servers = append(servers, &mdns.Server{PacketConn: pc, Handler: f, UDPSize: mdns.MaxMsgSize})
+		f.log.Info("dns policy forwarder serving", "listen", pc.LocalAddr().String(), "upstreams", strings.Join(f.cfg.Upstreams, ","))
+	}
+	for _, ln := range lns {
+		servers = append(servers, &mdns.Server{Listener: ln, Handler: f})
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.ActivateAndServe() }()
+	}
 	var first error
 	select {
 	case <-ctx.Done():
@@ -344,8 +379,9 @@ func (f *Forwarder) Serve(ctx context.Context, pc net.PacketConn, ln net.Listene
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	udp.ShutdownContext(sctx)
-	tcp.ShutdownContext(sctx)
+	for _, s := range servers {
+		s.ShutdownContext(sctx)
+	}
 	f.closeIdle()
 	return first
 }

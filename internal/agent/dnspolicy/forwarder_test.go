@@ -271,6 +271,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no upstream", Config{Listen: netip.MustParseAddrPort("127.0.0.1:1053")}, "dns policy upstreams"},
 		{"bad upstream", Config{Listen: netip.MustParseAddrPort("127.0.0.1:1053"), Upstreams: []string{"dns.example:53"}}, `"dns.example:53" is not an IP address`},
 		{"itself", Config{Listen: netip.MustParseAddrPort("127.0.0.1:1053"), Upstreams: []string{"127.0.0.1:1053"}}, "the forwarder itself"},
+		{"two of a family", Config{Listen: netip.MustParseAddrPort("127.0.0.1:1053"), ListenAlso: netip.MustParseAddrPort("127.0.0.2:1053"), Upstreams: []string{"127.0.0.1"}}, "other IP family"},
 		{"negative grace", Config{Listen: netip.MustParseAddrPort("127.0.0.1:1053"), Upstreams: []string{"127.0.0.1"}, Grace: -time.Second}, "grace: -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
