@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -24,12 +23,16 @@ func lookupFrom(c *Container, name string) ([]netip.Addr, error) {
 	if c.DNS == nil || len(c.DNS.Nameservers) == 0 {
 		return nil, fmt.Errorf("container %s has no nameserver", c.Name)
 	}
-	server := net.JoinHostPort(c.DNS.Nameservers[0], "53")
+	return lookupAt(c, netip.MustParseAddr(c.DNS.Nameservers[0]), name, mdns.TypeA)
+}
+
+// lookupAt asks server (port 53) from inside the container.
+func lookupAt(c *Container, server netip.Addr, name string, qtype uint16) ([]netip.Addr, error) {
 	var out []netip.Addr
 	err := netns.Do(netns.Path(c.NetNS), func() error {
 		q := new(mdns.Msg)
-		q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
-		r, _, err := (&mdns.Client{Timeout: 5 * time.Second}).Exchange(q, server)
+		q.SetQuestion(mdns.Fqdn(name), qtype)
+		r, _, err := (&mdns.Client{Timeout: 5 * time.Second}).Exchange(q, netip.AddrPortFrom(server, 53).String())
 		if err != nil {
 			return err
 		}
@@ -37,8 +40,12 @@ func lookupFrom(c *Container, name string) ([]netip.Addr, error) {
 			return fmt.Errorf("%s: %s", name, mdns.RcodeToString[r.Rcode])
 		}
 		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.A); ok {
-				ip, _ := netip.AddrFromSlice(a.A.To4())
+			switch rr := rr.(type) {
+			case *mdns.A:
+				ip, _ := netip.AddrFromSlice(rr.A.To4())
+				out = append(out, ip)
+			case *mdns.AAAA:
+				ip, _ := netip.AddrFromSlice(rr.AAAA)
 				out = append(out, ip)
 			}
 		}
@@ -161,4 +168,74 @@ func TestPrivilegedLabEgressByDomain(t *testing.T) {
 	})
 	wantProbe(t, "cli → cart after the restart", true, probe(cart))
 	wantProbe(t, "cli → other after the restart", false, probe(other))
+}
+
+// TestPrivilegedLabEgressByDomainIPv6: on a dual-stack lab the workload's
+// DNS over IPv6 is redirected to the forwarder's IPv6 address too, and an
+// AAAA answer opens the name's IPv6 address (and only that name's).
+func TestPrivilegedLabEgressByDomainIPv6(t *testing.T) {
+	requireRoot(t)
+	l := upLab(t, Config{Name: uniqueName("f6"), Nodes: 2, IPFamily: Dual, DNS: testDNS, DNSPolicy: true})
+	ctx := context.Background()
+	run := func(spec RunSpec) *Container {
+		t.Helper()
+		spec.Command = []string{"sleep", "infinity"}
+		c, err := l.Run(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	apiC := run(RunSpec{Name: "api", Node: "h1", Namespace: "team"})
+	other := run(RunSpec{Name: "other", Node: "h1", Namespace: "team"})
+	cli := run(RunSpec{Name: "cli", Node: "h2", Labels: []KeyValue{{"app", "cli"}}})
+	const port = 8080
+	for _, c := range []*Container{apiC, other} {
+		ln, err := ListenProbe(c.NetNS, ProbeTCP, netip.AddrPortFrom(c.IP6(), port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+	}
+	probe := func(c *Container) func() ProbeOutcome {
+		return func() ProbeOutcome { return probeTCPFrom(cli, netip.Addr{}, netip.AddrPortFrom(c.IP6(), port)) }
+	}
+	for _, c := range []*Container{apiC, other} {
+		wantProbe(t, "cli → "+c.Name+" over IPv6 before the policy", true, probe(c))
+	}
+	s, err := l.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tcp, udp := api.Protocol("TCP"), api.Protocol("UDP")
+	pol := &api.GlobalNetworkPolicy{
+		ObjectMeta: api.ObjectMeta{Name: "cli-by-name"},
+		Spec: api.GlobalNetworkPolicySpec{Selector: "app == 'cli'", Types: []string{"Egress"}, Egress: []api.Rule{
+			{Action: api.ActionAllow, Protocol: &udp, Destination: api.EntityRule{Ports: []api.Port{api.SinglePort(53)}}},
+			{Action: api.ActionAllow, Protocol: &tcp, Destination: api.EntityRule{Domains: []string{"api.team.mesos"}}},
+		}},
+	}
+	if _, err := datastore.NewClient(s).Create(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	wantProbe(t, "cli → other over IPv6 under the policy", false, probe(other))
+	master6 := l.State().Master.IP6.Addr()
+	for _, x := range []struct {
+		name string
+		c    *Container
+		ok   bool
+	}{{"api.team.mesos", apiC, true}, {"other.team.mesos", other, false}} {
+		var got []netip.Addr
+		eventually(t, "look up "+x.name+" AAAA over IPv6", func() error {
+			var err error
+			if got, err = lookupAt(cli, master6, x.name, mdns.TypeAAAA); err == nil && (len(got) != 1 || got[0] != x.c.IP6()) {
+				err = fmt.Errorf("got %v, want [%v]", got, x.c.IP6())
+			}
+			return err
+		})
+		if o := probe(x.c)(); o.Err != nil || o.Allowed != x.ok {
+			t.Errorf("cli → %s (%v) right after its lookup: allowed=%v (%s, %v), want %v", x.name, x.c.IP6(), o.Allowed, o.Detail, o.Err, x.ok)
+		}
+	}
 }
