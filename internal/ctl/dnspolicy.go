@@ -21,6 +21,7 @@ import (
 type dnsPolicyFlags struct {
 	listen      []string
 	upstreams   []string
+	resolvers   []string
 	grace       time.Duration
 	maxElements int
 }
@@ -29,6 +30,8 @@ func (d *dnsPolicyFlags) register(f *pflag.FlagSet) {
 	f.StringSliceVar(&d.listen, "dns-policy-listen", nil,
 		"address:port of this node where the DNS forwarder for egress rules by domain listens, one per IP family (comma-separated); local workloads' DNS (UDP/TCP 53) is redirected to it (none: off, and rules with domains match nothing)")
 	f.StringSliceVar(&d.upstreams, "dns-policy-upstream", nil, "resolvers the DNS forwarder asks, in order (ip or ip:port): tabby dns or the cluster's resolver")
+	f.StringSliceVar(&d.resolvers, "dns-policy-resolver", nil,
+		"addresses whose DNS (port 53) from local workloads is redirected to the forwarder: the resolvers workloads are configured with (default: the upstreams' addresses); DNS to other addresses is not redirected")
 	f.DurationVar(&d.grace, "dns-policy-grace", dnspolicy.DefaultGrace, "how long past an answer's TTL its addresses stay allowed")
 	f.IntVar(&d.maxElements, "dns-policy-max-elements", policy.DefaultMaxLearned, "bound on the addresses of each learned set (more are dropped and counted)")
 }
@@ -64,11 +67,36 @@ func (d *dnsPolicyFlags) config() (cfg dnspolicy.Config, ok bool, err error) {
 	return cfg, true, nil
 }
 
+// interceptedResolvers parses --dns-policy-resolver, defaulting to the
+// upstreams' addresses.
+func (d *dnsPolicyFlags) interceptedResolvers(cfg dnspolicy.Config) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, r := range d.resolvers {
+		a, err := netip.ParseAddr(r)
+		if err != nil {
+			return nil, fmt.Errorf("--dns-policy-resolver: %q is not an IP address", r)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		for _, u := range cfg.Upstreams {
+			if ap, err := netip.ParseAddrPort(u); err == nil {
+				out = append(out, ap.Addr())
+			}
+		}
+	}
+	return out, nil
+}
+
 // enableDNSPolicy adds the forwarder to the dataplane: the table
 // redirects DNS to it, and it sees every ruleset the driver programmed.
 func (d *kernelDataplane) enableDNSPolicy(flags dnsPolicyFlags, log *slog.Logger) error {
 	cfg, ok, err := flags.config()
 	if err != nil || !ok {
+		return err
+	}
+	resolvers, err := flags.interceptedResolvers(cfg)
+	if err != nil {
 		return err
 	}
 	if d.nft == nil {
@@ -80,7 +108,7 @@ func (d *kernelDataplane) enableDNSPolicy(flags dnsPolicyFlags, log *slog.Logger
 		return err
 	}
 	d.dns = f
-	dns := &policy.DNSPolicy{MaxElements: uint32(cfg.MaxElements)}
+	dns := &policy.DNSPolicy{MaxElements: uint32(cfg.MaxElements), Resolvers: resolvers}
 	for _, ap := range []netip.AddrPort{cfg.Listen, cfg.ListenAlso} {
 		switch {
 		case !ap.IsValid():

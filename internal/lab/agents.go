@@ -135,8 +135,13 @@ func (l *Lab) spawnAgent(h Node) error {
 		if h.IP6.IsValid() {
 			listen += "," + netip.AddrPortFrom(h.IP6.Addr(), DNSPolicyPort).String()
 		}
+		resolvers := l.st.Master.IP.Addr().String()
+		if l.st.Master.IP6.IsValid() {
+			resolvers += "," + l.st.Master.IP6.Addr().String()
+		}
 		argv = append(argv, "--dns-policy-listen", listen,
-			"--dns-policy-upstream", netip.AddrPortFrom(l.st.Master.IP.Addr(), 53).String())
+			"--dns-policy-upstream", netip.AddrPortFrom(l.st.Master.IP.Addr(), 53).String(),
+			"--dns-policy-resolver", resolvers)
 	}
 	argv = append(argv, l.st.AgentArgs...)
 	_, err := l.proc.start(procSpec{

@@ -31,6 +31,13 @@ type DNSPolicy struct {
 	// MaxElements bounds every learned set in the kernel (the forwarder
 	// keeps below it; the kernel refuses more).
 	MaxElements uint32
+	// Resolvers are the addresses whose DNS is intercepted: the resolvers
+	// the workloads are configured with (`tabby dns`, the cluster's). DNS
+	// to any other address goes its way under the egress policy, and what
+	// it answers is learned by nobody (so a resolver that is itself a
+	// workload here can ask its own upstreams without being looped back).
+	// None: every destination's port 53 is intercepted.
+	Resolvers []netip.Addr
 }
 
 // DefaultMaxLearned is DNSPolicy.MaxElements when unset.
@@ -182,31 +189,7 @@ func (c *compiler) dnsRedirectChains() {
 		}
 		return
 	}
-	var rules []Rule
-	for _, r := range []struct {
-		fam int
-		to  netip.AddrPort
-	}{{4, d.Redirect4}, {6, d.Redirect6}} {
-		if !r.to.IsValid() {
-			continue
-		}
-		for _, p := range c.ifPrefixes {
-			for _, proto := range []uint8{6, 17} {
-				rules = append(rules, Rule{Matches: []Match{
-					NFProto{Family: r.fam}, IfName{Name: p, Prefix: true}, L4Proto{Proto: proto}, Port{Dir: Dst, Min: 53, Max: 53},
-				}, Stmts: []Stmt{DNAT{Addr: r.to.Addr(), Port: r.to.Port()}}})
-			}
-		}
-	}
-	if len(rules) == 0 {
-		return
-	}
-	c.addChain(&Chain{Name: "dns-redirect", Hook: hook(TypeNAT, HookPrerouting, PriorityDstNAT), Rules: rules})
-	// The workload's egress policy decides on the query as it was sent (to
-	// its resolver, port 53), before the redirect rewrites it: a policy
-	// that denies a workload DNS still does. New flows only; what it
-	// allows returns here, what it denies is dropped.
-	var check []Rule
+	var rules, check []Rule
 	for _, r := range []struct {
 		fam int
 		to  netip.AddrPort
@@ -214,15 +197,49 @@ func (c *compiler) dnsRedirectChains() {
 		if !r.to.IsValid() {
 			continue // not redirected: forward applies the policy as usual
 		}
-		for _, p := range c.ifPrefixes {
-			for _, proto := range []uint8{6, 17} {
-				check = append(check, Rule{Matches: []Match{
-					NFProto{Family: r.fam}, IfName{Name: p, Prefix: true}, L4Proto{Proto: proto}, Port{Dir: Dst, Min: 53, Max: 53}, CtState{State: CtNew},
-				}, Verdict: Verdict{Kind: Jump, Chain: "from-wl"}})
+		for _, dst := range c.interceptedResolvers(r.fam) {
+			for _, p := range c.ifPrefixes {
+				for _, proto := range []uint8{6, 17} {
+					ms := []Match{NFProto{Family: r.fam}, IfName{Name: p, Prefix: true}, L4Proto{Proto: proto}, Port{Dir: Dst, Min: 53, Max: 53}}
+					if dst.IsValid() {
+						ms = append(ms, AddrPrefix{Dir: Dst, Prefix: dst})
+					}
+					rules = append(rules, Rule{Matches: ms, Stmts: []Stmt{DNAT{Addr: r.to.Addr(), Port: r.to.Port()}}})
+					// The workload's egress policy decides on the query as
+					// it was sent (to its resolver, port 53), before the
+					// redirect rewrites it: a policy that denies a
+					// workload DNS still does. New flows only; what it
+					// allows returns here, what it denies is dropped.
+					check = append(check, Rule{Matches: append(slices.Clone(ms), CtState{State: CtNew}), Verdict: Verdict{Kind: Jump, Chain: "from-wl"}})
+				}
 			}
 		}
 	}
+	if len(rules) == 0 {
+		return
+	}
+	c.addChain(&Chain{Name: "dns-redirect", Hook: hook(TypeNAT, HookPrerouting, PriorityDstNAT), Rules: rules})
 	c.addChain(&Chain{Name: "dns-policy", Hook: hook(TypeFilter, HookPrerouting, PriorityDNSPolicy), Rules: check})
+}
+
+// interceptedResolvers are the destinations (of one family) whose DNS is
+// redirected: DNSPolicy.Resolvers, or, when it names none at all, any
+// destination (the invalid prefix). A family none of the resolvers is of
+// is not intercepted.
+func (c *compiler) interceptedResolvers(family int) []netip.Prefix {
+	d := c.state.DNS
+	if len(d.Resolvers) == 0 {
+		return []netip.Prefix{{}}
+	}
+	var out []netip.Prefix
+	for _, a := range d.Resolvers {
+		a = a.Unmap()
+		if addrFamily(a) == family {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	slices.SortFunc(out, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
+	return slices.Compact(out)
 }
 
 // PriorityDNSPolicy is the prerouting priority of the chain that applies

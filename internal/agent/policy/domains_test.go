@@ -111,6 +111,31 @@ func TestCompileDomainsRefused(t *testing.T) {
 	}
 }
 
+// TestCompileDomainsResolvers: with resolvers named, only DNS to them is
+// redirected (and judged before the redirect); a family none of them is
+// of is not redirected at all.
+func TestCompileDomainsResolvers(t *testing.T) {
+	s := domainState()
+	s.DNS.Redirect6 = netip.MustParseAddrPort("[fd00::10]:1053")
+	s.DNS.Resolvers = []netip.Addr{netip.MustParseAddr("192.0.2.53")}
+	rs, err := policy.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := rs.Render()
+	for _, want := range []string{
+		`meta nfproto ipv4 iifname "tby*" meta l4proto udp th dport 53 ip daddr 192.0.2.53 dnat ip to 192.0.2.10:1053`,
+		`meta nfproto ipv4 iifname "tby*" meta l4proto udp th dport 53 ip daddr 192.0.2.53 ct state new jump from-wl`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "dnat ip6") {
+		t.Errorf("IPv6 DNS redirected though no resolver is IPv6:\n%s", text)
+	}
+}
+
 func TestDomainsChanged(t *testing.T) {
 	plain := GNS("a", nil, "192.0.2.0/24")
 	withDoms := GNS("a", nil, "192.0.2.0/24")

@@ -42,7 +42,7 @@ func domainBenchState(c *container) *policy.State {
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Nets: []string{"192.0.2.30/32"}}},
 		{Action: "Allow", Protocol: Proto("UDP"), Destination: api.EntityRule{Nets: []string{stubIP + "/32"}, Ports: Ports("53", "5300")}},
 	}, "Egress")}
-	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053")}
+	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053"), Resolvers: []netip.Addr{netip.MustParseAddr(stubIP)}}
 	return s
 }
 

@@ -73,11 +73,17 @@ func (s *stubDNS) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 // namespace, and on the other ports given.
 func serveStub(t testing.TB, l *lab, s *stubDNS, ports ...int) {
 	t.Helper()
-	in(t, l.ext.path, func() error { return addAddr("ext0", stubIP+"/32") })
+	serveStubOn(t, l, s, stubIP, ports...)
+}
+
+// serveStubOn is serveStub on another address.
+func serveStubOn(t testing.TB, l *lab, s *stubDNS, ip string, ports ...int) {
+	t.Helper()
+	in(t, l.ext.path, func() error { return addAddr("ext0", ip+"/32") })
 	for _, port := range append([]int{53}, ports...) {
 		var pc net.PacketConn
 		var ln net.Listener
-		addr := net.JoinHostPort(stubIP, fmt.Sprint(port))
+		addr := net.JoinHostPort(ip, fmt.Sprint(port))
 		in(t, l.ext.path, func() (err error) {
 			if pc, err = net.ListenPacket("udp", addr); err != nil {
 				return err
@@ -254,6 +260,20 @@ func TestPrivilegedEgressByDomain(t *testing.T) {
 	resolve(t, c, "other.ok.test", "udp")
 	noReach("other.ok.test (a neighbouring name)", "192.0.2.22")
 	noReach("an address nobody looked up", "192.0.2.23")
+	// A resolver the node does not intercept answers the workload
+	// directly (its policy allows DNS anywhere): nothing is learned.
+	stub.set("side.wild.test", "192.0.2.28")
+	serveStubOn(t, l, stub, "192.0.2.252")
+	in(t, c.ns, func() error {
+		q := new(mdns.Msg)
+		q.SetQuestion("side.wild.test.", mdns.TypeA)
+		r, _, err := (&mdns.Client{Timeout: okDeadline}).Exchange(q, "192.0.2.252:53")
+		if err == nil && len(r.Answer) != 1 {
+			err = fmt.Errorf("answer %v, want one A record", r.Answer)
+		}
+		return err
+	})
+	noReach("side.wild.test, resolved through a resolver the node does not intercept", "192.0.2.28")
 
 	// Wildcard, over TCP DNS.
 	resolve(t, c, "a.b.wild.test", "tcp")

@@ -22,7 +22,7 @@ func domainRuleState(c *container, domains ...string) *policy.State {
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Ports: Ports("53")}},
 		{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Domains: domains}},
 	}, "Egress")}
-	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053"), MaxElements: 64}
+	s.DNS = &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort(hostIP + ":1053"), MaxElements: 64, Resolvers: []netip.Addr{netip.MustParseAddr(stubIP)}}
 	return s
 }
 

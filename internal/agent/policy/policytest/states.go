@@ -55,7 +55,8 @@ func Domains() *policy.State {
 			{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Selector: "role == 'db'"}},
 		}, "Egress")},
 		GlobalNetworkSets: []*api.GlobalNetworkSet{db},
-		DNS:               &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort("192.0.2.10:1053"), MaxElements: 1024},
+		DNS: &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort("192.0.2.10:1053"), MaxElements: 1024,
+			Resolvers: []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("fd00::53")}},
 	}
 }
 
