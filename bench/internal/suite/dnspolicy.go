@@ -162,11 +162,21 @@ spec:
 	n := harness.Pick(env, 300, 100)
 	crrDur := harness.Pick(env, 2*time.Second, time.Second)
 	for r := 1; r <= env.Rounds; r++ {
-		paths := []string{"direct", "cached", "fresh", "cps-name", "cps-cidr"}
+		// Lookups, then (after a pause: a burst of fresh names leaves
+		// work behind that would land on whichever connection run comes
+		// next) the two connection runs, each group's order alternating.
+		lookupsFirst := []string{"direct", "cached", "fresh"}
+		conns := []string{"cps-name", "cps-cidr"}
 		if r%2 == 0 {
-			slices.Reverse(paths)
+			slices.Reverse(lookupsFirst)
+			slices.Reverse(conns)
 		}
+		paths := append(append(lookupsFirst, "pause"), conns...)
 		for _, p := range paths {
+			if p == "pause" {
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
 			switch p {
 			case "direct", "cached", "fresh":
 				server, name := stub.IP+":53", func(int) string { return dnsPolicyName }
