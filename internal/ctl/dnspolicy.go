@@ -119,7 +119,7 @@ func (d *kernelDataplane) enableDNSPolicy(flags dnsPolicyFlags, log *slog.Logger
 		}
 	}
 	d.KernelDataplane.DNS = dns
-	d.KernelDataplane.Policy = &learningDriver{nft: d.nft, fwd: f}
+	d.KernelDataplane.Policy = &learningDriver{nft: d.nft, fwd: f, log: log}
 	log.Info("egress by DNS name on", "listen", cfg.Listen.String(), "upstreams", strings.Join(cfg.Upstreams, ","))
 	return nil
 }
@@ -141,6 +141,7 @@ func (d *kernelDataplane) runDNS(ctx context.Context) error {
 type learningDriver struct {
 	nft *nft.Driver
 	fwd *dnspolicy.Forwarder
+	log *slog.Logger
 }
 
 var _ agent.PolicyDriver = (*learningDriver)(nil)
@@ -150,10 +151,14 @@ func (l *learningDriver) Apply(ctx context.Context, rs *policy.Ruleset) error {
 	if err := l.nft.Apply(ctx, rs); err != nil {
 		return err
 	}
-	if l.nft.LastChange().Replaced {
-		l.fwd.Forget() // the rebuilt table's learned sets are empty
-	}
 	l.fwd.SetRuleset(rs)
+	if l.nft.LastChange().Replaced {
+		// The rebuilt table's learned sets are empty: write back what
+		// the forwarder knows (or forget it, when that fails).
+		if err := l.fwd.Rewrite(ctx); err != nil {
+			l.log.Warn("egress by DNS name: learned addresses lost with the rebuilt table; clients regain them on their next lookup", "err", err)
+		}
+	}
 	return nil
 }
 

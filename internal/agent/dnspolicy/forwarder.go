@@ -274,6 +274,33 @@ func (f *Forwarder) SetRuleset(rs *policy.Ruleset) {
 	f.metrics.elements.Set(float64(n))
 }
 
+// Rewrite writes every element the forwarder knows of, with the time it
+// has left, again: call it when the kernel lost them (the driver rebuilt
+// the table, emptying the learned sets), so clients holding cached answers
+// keep their access. What cannot be written is forgotten, so the next
+// answers write it.
+func (f *Forwarder) Rewrite(ctx context.Context) error {
+	now := f.now()
+	var out []policy.Learned
+	f.mu.Lock()
+	for _, s := range f.sets {
+		s.expire(now)
+		for a, until := range s.elems {
+			out = append(out, policy.Learned{Set: s.name, Addr: a, Timeout: until.Sub(now)})
+		}
+	}
+	f.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	if err := f.w.Add(ctx, out); err != nil {
+		f.Forget()
+		return fmt.Errorf("rewrite %d learned elements: %w", len(out), err)
+	}
+	f.log.Info("learned elements written again after the table was rebuilt", "elements", len(out))
+	return nil
+}
+
 // Forget drops the bookkeeping of every learned element: call it when the
 // kernel lost them (the driver rebuilt the table), so the next answers
 // write them again instead of trusting they are there.

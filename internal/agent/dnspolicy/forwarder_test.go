@@ -282,3 +282,19 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestForwarderRewrite: after the kernel lost the learned sets, Rewrite
+// writes every element still valid again, with the time it has left.
+func TestForwarderRewrite(t *testing.T) {
+	up := upstream(t, map[string][]string{"api.example.com.": {"api.example.com. 30 IN A 192.0.2.1"}})
+	w := &fakeWriter{}
+	f, addr := serve(t, Config{Upstreams: []string{up}, Grace: 10 * time.Second}, w)
+	ask(t, addr, "api.example.com", mdns.TypeA, "udp")
+	if err := f.Rewrite(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := w.learned()
+	if len(got) != 2 || got[1].Addr != got[0].Addr || got[1].Timeout > got[0].Timeout || got[1].Timeout < 39*time.Second {
+		t.Fatalf("writes = %+v, want the answer's address twice, the second with about 40 s left", got)
+	}
+}
