@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -42,6 +43,9 @@ type KernelDataplane struct {
 	// Flows, when set, is told every programmed state and rewrites the
 	// ruleset to log denies (flows.go).
 	Flows FlowObserver
+	// DNS, when set, makes the table intercept the local workloads' DNS
+	// for the egress-by-name forwarder (internal/agent/dnspolicy).
+	DNS *policy.DNSPolicy
 }
 
 // The table forms KernelDataplane can program (see
@@ -117,6 +121,7 @@ func (d *KernelDataplane) Sync(ctx context.Context, v *View) error {
 		d.engine = policy.NewEngine(d.Form != PolicyFormReference)
 	}
 	st := PolicyState(v)
+	st.DNS = d.DNS
 	rs, err := d.engine.Full(st)
 	if err != nil {
 		return err
@@ -142,6 +147,10 @@ func (d *KernelDataplane) Update(ctx context.Context, changes []policy.Change) (
 	d.engineMu.Lock()
 	defer d.engineMu.Unlock()
 	if d.engine == nil {
+		return false, nil
+	}
+	if slices.ContainsFunc(changes, policy.DomainsChanged) {
+		// Which patterns feed a learned set is a full compile's to say.
 		return false, nil
 	}
 	rs, ok := d.engine.Update(changes)

@@ -361,6 +361,10 @@ type EntityRule struct {
 	NotPorts          []Port               `json:"notPorts,omitempty"`
 	ServiceAccounts   *ServiceAccountMatch `json:"serviceAccounts,omitempty"`
 	Services          *ServiceMatch        `json:"services,omitempty"`
+	// Domains (egress Allow rules' destination only) are DNS names and
+	// patterns whose addresses, learned from the answers the workload
+	// gets, the rule matches (see domains.go, docs/design/policy.md).
+	Domains []string `json:"domains,omitempty"`
 }
 
 type ServiceAccountMatch struct {
@@ -382,6 +386,9 @@ type NetworkSet struct {
 
 type NetworkSetSpec struct {
 	Nets []string `json:"nets,omitempty"`
+	// AllowedEgressDomains are domain patterns an egress Allow rule whose
+	// destination selector matches the set may reach (Calico Enterprise).
+	AllowedEgressDomains []string `json:"allowedEgressDomains,omitempty"`
 }
 
 // GlobalNetworkSet is the cluster-wide NetworkSet.

@@ -646,4 +646,5 @@ func (p *problems) checkNetworkSet(m *ObjectMeta, s *NetworkSetSpec) {
 	for i, n := range s.Nets {
 		p.checkNet(index("spec.nets", i), n, 0)
 	}
+	p.checkDomains("spec.allowedEgressDomains", s.AllowedEgressDomains)
 }

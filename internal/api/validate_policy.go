@@ -90,8 +90,10 @@ func (p *problems) checkRules(field string, rules []Rule) {
 	if len(rules) > maxRules {
 		p.add(field, "has %d rules; at most %d are allowed", len(rules), maxRules)
 	}
+	egress := strings.HasSuffix(field, "egress")
 	for i := range rules {
 		p.checkRule(index(field, i), &rules[i])
+		p.checkRuleDomains(index(field, i), &rules[i], egress)
 	}
 }
 

@@ -23,6 +23,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 	var cfg agent.Config
 	var fcfg flowlog.Config
 	var flowLogs bool
+	var dnsFlags dnsPolicyFlags
 	var nodeIP, nodeIPv6, logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent --node NAME [--datastore URLS] [--node-ip ADDR/LEN | --node-ip-detect METHOD]",
@@ -77,6 +78,9 @@ func newAgentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := dp.enableDNSPolicy(dnsFlags, log); err != nil {
+				return err
+			}
 			a, err := agent.New(cfg, store, endpoint.New(log), dp, log)
 			if err != nil {
 				return err
@@ -88,6 +92,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	dnsFlags.register(f)
 	f.StringVar(&cfg.Node, "node", "", "this node's name (env TABBY_NODE; default the hostname)")
 	f.StringVar(&nodeIP, "node-ip", "", "this node's IPv4 address with its prefix length, e.g. 10.0.0.5/24")
 	f.StringVar(&nodeIPv6, "node-ipv6", "", "this node's IPv6 address with its prefix length")

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/agent/dnspolicy"
 	"github.com/tabbynet/tabby/internal/agent/flowlog"
 	"github.com/tabbynet/tabby/internal/agent/policy/nft"
 	"github.com/tabbynet/tabby/internal/agent/routing/router"
@@ -17,9 +18,11 @@ import (
 // kernelDataplane wires the production dataplane parts for `tabby agent`.
 type kernelDataplane struct {
 	*agent.KernelDataplane
-	router *router.Router     // nil: routing disabled
-	nft    *nft.Driver        // nil: policy disabled
-	flows  *flowlog.Collector // nil: flow logs off
+	router  *router.Router       // nil: routing disabled
+	nft     *nft.Driver          // nil: policy disabled
+	flows   *flowlog.Collector   // nil: flow logs off
+	dns     *dnspolicy.Forwarder // nil: egress by DNS name off
+	learner *nft.Learner
 }
 
 func newKernelDataplane(cfg agent.Config, flows *flowlog.Config, store datastore.Store, log *slog.Logger) (*kernelDataplane, error) {
@@ -61,6 +64,11 @@ func (d *kernelDataplane) mount(a *agent.Agent) error {
 			return err
 		}
 	}
+	if d.dns != nil {
+		if err := a.RegisterMetrics(d.dns.Collectors()...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -77,6 +85,9 @@ func runDataplaneAndAgent(ctx context.Context, d *kernelDataplane, a *agent.Agen
 	}
 	if d.flows != nil {
 		loops = append(loops, d.flows.Run)
+	}
+	if d.dns != nil {
+		loops = append(loops, d.runDNS)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

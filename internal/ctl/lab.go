@@ -152,6 +152,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		noDNS        bool
 		noConsole    bool
 		useTLS       bool
+		dnsPolicy    bool
 		verbose      bool
 		agentArgs    []string
 		networks     []string
@@ -219,6 +220,10 @@ On failure everything made so far is removed.`,
 			if !noDNS {
 				cfg.DNS = labDNS(cmd.Root())
 			}
+			if dnsPolicy && noDNS {
+				return labUsageErr("lab up: --dns-policy needs tabby dns on the master (drop --no-dns)")
+			}
+			cfg.DNSPolicy = dnsPolicy
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return labUsageErr("lab up: " + err.Error())
 			}
@@ -252,6 +257,7 @@ On failure everything made so far is removed.`,
 	f.StringVar(&pool6, "pool6", lab.DefaultPool6.String(), "CIDR of the IPv6 IPPool (a unique local prefix; ipv6 and dual)")
 	f.BoolVar(&noDNS, "no-dns", false, "do not run tabby dns on the master")
 	f.BoolVar(&noConsole, "no-console", false, "do not run tabby console (the web console) on the master")
+	f.BoolVar(&dnsPolicy, "dns-policy", false, "run every agent's DNS forwarder, so egress rules by domain work (containers' DNS is redirected to it; it asks the master's tabby dns)")
 	f.BoolVar(&useTLS, "tls", false, "run the datastore with TLS and client-certificate auth; every component gets a certificate")
 	f.StringArrayVar(&agentArgs, "agent-arg", nil, "extra argument for every tabby agent (repeatable)")
 	f.StringArrayVar(&networks, "network", nil, "an extra network NAME[,pool=CIDR][,label=KEY=VALUE]...: its own profile (labelsToApply) and pool (repeatable)")

@@ -16,6 +16,9 @@ import (
 	"github.com/containernetworking/cni/libcni"
 )
 
+// DNSPolicyPort is where a lab agent's DNS forwarder listens (Config.DNSPolicy).
+const DNSPolicyPort = 1053
+
 // DefaultNetwork is the CNI network every host has from the start.
 const DefaultNetwork = "tabby"
 
@@ -124,6 +127,21 @@ func (l *Lab) spawnAgent(h Node) error {
 	}
 	if l.st.TLS {
 		argv = append(argv, l.l.tlsFiles(tlsAgentPrefix+h.Name).TLSArgs()...)
+	}
+	if l.st.DNSPolicy {
+		// The forwarder on the host's own address; containers' DNS to
+		// the master is redirected to it, and it asks the master.
+		listen := netip.AddrPortFrom(h.IP.Addr(), DNSPolicyPort).String()
+		if h.IP6.IsValid() {
+			listen += "," + netip.AddrPortFrom(h.IP6.Addr(), DNSPolicyPort).String()
+		}
+		resolvers := l.st.Master.IP.Addr().String()
+		if l.st.Master.IP6.IsValid() {
+			resolvers += "," + l.st.Master.IP6.Addr().String()
+		}
+		argv = append(argv, "--dns-policy-listen", listen,
+			"--dns-policy-upstream", netip.AddrPortFrom(l.st.Master.IP.Addr(), 53).String(),
+			"--dns-policy-resolver", resolvers)
 	}
 	argv = append(argv, l.st.AgentArgs...)
 	_, err := l.proc.start(procSpec{

@@ -91,6 +91,10 @@ type Config struct {
 	Console *ConsoleConfig
 	// AgentArgs are extra arguments for every `tabby agent`.
 	AgentArgs []string
+	// DNSPolicy runs every agent's DNS forwarder for egress rules by
+	// domain (on the host's address, port DNSPolicyPort), asking the
+	// master's `tabby dns`; it needs DNS.
+	DNSPolicy bool
 	// TLS runs the datastore with TLS and client-certificate auth, and
 	// gives every component a certificate of its own (tls.go).
 	TLS bool

@@ -258,6 +258,7 @@ func claim(cfg Config) (string, *State, *flock, error) {
 		BinDir:    cfg.BinDir,
 		DNS:       cfg.DNS != nil,
 		AgentArgs: cfg.AgentArgs,
+		DNSPolicy: cfg.DNSPolicy && cfg.DNS != nil,
 		TLS:       cfg.TLS,
 	}
 	if HasIPv6(cfg.IPFamily) {

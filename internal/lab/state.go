@@ -40,6 +40,8 @@ type State struct {
 	DNS      bool         `json:"dns"`
 	// AgentArgs are extra arguments of every agent.
 	AgentArgs []string `json:"agentArgs,omitempty"`
+	// DNSPolicy: agents run the egress-by-name DNS forwarder.
+	DNSPolicy bool `json:"dnsPolicy,omitempty"`
 	// TLS: the datastore requires TLS and client certificates (tls.go).
 	TLS bool `json:"tls,omitempty"`
 }

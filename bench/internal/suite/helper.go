@@ -19,6 +19,8 @@ func Helper(args []string, stdout, stderr io.Writer) int {
 		return crrClient(args[1:], stdout, stderr)
 	case "udp-spray":
 		return udpSpray(args[1:], stderr)
+	case "dns-stub":
+		return dnsStub(args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "tabby-bench helper: unknown role %q\n", args[0])
 		return 2

@@ -12,5 +12,5 @@ import "github.com/tabbynet/tabby/bench/internal/harness"
 
 // All is every benchmark, in the order they run and are reported.
 func All() []harness.Benchmark {
-	return []harness.Benchmark{CNILatency, IPAMRate, PolicyThroughput, PolicyRealistic, FlowLogs, DNS, CrossHost, Propagation, Scale, Simulation}
+	return []harness.Benchmark{CNILatency, IPAMRate, PolicyThroughput, PolicyRealistic, FlowLogs, DNS, DNSPolicy, CrossHost, Propagation, Scale, Simulation}
 }

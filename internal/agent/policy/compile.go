@@ -36,6 +36,9 @@ type State struct {
 	// NodeIPs are this host's addresses (used to check port mappings'
 	// hostIP).
 	NodeIPs []netip.Addr
+	// DNS, when set, intercepts the local workloads' DNS for the agent's
+	// forwarder, which learns the addresses of domain rules (domains.go).
+	DNS *DNSPolicy
 }
 
 // DefaultInterfacePrefix is the prefix of the host side of every workload veth.
@@ -203,6 +206,7 @@ func (c *compiler) compile() error {
 	c.workloadChains()
 	c.hostEndpointChains()
 	c.baseChains(toHost)
+	c.dnsRedirectChains()
 	return c.natChains()
 }
 
@@ -558,6 +562,7 @@ func (c *compiler) baseChains(toHost string) {
 		{Matches: []Match{NFProto{Family: 6}, L4Proto{Proto: protoICMPv6}, ICMPTypes{Family: 6, Min: 135, Max: 136}}, Verdict: Verdict{Kind: Accept}},
 		{Verdict: Verdict{Kind: Jump, Chain: "from-wl"}},
 	}
+	wl = slices.Concat(c.dnsAccept(), wl)
 	switch toHost {
 	case EndpointToHostDrop:
 		wl = append(wl, Rule{Verdict: drop})

@@ -90,7 +90,7 @@ func TrimNAT(rs *Ruleset) *Ruleset {
 // set, so it never matches.
 func readsEmptySet(rs *Ruleset, r Rule) bool {
 	for _, m := range r.Matches {
-		if a, ok := m.(AddrSet); ok && !a.Neg {
+		if a, ok := m.(AddrSet); ok && !a.Neg && !IsLearnedSet(a.Set) {
 			if s := rs.Set(a.Set); s != nil && len(s.Elements) == 0 {
 				return true
 			}

@@ -146,7 +146,7 @@ func addrSlot(ms []Match) (int, string) {
 				return i, "addr/" + dirName(x.Dir) + "/" + itoa(familyOfAddr(x.Prefix.Addr()))
 			}
 		case AddrSet:
-			if !x.Neg {
+			if !x.Neg && !IsLearnedSet(x.Set) { // learned sets never join a union
 				return i, "addr/" + dirName(x.Dir) + "/" + itoa(x.Family)
 			}
 		}

@@ -55,6 +55,12 @@ func renderSet(b *strings.Builder, s *Set) {
 	if s.Type.Interval() {
 		b.WriteString("\t\tflags interval\n")
 	}
+	if s.Type == SetLearned4 || s.Type == SetLearned6 {
+		if s.MaxElements > 0 {
+			fmt.Fprintf(b, "\t\tsize %d\n", s.MaxElements)
+		}
+		b.WriteString("\t\tflags timeout\n")
+	}
 	if s.Comment != "" {
 		fmt.Fprintf(b, "\t\tcomment %s\n", strconv.Quote(s.Comment))
 	}
@@ -137,6 +143,10 @@ func setTypeName(t SetType) string {
 		return "ipv4_addr . inet_proto . inet_service"
 	case SetAddrPort6:
 		return "ipv6_addr . inet_proto . inet_service"
+	case SetLearned4:
+		return "ipv4_addr"
+	case SetLearned6:
+		return "ipv6_addr"
 	}
 	return fmt.Sprintf("unknown(%d)", t)
 }
@@ -145,6 +155,8 @@ func renderElement(t SetType, e Element) string {
 	switch t {
 	case SetAddr4, SetAddr6:
 		return renderPrefix(e.Prefix)
+	case SetLearned4, SetLearned6:
+		return e.Addr.String()
 	case SetPort:
 		return renderPortRange(e.Port, e.PortEnd)
 	case SetIfAddr4, SetIfAddr6:

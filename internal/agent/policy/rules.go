@@ -37,11 +37,13 @@ type compiledEntity struct {
 	portNames    []string
 	notPorts     []Element
 	notPortNames []string
+	domains      []string // destination.domains, canonical (domains.go)
+	setDomains   []string // allowedEgressDomains of the network sets pos matches (egress Allow rules)
 }
 
 // familySpecific reports whether matching this entity reads addresses.
 func (e *compiledEntity) familySpecific() bool {
-	return len(e.nets) > 0 || len(e.notNets) > 0 || e.pos != nil || e.neg != nil || len(e.portNames) > 0 || len(e.notPortNames) > 0
+	return len(e.nets) > 0 || len(e.notNets) > 0 || len(e.domains) > 0 || e.pos != nil || e.neg != nil || len(e.portNames) > 0 || len(e.notPortNames) > 0
 }
 
 func familyNets(nets []netip.Prefix, family int) []netip.Prefix {
@@ -159,6 +161,9 @@ func (c *compiler) parseRule(x ruleCtx, r api.Rule) (*parsedRule, error) {
 	}
 	dst, err := c.compileEntity(x, "destination", r.Destination, Dst, proto)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.entityDomains(x, r, src, dst); err != nil {
 		return nil, err
 	}
 	// Nets and notNets restrict the rule to their families: like Felix,
@@ -381,7 +386,7 @@ func (c *compiler) entityAlternatives(e *compiledEntity, family int) [][]Match {
 		}
 	}
 	if len(e.ports) == 0 && len(e.portNames) == 0 {
-		return [][]Match{common}
+		return c.domainAlternatives(e, family, [][]Match{common})
 	}
 	var alts [][]Match
 	if len(e.ports) == 1 {
@@ -392,7 +397,7 @@ func (c *compiler) entityAlternatives(e *compiledEntity, family int) [][]Match {
 	for _, n := range e.portNames {
 		alts = append(alts, slices.Concat(common, []Match{AddrPortSet{Family: family, Dir: e.dir, Set: c.namedPortSet(c.portOwners(e), n, family)}}))
 	}
-	return alts
+	return c.domainAlternatives(e, family, alts)
 }
 
 // portOwners is the predicate whose entities' named ports a rule refers to:

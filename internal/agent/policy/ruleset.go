@@ -102,6 +102,12 @@ const (
 	SetAddrPort4
 	// SetAddrPort6 holds (IPv6 address, protocol, port) triples.
 	SetAddrPort6
+	// SetLearned4 holds IPv4 addresses learned from DNS answers, each
+	// with its own timeout (flags timeout); the compiler knows none of
+	// them (see domains.go).
+	SetLearned4
+	// SetLearned6 is SetLearned4 for IPv6.
+	SetLearned6
 )
 
 // Interval reports whether elements of the set are ranges.
@@ -110,9 +116,9 @@ func (t SetType) Interval() bool { return t == SetAddr4 || t == SetAddr6 || t ==
 // Family returns 4 or 6 for typed address sets, 0 otherwise.
 func (t SetType) Family() int {
 	switch t {
-	case SetAddr4, SetIfAddr4, SetAddrPort4:
+	case SetAddr4, SetIfAddr4, SetAddrPort4, SetLearned4:
 		return 4
-	case SetAddr6, SetIfAddr6, SetAddrPort6:
+	case SetAddr6, SetIfAddr6, SetAddrPort6, SetLearned6:
 		return 6
 	}
 	return 0
@@ -132,6 +138,11 @@ type Set struct {
 	// literal prefixes. The incremental Engine recomputes a union when a
 	// member's elements change.
 	Members []string
+	// Domains, for a learned set (SetLearned4/6), are the domain patterns
+	// whose answers' addresses the DNS forwarder adds to it.
+	Domains []string
+	// MaxElements bounds a learned set in the kernel (0: no bound).
+	MaxElements uint32
 }
 
 // Element is one member of a set or the key of a map element. Which fields

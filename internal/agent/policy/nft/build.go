@@ -37,9 +37,9 @@ var (
 
 func setKeyType(t policy.SetType) nftables.SetDatatype {
 	switch t {
-	case policy.SetAddr4:
+	case policy.SetAddr4, policy.SetLearned4:
 		return nftables.TypeIPAddr
-	case policy.SetAddr6:
+	case policy.SetAddr6, policy.SetLearned6:
 		return nftables.TypeIP6Addr
 	case policy.SetPort:
 		return nftables.TypeInetService

@@ -24,12 +24,19 @@ type setSpec struct {
 	// v0.3.0 overwrites the key type of a verdict map when decoding it.
 	keyMagic uint32
 	keyLen   uint32
+	// timeout: a learned set (policy.SetLearned4/6), whose elements
+	// carry their own timeouts and are the DNS forwarder's, not ours.
+	timeout bool
 }
 
 func specOfSet(s *policy.Set) setSpec {
 	kt := setKeyType(s.Type)
-	return setSpec{interval: s.Type.Interval(), keyMagic: kt.GetNFTMagic(), keyLen: kt.Bytes}
+	return setSpec{interval: s.Type.Interval(), keyMagic: kt.GetNFTMagic(), keyLen: kt.Bytes, timeout: learned(s.Type)}
 }
+
+// learned reports whether sets of a type hold addresses learned at run
+// time: the driver creates them and never adds or deletes their elements.
+func learned(t policy.SetType) bool { return t == policy.SetLearned4 || t == policy.SetLearned6 }
 
 func specOfMap() setSpec { return setSpec{isMap: true} }
 
@@ -37,7 +44,7 @@ func specOfKernel(s *nftables.Set) setSpec {
 	if s.IsMap {
 		return setSpec{isMap: true, interval: s.Interval}
 	}
-	return setSpec{interval: s.Interval, keyMagic: s.KeyType.GetNFTMagic(), keyLen: s.KeyType.Bytes}
+	return setSpec{interval: s.Interval, keyMagic: s.KeyType.GetNFTMagic(), keyLen: s.KeyType.Bytes, timeout: s.HasTimeout}
 }
 
 // kernelSet is a set or map as read from the kernel.
@@ -88,9 +95,14 @@ func readKernel(c *nftables.Conn, dumper *elementDumper) (*kernelState, error) {
 	}
 	for _, s := range sets {
 		ks := &kernelSet{spec: specOfKernel(s), tokens: map[token]struct{}{}}
-		ks.odd = s.Anonymous || s.Constant || s.HasTimeout || s.Dynamic || s.Concatenation
+		ks.odd = s.Anonymous || s.Constant || s.Dynamic || s.Concatenation || s.HasTimeout && (s.IsMap || s.Interval)
 		if s.IsMap && s.DataType.Name != "" && s.DataType.GetNFTMagic() != 0 {
 			ks.odd = true // a data map, not a verdict map
+		}
+		if s.HasTimeout {
+			// A learned set: its elements are not the driver's to diff.
+			st.sets[s.Name] = ks
+			continue
 		}
 		toks, err := dumper.elements(s.Name, s.IsMap)
 		if err != nil {

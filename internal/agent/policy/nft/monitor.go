@@ -178,6 +178,13 @@ func (d *Driver) Run(ctx context.Context) error {
 				}
 				continue
 			}
+			// The DNS forwarder's element writes to learned sets are
+			// not drift: the driver never diffs those elements.
+			if typ == unix.NFT_MSG_NEWSETELEM || typ == unix.NFT_MSG_DELSETELEM {
+				if set, ok := firstString(msg.Data[4:], unix.NFTA_SET_ELEM_LIST_SET); ok && policy.IsLearnedSet(set) {
+					continue
+				}
+			}
 			// Every object message names its table in attribute 1
 			// (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, …).
 			if name, ok := firstString(msg.Data[4:], 1); ok {

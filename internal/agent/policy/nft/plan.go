@@ -197,6 +197,8 @@ func (d *Driver) planFromKernel(st *kernelState, want *policy.Ruleset, rebuild b
 			p := fullPlan(want, true)
 			p.gone = gone
 			return p, nil
+		case spec.timeout:
+			// Learned elements stay as the forwarder wrote them.
 		default:
 			add, del := diffTokens(ks.tokens, toks)
 			if len(del) > 0 {
@@ -412,7 +414,11 @@ func elements(ts []token) []nftables.SetElement {
 func nftSet(rs *policy.Ruleset, name string) (*nftables.Set, error) {
 	t := tableRef()
 	if s := rs.Set(name); s != nil {
-		return &nftables.Set{Table: t, Name: name, KeyType: setKeyType(s.Type), Interval: s.Type.Interval(), Comment: s.Comment}, nil
+		ns := &nftables.Set{Table: t, Name: name, KeyType: setKeyType(s.Type), Interval: s.Type.Interval(), Comment: s.Comment}
+		if learned(s.Type) {
+			ns.HasTimeout, ns.Size = true, s.MaxElements
+		}
+		return ns, nil
 	}
 	if m := rs.Map(name); m != nil {
 		return &nftables.Set{Table: t, Name: name, KeyType: mapKeyType(m.Type), KeyByteOrder: binaryutil.NativeEndian, IsMap: true, DataType: nftables.TypeVerdict, Comment: m.Comment}, nil

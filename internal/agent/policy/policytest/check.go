@@ -98,7 +98,7 @@ func checkSet(s *policy.Set) error {
 			if i > 0 && uint32(s.Elements[i-1].PortEnd) >= uint32(e.Port) {
 				return fmt.Errorf("port ranges overlap at %d", i)
 			}
-		case policy.SetIfAddr4, policy.SetIfAddr6, policy.SetAddrPort4, policy.SetAddrPort6:
+		case policy.SetIfAddr4, policy.SetIfAddr6, policy.SetAddrPort4, policy.SetAddrPort6, policy.SetLearned4, policy.SetLearned6:
 			if !e.Addr.IsValid() || e.Addr.Is4() != (s.Type.Family() == 4) {
 				return fmt.Errorf("element address %v is not of the set's family", e.Addr)
 			}
@@ -162,7 +162,7 @@ func checkRule(rs *policy.Ruleset, r policy.Rule, chainFam int) error {
 			if m.Family != family {
 				return fmt.Errorf("reads IPv%d addresses without matching the family first", m.Family)
 			}
-			if err := needSet(rs, m.Set, familySet(m.Family, policy.SetAddr4, policy.SetAddr6)); err != nil {
+			if err := needSet(rs, m.Set, familySet(m.Family, policy.SetAddr4, policy.SetAddr6), familySet(m.Family, policy.SetLearned4, policy.SetLearned6)); err != nil {
 				return err
 			}
 		case policy.AddrPrefix:

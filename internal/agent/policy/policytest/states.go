@@ -2,6 +2,7 @@ package policytest
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/tabbynet/tabby/internal/agent/policy"
@@ -30,6 +31,32 @@ func States() map[string]*policy.State {
 		"port-mappings":  PortMappings(),
 		"dual-stack":     DualStack(),
 		"tiers":          Tiers(),
+		"domains":        Domains(),
+	}
+}
+
+// Domains is egress by DNS name: web may reach TCP 443 of api.example.com
+// and *.example.org, and whatever the databases network set names
+// (198.51.100.0/28 and db.example.net); the agent's DNS forwarder listens
+// on 192.0.2.10:1053.
+func Domains() *policy.State {
+	db := GNS("databases", map[string]string{"role": "db"}, "198.51.100.0/28")
+	db.Spec.AllowedEgressDomains = []string{"db.example.net"}
+	return &policy.State{
+		Node: Node,
+		Endpoints: []*api.WorkloadEndpoint{
+			WEP(Node, "default", "node--a-cni-web-eth0", IfWeb, []string{"10.65.0.2/32"}, map[string]string{"app": "web"}, "calico"),
+		},
+		Profiles: []*api.Profile{CNIProfile("calico")},
+		Pools:    []*api.IPPool{Pool("default", "10.65.0.0/16", false)},
+		GlobalPolicies: []*api.GlobalNetworkPolicy{GNP("web-egress", 10, "app == 'web'", nil, []api.Rule{
+			{Action: "Allow", Protocol: Proto("UDP"), Destination: api.EntityRule{Ports: Ports("53")}},
+			{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Ports: Ports("443"), Domains: []string{"api.example.com", "*.example.org"}}},
+			{Action: "Allow", Protocol: Proto("TCP"), Destination: api.EntityRule{Selector: "role == 'db'"}},
+		}, "Egress")},
+		GlobalNetworkSets: []*api.GlobalNetworkSet{db},
+		DNS: &policy.DNSPolicy{Redirect4: netip.MustParseAddrPort("192.0.2.10:1053"), MaxElements: 1024,
+			Resolvers: []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("fd00::53")}},
 	}
 }
 
