@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -45,6 +47,15 @@ type Engine struct {
 	local    []*endpoint            // this node's workload endpoints, as the last full compile read them
 	hosts    []*hostEndpoint        // this node's host endpoints, the same
 	entities entityCache            // what Full reuses of the last full compile's entities
+
+	// For local endpoint adds (flat form only): the policies in the
+	// compiler's order, without their parsed rules (inert policy changes
+	// keep it current), each local endpoint's body key and its normalized
+	// form, by interface and by id.
+	pols     []*policyInfo
+	bodyKey  map[string]string    // interface → policy lists and profiles
+	localIDs map[string]*endpoint // entity id → the local endpoint
+	ifPrefix []string
 }
 
 // indexedSet is an entity-fed set: its source, each element's count (how
@@ -163,6 +174,15 @@ func (e *Engine) index(c *compiler, compiled, all, out *Ruleset) {
 		}
 	}
 	e.local, e.hosts = c.local, c.hostEPs
+	e.pols, e.ifPrefix = c.policies, c.ifPrefixes
+	for _, p := range e.pols {
+		p.parsedIn, p.parsedOut = nil, nil
+	}
+	e.bodyKey, e.localIDs = map[string]string{}, map[string]*endpoint{}
+	for _, l := range c.local {
+		e.bodyKey[l.IfName] = e.keyOf(l)
+		e.localIDs["WorkloadEndpoint "+l.Namespace+"/"+l.Name] = l
+	}
 	// What the engine keeps of the compiler builds entities (profiles,
 	// namespace labels) and parses policies (tiers, the selector cache).
 	// Drop the rest — the entity lists (the index holds the entities),
@@ -211,10 +231,24 @@ func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
 		new *entity // nil: gone
 	}
 	steps := make([]step, 0, len(changes))
+	var inert []Change
+	var adds []localAdd
 	for _, ch := range changes {
-		if inert, isPolicy := e.inertPolicy(ch); isPolicy {
-			if !inert {
+		if ok, isPolicy := e.inertPolicy(ch); isPolicy {
+			if !ok {
 				return nil, false
+			}
+			inert = append(inert, ch)
+			continue
+		}
+		if isLocal(ch.New, e.c.state.Node) || isLocal(ch.Old, e.c.state.Node) {
+			a, ok := e.localChange(ch, adds)
+			if !ok {
+				return nil, false
+			}
+			steps = append(steps, step{a.id, a.ent})
+			if a.ep != nil {
+				adds = append(adds, a)
 			}
 			continue
 		}
@@ -223,6 +257,14 @@ func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
 			return nil, false
 		}
 		steps = append(steps, step{id, ent})
+	}
+	if len(inert) > 0 && len(adds) > 0 {
+		// Whether a policy selects an endpoint added in the same batch
+		// (or the add needs the policy) is the full compile's to say.
+		return nil, false
+	}
+	for _, ch := range inert {
+		e.notePolicy(ch)
 	}
 	crossed := map[*indexedSet][]Element{}
 	for _, st := range steps {
@@ -246,6 +288,9 @@ func (e *Engine) Update(changes []Change) (rs *Ruleset, ok bool) {
 		}
 	}
 	e.rs = e.rebuild(crossed)
+	if len(adds) > 0 {
+		e.rs = e.addLocal(adds)
+	}
 	return e.rs, true
 }
 
@@ -259,7 +304,7 @@ func (e *Engine) entityOf(ch Change) (id string, ent *entity, ok bool) {
 	switch o := obj.(type) {
 	case *api.WorkloadEndpoint:
 		id = "WorkloadEndpoint " + namespaceOf(&o.ObjectMeta) + "/" + o.Name
-		if e.locals[id] || isLocal(ch.Old, e.c.state.Node) || isLocal(ch.New, e.c.state.Node) {
+		if e.locals[id] {
 			return "", nil, false
 		}
 		if w, _ := ch.New.(*api.WorkloadEndpoint); w != nil {
@@ -475,4 +520,182 @@ func (is *indexedSet) rebuildAll() bool {
 	}
 	is.elems = els
 	return true
+}
+
+// localAdd is a local endpoint the engine adds as elements: its entity,
+// its normalized form, and the existing local endpoint whose body it
+// shares.
+type localAdd struct {
+	id   string
+	ent  *entity
+	ep   *endpoint // nil: an update that changes nothing here
+	like *endpoint
+}
+
+// localChange takes a change of a local endpoint when it is (a) a new
+// endpoint that needs exactly the body an existing local endpoint has
+// (the same policies in each direction and the same profiles), a valid
+// interface of its own and single addresses, and no host port mapping:
+// it then costs map and set elements, no chain; or (b) a rewrite of an
+// endpoint that leaves everything policy reads as it was (the ADD's
+// pending endpoint replaced by the one it wrote). Anything else — a
+// delete (its tombstone), a new body, a shared or bad interface — is the
+// full compile's. adds are the adds taken before in the same batch.
+func (e *Engine) localChange(ch Change, adds []localAdd) (localAdd, bool) {
+	w, _ := ch.New.(*api.WorkloadEndpoint)
+	if !e.flat || w == nil || !isLocal(w, e.c.state.Node) || (ch.Old != nil && !isLocal(ch.Old, e.c.state.Node)) {
+		return localAdd{}, false
+	}
+	ns := namespaceOf(&w.ObjectMeta)
+	id := "WorkloadEndpoint " + ns + "/" + w.Name
+	ent := e.c.workloadEntity(w)
+	if e.c.warnings != nil {
+		e.c.warnings = nil
+		return localAdd{}, false
+	}
+	ep := &endpoint{Name: w.Name, Namespace: ns, IfName: w.Spec.InterfaceName, Addrs: ent.nets,
+		Labels: ent.labels, NamespaceLabels: ent.nsLabels, Profiles: w.Spec.Profiles, Ports: w.Spec.Ports, ServiceAccount: w.Spec.ServiceAccountName}
+	if old, ok := e.localIDs[id]; ok {
+		// (b): the same endpoint, rewritten.
+		if sameEndpoint(old, ep) && e.ents[id] != nil && sameEntity(e.ents[id], ent) {
+			return localAdd{id: id, ent: ent}, true
+		}
+		return localAdd{}, false
+	}
+	if e.ents[id] != nil || !e.validInterface(w.Spec.InterfaceName) {
+		return localAdd{}, false
+	}
+	if _, taken := e.bodyKey[ep.IfName]; taken || slices.ContainsFunc(adds, func(a localAdd) bool { return a.ep.IfName == ep.IfName }) {
+		return localAdd{}, false
+	}
+	for _, n := range ep.Addrs {
+		if !n.IsSingleIP() {
+			return localAdd{}, false
+		}
+	}
+	for _, p := range w.Spec.Ports {
+		if p.HostPort != 0 {
+			return localAdd{}, false
+		}
+	}
+	key := e.keyOf(ep)
+	for _, l := range e.local {
+		if e.bodyKey[l.IfName] == key {
+			return localAdd{id: id, ent: ent, ep: ep, like: l}, true
+		}
+	}
+	return localAdd{}, false
+}
+
+func (e *Engine) validInterface(name string) bool {
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n\x00*") {
+		return false
+	}
+	for _, p := range e.ifPrefix {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyOf is what an endpoint's body is made of, as workloadChains keys
+// it: the policies that apply in each direction, in order, and the
+// profiles.
+func (e *Engine) keyOf(l *endpoint) string {
+	var b strings.Builder
+	for _, dir := range []bool{true, false} {
+		for _, p := range e.pols {
+			if (p.typeIn || p.typeOut) && p.selectsWorkload(l) && (dir && p.typeIn || !dir && p.typeOut) {
+				fmt.Fprintf(&b, "%p,", p)
+			}
+		}
+		b.WriteByte('|')
+	}
+	b.WriteString(strings.Join(l.Profiles, ","))
+	return b.String()
+}
+
+func sameEndpoint(a, b *endpoint) bool {
+	return a.Name == b.Name && a.Namespace == b.Namespace && a.IfName == b.IfName && slices.Equal(a.Addrs, b.Addrs) &&
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.NamespaceLabels, b.NamespaceLabels) && slices.Equal(a.Profiles, b.Profiles) &&
+		slices.Equal(a.Ports, b.Ports) && a.ServiceAccount == b.ServiceAccount
+}
+
+func sameEntity(a, b *entity) bool {
+	return a.id == b.id && a.namespace == b.namespace && a.sa == b.sa && slices.Equal(a.nets, b.nets) && slices.Equal(a.ports, b.ports) &&
+		maps.Equal(a.labels, b.labels) && maps.Equal(a.nsLabels, b.nsLabels)
+}
+
+// addLocal adds the endpoints' interfaces to the dispatch maps, with the
+// verdicts of the endpoints whose bodies they share, and their addresses
+// to the anti-spoofing sets.
+func (e *Engine) addLocal(adds []localAdd) *Ruleset {
+	out := *e.rs
+	out.Maps = slices.Clone(e.rs.Maps)
+	for i, m := range out.Maps {
+		if m.Type != MapIfName || !slices.Contains([]string{MapFromWorkload, MapToWorkload,
+			FamilyMap(MapFromWorkload, 4), FamilyMap(MapFromWorkload, 6), FamilyMap(MapToWorkload, 4), FamilyMap(MapToWorkload, 6)}, m.Name) {
+			continue
+		}
+		nm := *m
+		nm.Elements = slices.Clone(m.Elements)
+		for _, a := range adds {
+			for _, el := range m.Elements {
+				if el.Key.IfName == a.like.IfName {
+					nm.Elements = append(nm.Elements, MapElement{Key: Element{IfName: a.ep.IfName}, Verdict: el.Verdict})
+				}
+			}
+		}
+		slices.SortFunc(nm.Elements, func(x, y MapElement) int { return x.Key.Compare(y.Key) })
+		out.Maps[i] = &nm
+	}
+	out.Sets = slices.Clone(e.rs.Sets)
+	for i, st := range out.Sets {
+		if st.Name != SetWorkloadSrc4 && st.Name != SetWorkloadSrc6 {
+			continue
+		}
+		ns := *st
+		ns.Elements = slices.Clone(st.Elements)
+		for _, a := range adds {
+			for _, n := range a.ep.Addrs {
+				if n.Addr().Is4() == (st.Name == SetWorkloadSrc4) {
+					ns.Elements = append(ns.Elements, Element{IfName: a.ep.IfName, Addr: n.Addr()})
+				}
+			}
+		}
+		slices.SortFunc(ns.Elements, Element.Compare)
+		out.Sets[i] = &ns
+	}
+	for _, a := range adds {
+		e.local = append(e.local, a.ep)
+		e.bodyKey[a.ep.IfName] = e.bodyKey[a.like.IfName]
+		e.localIDs[a.id] = a.ep
+		e.locals[a.id] = true
+	}
+	return &out
+}
+
+// notePolicy keeps the engine's policy list current after an inert
+// policy change (one that selected no local endpoint): a later local add
+// must see it.
+func (e *Engine) notePolicy(ch Change) {
+	var gone *policyInfo
+	if ch.Old != nil && !reflect.ValueOf(ch.Old).IsNil() {
+		gone, _, _ = e.c.policyOf(ch.Old)
+	}
+	if gone != nil {
+		e.pols = slices.DeleteFunc(e.pols, func(p *policyInfo) bool { return p.kind == gone.kind && p.id == gone.id })
+	}
+	if ch.New == nil || reflect.ValueOf(ch.New).IsNil() {
+		return
+	}
+	p, sp, extra := e.c.policyOf(ch.New)
+	if p == nil || e.c.parsePolicy(p, sp, extra) != nil {
+		return
+	}
+	p.parsedIn, p.parsedOut = nil, nil
+	e.pols = slices.Clone(e.pols) // the slice is shared with the last compile's keys
+	i, _ := slices.BinarySearchFunc(e.pols, p, compareTiered)
+	e.pols = slices.Insert(e.pols, i, p)
 }

@@ -27,7 +27,7 @@ func renderTable(rs *policy.Ruleset) string {
 // as the agent does. After every change the engine's ruleset is the
 // ruleset a full compile of the same state gives, in both forms.
 func TestEngineReplaysRandomChanges(t *testing.T) {
-	incremental, full, inert, refused := 0, 0, 0, 0
+	incremental, full, inert, refused, localTaken, localRefused := 0, 0, 0, 0, 0, 0
 	for seed := uint64(1); seed <= 25; seed++ {
 		for _, flat := range []bool{true, false} {
 			g := NewRandom(seed)
@@ -69,6 +69,21 @@ func TestEngineReplaysRandomChanges(t *testing.T) {
 						t.Fatal(err)
 					}
 					what += " (full)"
+				case 3:
+					var ch policy.Change
+					ch, what = g.LocalAdd(s)
+					var ok bool
+					if got, ok = eng.Update([]policy.Change{ch}); ok {
+						localTaken++
+						what += " (incremental)"
+						break
+					}
+					localRefused++
+					var err error
+					if got, err = eng.Full(s); err != nil {
+						t.Fatal(err)
+					}
+					what += " (full)"
 				default:
 					var ch policy.Change
 					ch, what = g.RemoteChange(s)
@@ -94,6 +109,10 @@ func TestEngineReplaysRandomChanges(t *testing.T) {
 	}
 	t.Logf("%d incremental endpoint and network set changes, %d policy changes taken incrementally and %d refused, %d other full compiles; every result equal to a full compile",
 		incremental, inert, refused, full)
+	t.Logf("local endpoint changes: %d taken incrementally, %d compiled in full", localTaken, localRefused)
+	if localTaken == 0 || localRefused == 0 {
+		t.Fatalf("the local endpoint changes did not exercise both paths: %d incremental, %d refused", localTaken, localRefused)
+	}
 	if inert == 0 || refused == 0 {
 		t.Fatalf("the policy changes did not exercise both paths: %d incremental, %d refused", inert, refused)
 	}

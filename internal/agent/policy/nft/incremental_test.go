@@ -14,7 +14,8 @@ import (
 // TestPrivilegedEngineKernelEqualsFresh: the agent's path in the kernel.
 // One namespace follows random event sequences through the incremental
 // engine (remote endpoint, network set and policy changes as element
-// updates or no-ops, the rest compiled in full), its driver applying each
+// updates or no-ops, local endpoint adds as map and set elements, the
+// rest compiled in full), its driver applying each
 // result in place; after every step its table, read back from the kernel,
 // is the table a fresh driver writes into a new namespace from a full
 // compile of the same state. The incremental rulesets share chains and
@@ -38,11 +39,15 @@ func TestPrivilegedEngineKernelEqualsFresh(t *testing.T) {
 		for step := range 16 {
 			var chs []policy.Change
 			var what string
-			switch r.IntN(5) {
+			switch r.IntN(6) {
 			case 0:
 				what = g.Mutate(s)
 			case 1:
 				chs, what = g.PolicyChange(s)
+			case 2:
+				var ch policy.Change
+				ch, what = g.LocalAdd(s)
+				chs = []policy.Change{ch}
 			default:
 				var ch policy.Change
 				ch, what = g.RemoteChange(s)

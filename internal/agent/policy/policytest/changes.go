@@ -185,3 +185,54 @@ func (g *Random) PolicyChange(s *policy.State) ([]policy.Change, string) {
 	more, what := g.PolicyChange(s)
 	return append(pre, more...), what
 }
+
+// LocalAdd applies one random change of a local endpoint to s: most
+// often a new endpoint that copies an existing local endpoint's
+// namespace, labels and profiles (so it needs the same body) with an
+// interface and addresses of its own; sometimes one with labels of its
+// own, a copy of an existing interface name, or a host port; sometimes an
+// existing local endpoint rewritten unchanged (the ADD's pending
+// endpoint replaced by the one it wrote).
+func (g *Random) LocalAdd(s *policy.State) (policy.Change, string) {
+	var locals []int
+	for i, w := range s.Endpoints {
+		if w.Spec.Node == s.Node {
+			locals = append(locals, i)
+		}
+	}
+	if len(locals) == 0 {
+		w := g.endpoint(true)
+		s.Endpoints = append(s.Endpoints, w)
+		return policy.Change{New: w}, "add local endpoint " + w.Name
+	}
+	i := pick(g.r, locals...)
+	like := s.Endpoints[i]
+	if g.r.IntN(6) == 0 {
+		n := cloneWEP(like)
+		s.Endpoints[i] = n
+		return policy.Change{Old: like, New: n}, "rewrite local endpoint " + like.Name + " unchanged"
+	}
+	g.next++
+	n := cloneWEP(like)
+	n.Name = fmt.Sprintf("ep-%d", g.next)
+	n.Spec.InterfaceName = fmt.Sprintf("tbyl%07d", g.next)
+	n.Spec.IPNetworks = g.addrs()
+	n.Spec.Ports = nil
+	what := "add local endpoint " + n.Name + " like " + like.Name
+	switch g.r.IntN(8) {
+	case 0:
+		n.Labels = g.labels()
+		what += ", relabelled"
+	case 1:
+		n.Spec.InterfaceName = like.Spec.InterfaceName
+		what += ", on its interface"
+	case 2:
+		n.Spec.Ports = []api.WorkloadEndpointPort{{Name: "http", Protocol: "TCP", Port: 8080, HostPort: uint16(31000 + g.r.IntN(20))}}
+		what += ", with a host port"
+	case 3:
+		n.Spec.Ports = []api.WorkloadEndpointPort{{Name: "http", Protocol: "TCP", Port: uint16(8000 + g.r.IntN(100))}}
+		what += ", with a named port"
+	}
+	s.Endpoints = append(s.Endpoints, n)
+	return policy.Change{New: n}, what
+}
