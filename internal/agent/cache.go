@@ -342,3 +342,36 @@ func listOf[T api.Resource](c *cache, kind string) []T {
 	}
 	return out
 }
+
+// notePending logs a change of the dataplane's view that comes from the
+// ADD in progress rather than the datastore: w becomes the view's
+// endpoint of its name (added: true; the pending endpoint overrides the
+// cache's), or stops being it (added: false; the view falls back to the
+// cache's endpoint of that name, or to none). Logged in order with the
+// datastore's changes, so the incremental path sees the view move exactly
+// as a full sync would.
+func (c *cache) notePending(w *api.WorkloadEndpoint, added bool) {
+	c.mu.Lock()
+	cur, inCache := c.objs["WorkloadEndpoint"][objKey(w)]
+	switch {
+	case added:
+		c.record(cur, w)
+	case !inCache:
+		c.record(w, nil)
+	default:
+		c.record(w, cur)
+	}
+	c.mu.Unlock()
+	if !added {
+		c.signal()
+	}
+}
+
+// hasTombstones reports whether a deleted local endpoint may still be in
+// the view: its tombstone leaves the view when it expires, or as soon as
+// a live endpoint takes its name or address, which no logged change says.
+func (c *cache) hasTombstones() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.tombstones) > 0
+}

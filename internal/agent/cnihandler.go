@@ -124,7 +124,11 @@ func (a *Agent) Add(ctx context.Context, req *cni.Request) (res *types100.Result
 	w := a.buildEndpoint(id, name, hostIf, allocs)
 	w.Spec.NetNS = req.NetNS // how the reaper tells a dead container from a broken interface
 	a.pending.add(w)
-	defer a.pending.done(w)
+	a.cache.notePending(w, true)
+	defer func() {
+		a.pending.done(w)
+		a.cache.notePending(w, false)
+	}()
 	tPolicy := time.Now()
 	if err = a.requestSync(ctx); err != nil {
 		return nil, cni.Errorf(types.ErrInternal, "program policy for %s: %v", hostIf, err)

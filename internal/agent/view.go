@@ -204,6 +204,10 @@ func (a *Agent) updateDataplane(ctx context.Context) (handled bool, err error) {
 		return false, nil
 	}
 	start := time.Now()
+	if a.cache.hasTombstones() {
+		// The view may drop a tombstone without a logged change.
+		return false, nil
+	}
 	changes, complete := a.cache.takeDeltas()
 	if !complete || len(changes) == 0 {
 		return false, nil
@@ -212,6 +216,7 @@ func (a *Agent) updateDataplane(ctx context.Context) (handled bool, err error) {
 		return false, nil
 	}
 	a.m.syncs.WithLabelValues("incremental").Inc()
+	a.notePolicyStats()
 	a.m.syncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.syncErrors.Inc()
@@ -272,11 +277,14 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 			a.m.syncSkipped.Inc()
 			continue
 		}
-		// A datastore change that is only remote endpoints or network
-		// sets is programmed as set elements; anything else (a waiting
-		// ADD, the resync, a tombstone's expiry, a failed sync) syncs in
-		// full.
-		if !periodic && len(waiters) == 0 && haveLast && in.pending == last.pending {
+		// Changes the engine takes without a compile (remote endpoints,
+		// network sets, policies that select nothing here, an ADD's
+		// endpoint that shares an existing endpoint's body: the cache
+		// logs the pending endpoints' changes too) are programmed as
+		// elements, also for a waiting ADD; anything else (the resync, a
+		// tombstone's expiry, a failed sync, a change the engine refuses)
+		// syncs in full.
+		if !periodic && haveLast {
 			handled, err := a.updateDataplane(ctx)
 			if handled {
 				if err != nil {
@@ -284,6 +292,9 @@ func (a *Agent) dataplaneLoop(ctx context.Context) error {
 					haveLast = false
 				} else {
 					last = in
+				}
+				for _, w := range waiters {
+					w <- err
 				}
 				continue
 			}

@@ -97,6 +97,12 @@ func TestPrivilegedAddedContainersReachableBeforeWatch(t *testing.T) {
 		echoIn(t, c.ns, c.addr)
 		ctrs = append(ctrs, c)
 	}
+	// The second and third ADD need the body the first one's endpoint
+	// has (same network, same profile): the engine programs them as map
+	// and set elements, without a compile.
+	if inc, _ := a.SyncCounts(); inc < 2 {
+		t.Errorf("%d ADDs programmed without a compile, want at least 2 of 3", inc)
+	}
 	// Every pair, again and again for two seconds: all before the watch
 	// brings back the first endpoint (4 s after its write).
 	for round := 0; time.Since(start) < delay-time.Second; round++ {

@@ -125,6 +125,10 @@ func (a *Attributor) Update(changes []policy.Change) {
 			s.NetworkSets = applyChange(s.NetworkSets, ch)
 		case *api.GlobalNetworkSet:
 			s.GlobalNetworkSets = applyChange(s.GlobalNetworkSets, ch)
+		case *api.NetworkPolicy: // the engine takes policies that select nothing here
+			s.Policies = applyChange(s.Policies, ch)
+		case *api.GlobalNetworkPolicy:
+			s.GlobalPolicies = applyChange(s.GlobalPolicies, ch)
 		}
 	}
 	a.state, a.dirty = &s, true
