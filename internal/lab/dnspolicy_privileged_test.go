@@ -65,15 +65,7 @@ func TestPrivilegedLabEgressByDomain(t *testing.T) {
 	requireRoot(t)
 	l := upLab(t, Config{Name: uniqueName("fq"), Nodes: 2, DNS: testDNS, DNSPolicy: true})
 	ctx := context.Background()
-	run := func(spec RunSpec) *Container {
-		t.Helper()
-		spec.Command = []string{"sleep", "infinity"}
-		c, err := l.Run(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	run := func(spec RunSpec) *Container { t.Helper(); return mustRun(t, l, spec) }
 	// Containers outside the default namespace are named
 	// <name>.<namespace>.mesos (CNI args as containerd's CRI sends them).
 	apiC := run(RunSpec{Name: "api", Node: "h1", Namespace: "team"})
@@ -177,15 +169,7 @@ func TestPrivilegedLabEgressByDomainIPv6(t *testing.T) {
 	requireRoot(t)
 	l := upLab(t, Config{Name: uniqueName("f6"), Nodes: 2, IPFamily: Dual, DNS: testDNS, DNSPolicy: true})
 	ctx := context.Background()
-	run := func(spec RunSpec) *Container {
-		t.Helper()
-		spec.Command = []string{"sleep", "infinity"}
-		c, err := l.Run(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	run := func(spec RunSpec) *Container { t.Helper(); return mustRun(t, l, spec) }
 	apiC := run(RunSpec{Name: "api", Node: "h1", Namespace: "team"})
 	other := run(RunSpec{Name: "other", Node: "h1", Namespace: "team"})
 	cli := run(RunSpec{Name: "cli", Node: "h2", Labels: []KeyValue{{"app", "cli"}}})

@@ -127,15 +127,7 @@ func TestPrivilegedDualStackContainers(t *testing.T) {
 	testenv.NeedTool(t, "dig")
 	l := upLab(t, Config{Name: uniqueName("dc"), Nodes: 3, IPFamily: Dual, DNS: testDNS})
 	ctx := context.Background()
-	run := func(spec RunSpec) *Container {
-		t.Helper()
-		spec.Command = []string{"sleep", "infinity"}
-		c, err := l.Run(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	run := func(spec RunSpec) *Container { t.Helper(); return mustRun(t, l, spec) }
 	web := run(RunSpec{Name: "web", Node: "h1", MesosApp: "/shop/web"})           // rack 1
 	db := run(RunSpec{Name: "db", Node: "h2", Labels: []KeyValue{{"app", "db"}}}) // rack 2
 	cli := run(RunSpec{Name: "cli", Node: "h3"})                                  // rack 1
@@ -310,15 +302,7 @@ func TestPrivilegedDualStackPolicy(t *testing.T) {
 	requireRoot(t)
 	l := upLab(t, Config{Name: uniqueName("dp"), Nodes: 2, IPFamily: Dual})
 	ctx := context.Background()
-	run := func(spec RunSpec) *Container {
-		t.Helper()
-		spec.Command = []string{"sleep", "infinity"}
-		c, err := l.Run(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	run := func(spec RunSpec) *Container { t.Helper(); return mustRun(t, l, spec) }
 	db := run(RunSpec{Name: "db", Node: "h1", Labels: []KeyValue{{"app", "db"}}})
 	web := run(RunSpec{Name: "web", Node: "h2", Labels: []KeyValue{{"app", "web"}}})
 	cli := run(RunSpec{Name: "cli", Node: "h2"})

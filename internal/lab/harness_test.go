@@ -167,3 +167,17 @@ func reach(t *testing.T, ns string, addr netip.AddrPort) {
 	}
 	t.Fatalf("%s cannot reach %s: %v", ns, addr, last)
 }
+
+// mustRun starts a container (running `sleep infinity` unless spec says
+// otherwise) and fails the test if it cannot.
+func mustRun(t testing.TB, l *Lab, spec RunSpec) *Container {
+	t.Helper()
+	if spec.Command == nil {
+		spec.Command = []string{"sleep", "infinity"}
+	}
+	c, err := l.Run(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

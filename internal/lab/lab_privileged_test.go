@@ -142,17 +142,7 @@ func TestPrivilegedContainers(t *testing.T) {
 	requireRoot(t)
 	l := upLab(t, Config{Name: uniqueName("ct"), Nodes: 3, DNS: testDNS})
 	ctx := context.Background()
-	run := func(spec RunSpec) *Container {
-		t.Helper()
-		if spec.Command == nil {
-			spec.Command = []string{"sleep", "infinity"}
-		}
-		c, err := l.Run(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	run := func(spec RunSpec) *Container { t.Helper(); return mustRun(t, l, spec) }
 	a1 := run(RunSpec{Name: "a1", Node: "h1", Labels: []KeyValue{{"app", "web"}}})
 	a2 := run(RunSpec{Name: "a2", Node: "h1"})
 	b := run(RunSpec{Name: "b", Node: "h2", MesosApp: "/prod/db", Labels: []KeyValue{{"group", "dev"}}})
